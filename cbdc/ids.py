@@ -1,0 +1,49 @@
+"""128-bit identifiers, as TigerBeetle uses them: unsigned, client-chosen, never zero.
+
+`new_id()` makes ids that sort by creation time (48-bit milliseconds, then 80 random
+bits, like ULIDs), so a client can pick ids without a round trip and PostgreSQL's
+indexes stay append-mostly.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import NewType
+
+U128_LIMIT = 1 << 128
+U64_LIMIT = 1 << 64
+
+Id = NewType("Id", int)
+
+
+def new_id() -> Id:
+    """A fresh, time-ordered 128-bit id."""
+    millis = time.time_ns() // 1_000_000
+    return Id((millis << 80) | int.from_bytes(os.urandom(10), "big"))
+
+
+def is_valid_id(value: object) -> bool:
+    """True for an int in 1..2**128-1 (bool is not an id)."""
+    return type(value) is int and 0 < value < U128_LIMIT
+
+
+def id_to_bytes(value: int) -> bytes:
+    """Big-endian 16 bytes, so byte order is numeric order."""
+    return value.to_bytes(16, "big")
+
+
+def id_from_bytes(raw: bytes) -> Id:
+    return Id(int.from_bytes(raw, "big"))
+
+
+def parse_id(text: str) -> Id:
+    """Parse a decimal or 0x-prefixed hexadecimal id; ValueError names the rule broken."""
+    stripped = text.strip()
+    try:
+        value = int(stripped, 16) if stripped.lower().startswith("0x") else int(stripped, 10)
+    except ValueError:
+        raise ValueError(f"id {text!r} is not a decimal or 0x-hex integer") from None
+    if not 0 < value < U128_LIMIT:
+        raise ValueError(f"id {text!r} must be between 1 and 2**128-1")
+    return Id(value)

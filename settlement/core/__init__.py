@@ -1,0 +1,1 @@
+"""The pure ledger core: values and the state machine, no I/O."""

@@ -1,0 +1,627 @@
+"""The ledger's state machine: validates accounts and transfers against in-memory state.
+
+Pure: no I/O and no clock. The single writer of a ledger owns one `LedgerState`, opens a
+`Batch` with the batch's time, feeds it requests, and hands the batch to the store to be
+committed. When a commit fails the writer throws the state away and loads it again from
+the database, so nothing here needs to be undone across batches; inside a batch, a
+failed chain of linked events is undone with a small journal.
+
+Balances follow TigerBeetle: every account has debits/credits posted and pending. A
+pending transfer reserves its amount on both sides until it is posted (in full or in
+part), voided, or expires.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from cbdc.receipts import encode_account, encode_expiry, encode_transfer
+from settlement.core.calendar import LimitCalendar
+from settlement.core.types import (
+    ACCOUNT_FLAGS_KNOWN,
+    AMOUNT_LIMIT,
+    TRANSFER_FLAGS_KNOWN,
+    U16_LIMIT,
+    U32_LIMIT,
+    Account,
+    AccountBalance,
+    AccountFlags,
+    CreateAccountResult,
+    CreateTransferResult,
+    Transfer,
+    TransferFlags,
+)
+
+R = CreateTransferResult
+U128_LIMIT = 1 << 128
+NS_PER_SECOND = 1_000_000_000
+
+_LINKED = int(TransferFlags.LINKED)
+_PENDING = int(TransferFlags.PENDING)
+_POST = int(TransferFlags.POST_PENDING_TRANSFER)
+_VOID = int(TransferFlags.VOID_PENDING_TRANSFER)
+_DEBITS_LE_CREDITS = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
+_CREDITS_LE_DEBITS = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
+
+# Status of a pending transfer.
+OPEN, POSTED, VOIDED, EXPIRED = 0, 1, 2, 3
+
+
+class AccountState:
+    """An account's definition and running balances (mutable, owned by the writer)."""
+
+    __slots__ = (
+        "cp",
+        "cpend",
+        "cap",
+        "day",
+        "day_used",
+        "definition",
+        "dp",
+        "dpend",
+        "flags",
+        "ledger",
+        "limit_daily",
+        "limit_single",
+        "limit_yearly",
+        "timestamp",
+        "year",
+        "year_used",
+    )
+
+    def __init__(self, definition: Account, timestamp: int) -> None:
+        self.definition = definition
+        self.ledger = definition.ledger
+        self.flags = definition.flags
+        self.cap = definition.balance_cap
+        self.limit_single = definition.debit_limit_single
+        self.limit_daily = definition.debit_limit_daily
+        self.limit_yearly = definition.debit_limit_yearly
+        self.timestamp = timestamp
+        self.dp = self.dpend = self.cp = self.cpend = 0
+        self.day = self.day_used = self.year = self.year_used = 0
+
+    def snapshot(self) -> tuple[int, ...]:
+        return (self.dp, self.dpend, self.cp, self.cpend, self.day, self.day_used, self.year,
+                self.year_used)
+
+    def restore(self, saved: tuple[int, ...]) -> None:
+        (self.dp, self.dpend, self.cp, self.cpend, self.day, self.day_used, self.year,
+         self.year_used) = saved
+
+    def balance(self) -> AccountBalance:
+        return AccountBalance(
+            account=self.definition,
+            debits_posted=self.dp,
+            debits_pending=self.dpend,
+            credits_posted=self.cp,
+            credits_pending=self.cpend,
+            timestamp=self.timestamp,
+            day=self.day,
+            debits_today=self.day_used,
+            year=self.year,
+            debits_this_year=self.year_used,
+        )
+
+
+class PendingState:
+    """A pending transfer, open or resolved, with what its reservation counted against."""
+
+    __slots__ = ("expires_at", "status", "transfer", "usage_day", "usage_year")
+
+    def __init__(self, transfer: Transfer, expires_at: int, usage_day: int,
+                 usage_year: int, status: int = OPEN) -> None:
+        self.transfer = transfer
+        self.expires_at = expires_at
+        self.usage_day = usage_day
+        self.usage_year = usage_year
+        self.status = status
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one batch changed: the rows to store and the entries to seal into a block.
+
+    `entries` are the encoded leaves of the block in order; `transfers` and `accounts`
+    rows carry the same fields as plain tuples for the store.
+    """
+
+    now: int
+    day: int
+    year: int
+    entries: list[bytes] = field(default_factory=list)
+    accounts: list[tuple[Account, int]] = field(default_factory=list)
+    transfers: list[tuple[int, ...]] = field(default_factory=list)
+    failures: list[tuple[int, ...]] = field(default_factory=list)
+    expirations: list[tuple[int, int]] = field(default_factory=list)
+    touched: dict[int, AccountState] = field(default_factory=dict)
+    last_timestamp: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not (self.entries or self.failures)
+
+
+def fingerprint(t: Transfer) -> int:
+    """Identity of a transfer's fields, to tell a retry from a reused id."""
+    return hash((t.debit_account_id, t.credit_account_id, t.amount, t.pending_id,
+                 t.user_data, t.timeout, t.ledger, t.code, t.flags))
+
+
+class _Journal:
+    """Undo log for one chain of linked events."""
+
+    __slots__ = ("accounts", "failed", "fingerprints", "pendings", "rows")
+
+    def __init__(self) -> None:
+        self.accounts: dict[int, tuple[AccountState, tuple[int, ...]]] = {}
+        self.fingerprints: list[int] = []
+        self.failed: list[int] = []
+        self.pendings: list[tuple[int, PendingState | None, int]] = []
+        self.rows: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def save(self, *accounts: AccountState) -> None:
+        for account in accounts:
+            key = id(account)
+            if key not in self.accounts:
+                self.accounts[key] = (account, account.snapshot())
+
+
+class LedgerState:
+    """Everything one ledger's writer needs to decide a transfer without I/O."""
+
+    def __init__(self, ledger: int, calendar: LimitCalendar | None = None) -> None:
+        self.ledger = ledger
+        self.calendar = calendar or LimitCalendar()
+        self.accounts: dict[int, AccountState] = {}
+        self.fingerprints: dict[int, int] = {}  # accepted transfer id -> fingerprint
+        self.failed: dict[int, tuple[int, int]] = {}  # failed id -> (fingerprint, result)
+        self.pendings: dict[int, PendingState] = {}  # pending transfer id -> state
+        self.expiry_queue: list[tuple[int, int]] = []  # (expires_at, pending id)
+        self.last_timestamp = 0
+
+    # ----------------------------------------------------------------- loading
+    def load_account(self, state: AccountState) -> None:
+        self.accounts[state.definition.id] = state
+        self.last_timestamp = max(self.last_timestamp, state.timestamp)
+
+    def load_transfer(self, t: Transfer, timestamp: int) -> None:
+        self.fingerprints[t.id] = fingerprint(t)
+        self.last_timestamp = max(self.last_timestamp, timestamp)
+
+    def load_failure(self, t: Transfer, result: int, timestamp: int) -> None:
+        self.failed[t.id] = (fingerprint(t), result)
+        self.last_timestamp = max(self.last_timestamp, timestamp)
+
+    def load_pending(self, t: Transfer, timestamp: int, status: int) -> None:
+        day, year = self.calendar.day_and_year(timestamp)
+        expires_at = timestamp + t.timeout * NS_PER_SECOND if t.timeout else 0
+        self.pendings[t.id] = PendingState(t, expires_at, day, year, status)
+        if status == OPEN and expires_at:
+            heapq.heappush(self.expiry_queue, (expires_at, t.id))
+
+    def note_timestamp(self, timestamp: int) -> None:
+        self.last_timestamp = max(self.last_timestamp, timestamp)
+
+    # ----------------------------------------------------------------- batches
+    def begin(self, now: int) -> Batch:
+        """Open a batch at `now` (ns since the epoch) and expire what is due by then."""
+        day, year = self.calendar.day_and_year(now)
+        batch = Batch(now=now, day=day, year=year, last_timestamp=self.last_timestamp)
+        self._expire_due(batch)
+        return batch
+
+    def finish(self, batch: Batch) -> None:
+        self.last_timestamp = batch.last_timestamp
+
+    def _next_timestamp(self, batch: Batch) -> int:
+        ts = batch.last_timestamp + 1
+        if ts < batch.now:
+            ts = batch.now
+        batch.last_timestamp = ts
+        return ts
+
+    def next_expiry(self) -> int | None:
+        """When the earliest open pending transfer expires (ns), if any."""
+        queue = self.expiry_queue
+        while queue and self.pendings[queue[0][1]].status != OPEN:
+            heapq.heappop(queue)
+        return queue[0][0] if queue else None
+
+    def _expire_due(self, batch: Batch) -> None:
+        queue = self.expiry_queue
+        while queue and queue[0][0] <= batch.now:
+            _, pending_id = heapq.heappop(queue)
+            pending = self.pendings[pending_id]
+            if pending.status != OPEN:
+                continue
+            t = pending.transfer
+            dr = self.accounts[t.debit_account_id]
+            cr = self.accounts[t.credit_account_id]
+            dr.dpend -= t.amount
+            cr.cpend -= t.amount
+            self._refund_usage(dr, pending, t.amount)
+            pending.status = EXPIRED
+            ts = self._next_timestamp(batch)
+            batch.touched[t.debit_account_id] = dr
+            batch.touched[t.credit_account_id] = cr
+            batch.expirations.append((pending_id, ts))
+            batch.entries.append(encode_expiry(pending_id, self.ledger, ts))
+
+    # ---------------------------------------------------------------- accounts
+    def create_accounts(self, batch: Batch, accounts: Sequence[Account]
+                        ) -> list[CreateAccountResult]:
+        results = []
+        for account in accounts:
+            result = self._validate_account(account)
+            if result is CreateAccountResult.OK:
+                ts = self._next_timestamp(batch)
+                state = AccountState(account, ts)
+                self.accounts[account.id] = state
+                batch.accounts.append((account, ts))
+                batch.touched[account.id] = state
+                batch.entries.append(encode_account(
+                    account.id, account.user_data, account.ledger, account.code,
+                    account.flags, account.balance_cap, account.debit_limit_single,
+                    account.debit_limit_daily, account.debit_limit_yearly, ts))
+            results.append(result)
+        return results
+
+    def _validate_account(self, a: Account) -> CreateAccountResult:
+        A = CreateAccountResult
+        if not _is_int(a.id) or a.id < 0 or a.id >= U128_LIMIT:
+            return A.ID_INVALID
+        if a.id == 0:
+            return A.ID_MUST_NOT_BE_ZERO
+        if not _is_int(a.flags) or a.flags & ~ACCOUNT_FLAGS_KNOWN or a.flags < 0:
+            return A.FLAGS_INVALID
+        if a.flags & _DEBITS_LE_CREDITS and a.flags & _CREDITS_LE_DEBITS:
+            return A.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+        if not _is_int(a.ledger) or not 0 < a.ledger < U32_LIMIT:
+            return A.LEDGER_INVALID
+        if not _is_int(a.code) or not 0 < a.code < U16_LIMIT:
+            return A.CODE_INVALID
+        if not _is_int(a.user_data) or not 0 <= a.user_data < U128_LIMIT:
+            return A.USER_DATA_INVALID
+        if a.balance_cap is not None and not _is_amount(a.balance_cap, allow_zero=True):
+            return A.BALANCE_CAP_INVALID
+        for limit in (a.debit_limit_single, a.debit_limit_daily, a.debit_limit_yearly):
+            if limit is not None and not _is_amount(limit, allow_zero=True):
+                return A.DEBIT_LIMIT_INVALID
+        existing = self.accounts.get(a.id)
+        if existing is not None:
+            return A.EXISTS if existing.definition == a else A.EXISTS_WITH_DIFFERENT_FIELDS
+        if a.ledger != self.ledger:
+            return A.LEDGER_NOT_SERVED
+        return A.OK
+
+    # --------------------------------------------------------------- transfers
+    def create_transfers(self, batch: Batch, transfers: Sequence[Transfer]
+                         ) -> list[CreateTransferResult]:
+        """Decide each transfer in order; linked chains succeed or fail together."""
+        results: list[CreateTransferResult] = []
+        count = len(transfers)
+        index = 0
+        while index < count:
+            t = transfers[index]
+            flags = t.flags
+            if _is_int(flags) and flags & _LINKED:
+                end = index
+                while end < count and _is_linked(transfers[end]):
+                    end += 1
+                results.extend(self._apply_chain(batch, transfers[index:end + 1],
+                                                 open_chain=end == count))
+                index = end + 1
+                continue
+            results.append(self._apply(batch, t, None))
+            index += 1
+        return results
+
+    def _apply_chain(self, batch: Batch, chain: Sequence[Transfer], open_chain: bool
+                     ) -> list[CreateTransferResult]:
+        journal = _Journal()
+        journal.rows = (len(batch.transfers), len(batch.failures), len(batch.entries),
+                        batch.last_timestamp)
+        results: list[CreateTransferResult] = []
+        failed_at = -1
+        for position, t in enumerate(chain):
+            if open_chain and position == len(chain) - 1:
+                result = R.LINKED_EVENT_CHAIN_OPEN
+            else:
+                result = self._apply(batch, t, journal)
+            results.append(result)
+            if result is not R.OK and result is not R.EXISTS:
+                failed_at = position
+                break
+        if failed_at < 0:
+            return results
+        # Undo the chain, keep only the failing event's own stored failure (its first
+        # answer), and report every other member as linked_event_failed.
+        failure_row = batch.failures[-1] if len(batch.failures) > journal.rows[1] else None
+        self._undo(batch, journal)
+        if failure_row is not None:
+            batch.failures.append(failure_row)
+            self.failed[failure_row[0]] = (fingerprint(chain[failed_at]), failure_row[-1])
+        return [results[i] if i == failed_at else R.LINKED_EVENT_FAILED
+                for i in range(len(chain))]
+
+    def _undo(self, batch: Batch, journal: _Journal) -> None:
+        for account, saved in journal.accounts.values():
+            account.restore(saved)
+        for transfer_id in journal.fingerprints:
+            self.fingerprints.pop(transfer_id, None)
+        for transfer_id in journal.failed:
+            self.failed.pop(transfer_id, None)
+        for pending_id, previous, previous_status in reversed(journal.pendings):
+            if previous is None:
+                self.pendings.pop(pending_id, None)
+            else:
+                previous.status = previous_status
+        n_transfers, n_failures, n_entries, last_ts = journal.rows
+        del batch.transfers[n_transfers:]
+        del batch.failures[n_failures:]
+        del batch.entries[n_entries:]
+        batch.last_timestamp = last_ts
+
+    def _fail(self, batch: Batch, t: Transfer, result: CreateTransferResult,
+              fp: int, journal: _Journal | None) -> CreateTransferResult:
+        """Record a state-dependent rejection, so a retry gets the same answer."""
+        ts = self._next_timestamp(batch)
+        self.failed[t.id] = (fp, int(result))
+        if journal is not None:
+            journal.failed.append(t.id)
+        batch.failures.append((t.id, t.debit_account_id, t.credit_account_id, t.amount,
+                               t.pending_id, t.user_data, t.timeout, t.ledger, t.code,
+                               int(t.flags), ts, int(result)))
+        return result
+
+    def _apply(self, batch: Batch, t: Transfer, journal: _Journal | None
+               ) -> CreateTransferResult:
+        invalid = _validate_fields(t, self.ledger)
+        if invalid is not None:
+            return invalid
+        flags = t.flags
+        fp = fingerprint(t)
+        tid = t.id
+        earlier_failure = self.failed.get(tid)
+        if earlier_failure is not None:
+            if earlier_failure[0] == fp:
+                return R(earlier_failure[1])
+            return R.ID_ALREADY_FAILED
+        if flags & (_POST | _VOID):
+            return self._resolve_pending(batch, t, fp, journal)
+
+        earlier = self.fingerprints.get(tid)
+        if earlier is not None:
+            return R.EXISTS if earlier == fp else R.EXISTS_WITH_DIFFERENT_FIELDS
+        accounts = self.accounts
+        dr = accounts.get(t.debit_account_id)
+        if dr is None:
+            return self._fail(batch, t, R.DEBIT_ACCOUNT_NOT_FOUND, fp, journal)
+        cr = accounts.get(t.credit_account_id)
+        if cr is None:
+            return self._fail(batch, t, R.CREDIT_ACCOUNT_NOT_FOUND, fp, journal)
+        if dr.ledger != cr.ledger:
+            return self._fail(batch, t, R.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER, fp, journal)
+        if t.ledger != dr.ledger:
+            return self._fail(batch, t, R.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS,
+                              fp, journal)
+        amount = t.amount
+        dr_debits = dr.dp + dr.dpend + amount
+        cr_credits = cr.cp + cr.cpend + amount
+        if dr_debits >= AMOUNT_LIMIT:
+            return self._fail(batch, t, R.OVERFLOWS_DEBITS, fp, journal)
+        if cr_credits >= AMOUNT_LIMIT:
+            return self._fail(batch, t, R.OVERFLOWS_CREDITS, fp, journal)
+        if dr.flags & _DEBITS_LE_CREDITS and dr_debits > dr.cp:
+            return self._fail(batch, t, R.EXCEEDS_CREDITS, fp, journal)
+        if cr.flags & _CREDITS_LE_DEBITS and cr_credits > cr.dp:
+            return self._fail(batch, t, R.EXCEEDS_DEBITS, fp, journal)
+        if cr.cap is not None and cr_credits - cr.dp > cr.cap:
+            return self._fail(batch, t, R.EXCEEDS_BALANCE_CAP, fp, journal)
+        if dr.limit_single is not None and amount > dr.limit_single:
+            return self._fail(batch, t, R.EXCEEDS_SINGLE_LIMIT, fp, journal)
+        day_used = dr.day_used if dr.day == batch.day else 0
+        year_used = dr.year_used if dr.year == batch.year else 0
+        if dr.limit_daily is not None and day_used + amount > dr.limit_daily:
+            return self._fail(batch, t, R.EXCEEDS_DAILY_LIMIT, fp, journal)
+        if dr.limit_yearly is not None and year_used + amount > dr.limit_yearly:
+            return self._fail(batch, t, R.EXCEEDS_YEARLY_LIMIT, fp, journal)
+
+        if journal is not None:
+            journal.save(dr, cr)
+            journal.fingerprints.append(tid)
+        ts = self._next_timestamp(batch)
+        if flags & _PENDING:
+            dr.dpend += amount
+            cr.cpend += amount
+            expires_at = ts + t.timeout * NS_PER_SECOND if t.timeout else 0
+            self.pendings[tid] = PendingState(t, expires_at, batch.day, batch.year)
+            if journal is not None:
+                journal.pendings.append((tid, None, OPEN))
+            if expires_at:
+                heapq.heappush(self.expiry_queue, (expires_at, tid))
+        else:
+            dr.dp += amount
+            cr.cp += amount
+        dr.day, dr.day_used = batch.day, day_used + amount
+        dr.year, dr.year_used = batch.year, year_used + amount
+        self.fingerprints[tid] = fp
+        batch.touched[t.debit_account_id] = dr
+        batch.touched[t.credit_account_id] = cr
+        self._store(batch, t.id, t.debit_account_id, t.credit_account_id, amount,
+                    t.pending_id, t.user_data, t.timeout, t.ledger, t.code, int(flags), ts)
+        return R.OK
+
+    def _store(self, batch: Batch, *row: int) -> None:
+        batch.transfers.append(row)
+        batch.entries.append(encode_transfer(*row))
+
+    def _resolve_pending(self, batch: Batch, t: Transfer, fp: int,
+                         journal: _Journal | None) -> CreateTransferResult:
+        pending = self.pendings.get(t.pending_id)
+        if pending is None:
+            if t.pending_id in self.fingerprints:
+                return self._fail(batch, t, R.PENDING_TRANSFER_NOT_PENDING, fp, journal)
+            return self._fail(batch, t, R.PENDING_TRANSFER_NOT_FOUND, fp, journal)
+        p = pending.transfer
+        posting = bool(t.flags & _POST)
+        amount = t.amount or p.amount
+        resolved = Transfer(
+            id=t.id,
+            debit_account_id=t.debit_account_id or p.debit_account_id,
+            credit_account_id=t.credit_account_id or p.credit_account_id,
+            amount=amount,
+            ledger=t.ledger or p.ledger,
+            code=t.code or p.code,
+            flags=t.flags,
+            pending_id=t.pending_id,
+            timeout=0,
+            user_data=t.user_data,
+        )
+        rfp = fingerprint(resolved)
+        earlier = self.fingerprints.get(t.id)
+        if earlier is not None:
+            return R.EXISTS if earlier == rfp else R.EXISTS_WITH_DIFFERENT_FIELDS
+        if resolved.debit_account_id != p.debit_account_id:
+            return self._fail(batch, t, R.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID,
+                              fp, journal)
+        if resolved.credit_account_id != p.credit_account_id:
+            return self._fail(batch, t, R.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID,
+                              fp, journal)
+        if resolved.ledger != p.ledger:
+            return self._fail(batch, t, R.PENDING_TRANSFER_HAS_DIFFERENT_LEDGER, fp, journal)
+        if resolved.code != p.code:
+            return self._fail(batch, t, R.PENDING_TRANSFER_HAS_DIFFERENT_CODE, fp, journal)
+        if posting and amount > p.amount:
+            return self._fail(batch, t, R.EXCEEDS_PENDING_TRANSFER_AMOUNT, fp, journal)
+        if not posting and amount != p.amount:
+            return self._fail(batch, t, R.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT, fp, journal)
+        if pending.status == POSTED:
+            return self._fail(batch, t, R.PENDING_TRANSFER_ALREADY_POSTED, fp, journal)
+        if pending.status == VOIDED:
+            return self._fail(batch, t, R.PENDING_TRANSFER_ALREADY_VOIDED, fp, journal)
+        if pending.status == EXPIRED:
+            return self._fail(batch, t, R.PENDING_TRANSFER_EXPIRED, fp, journal)
+
+        dr = self.accounts[p.debit_account_id]
+        cr = self.accounts[p.credit_account_id]
+        if journal is not None:
+            journal.save(dr, cr)
+            journal.fingerprints.append(t.id)
+            journal.pendings.append((t.pending_id, pending, pending.status))
+        dr.dpend -= p.amount
+        cr.cpend -= p.amount
+        if posting:
+            dr.dp += amount
+            cr.cp += amount
+            self._refund_usage(dr, pending, p.amount - amount)
+            pending.status = POSTED
+        else:
+            self._refund_usage(dr, pending, p.amount)
+            pending.status = VOIDED
+        ts = self._next_timestamp(batch)
+        self.fingerprints[t.id] = rfp
+        # Resolving a pending transfer is also a transfer: it keeps its own id in the
+        # id space, so it can be looked up and is itself "not pending".
+        batch.touched[p.debit_account_id] = dr
+        batch.touched[p.credit_account_id] = cr
+        self._store(batch, t.id, resolved.debit_account_id, resolved.credit_account_id,
+                    amount, t.pending_id, t.user_data, 0, resolved.ledger, resolved.code,
+                    int(t.flags), ts)
+        return R.OK
+
+    @staticmethod
+    def _refund_usage(dr: AccountState, pending: PendingState, amount: int) -> None:
+        """Give back limit usage a pending reservation took, if its period is current."""
+        if amount <= 0:
+            return
+        if dr.day == pending.usage_day:
+            dr.day_used = max(0, dr.day_used - amount)
+        if dr.year == pending.usage_year:
+            dr.year_used = max(0, dr.year_used - amount)
+
+    # ----------------------------------------------------------------- queries
+    def balances(self, account_ids: Iterable[int]) -> list[AccountBalance | None]:
+        accounts = self.accounts
+        return [a.balance() if (a := accounts.get(i)) is not None else None
+                for i in account_ids]
+
+    def total_balance(self) -> tuple[int, int]:
+        """(sum of debits posted, sum of credits posted): equal in every ledger."""
+        debits = credits = 0
+        for account in self.accounts.values():
+            debits += account.dp
+            credits += account.cp
+        return debits, credits
+
+
+def _is_int(value: object) -> bool:
+    """An int or IntFlag/IntEnum, but not a bool (True is not an amount)."""
+    return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _is_amount(value: object, allow_zero: bool = False) -> bool:
+    return _is_int(value) and (0 if allow_zero else 1) <= value < AMOUNT_LIMIT  # type: ignore[operator]
+
+
+def _is_linked(t: Transfer) -> bool:
+    return _is_int(t.flags) and bool(t.flags & _LINKED)
+
+
+def _validate_fields(t: Transfer, ledger: int) -> CreateTransferResult | None:
+    """Checks that need nothing but the transfer itself (never stored)."""
+    tid = t.id
+    if not _is_int(tid) or tid < 0 or tid >= U128_LIMIT:
+        return R.ID_INVALID
+    if tid == 0:
+        return R.ID_MUST_NOT_BE_ZERO
+    flags = t.flags
+    if not _is_int(flags) or flags < 0 or flags & ~TRANSFER_FLAGS_KNOWN:
+        return R.FLAGS_INVALID
+    kinds = flags & (_PENDING | _POST | _VOID)
+    if kinds & (kinds - 1):
+        return R.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+    resolving = bool(kinds & (_POST | _VOID))
+    for value, result in ((t.debit_account_id, R.DEBIT_ACCOUNT_ID_INVALID),
+                          (t.credit_account_id, R.CREDIT_ACCOUNT_ID_INVALID)):
+        if not _is_int(value) or value < 0 or value >= U128_LIMIT:
+            return result
+        if value == 0 and not resolving:
+            return result
+    if t.debit_account_id == t.credit_account_id and t.debit_account_id:
+        return R.ACCOUNTS_MUST_BE_DIFFERENT
+    pending_id = t.pending_id
+    if not _is_int(pending_id) or pending_id < 0 or pending_id >= U128_LIMIT:
+        return R.PENDING_ID_INVALID
+    if resolving:
+        if pending_id == 0:
+            return R.PENDING_ID_MUST_NOT_BE_ZERO
+        if pending_id == tid:
+            return R.PENDING_ID_MUST_BE_DIFFERENT
+    elif pending_id != 0:
+        return R.PENDING_ID_MUST_BE_ZERO
+    timeout = t.timeout
+    if not _is_int(timeout) or not 0 <= timeout < U32_LIMIT:
+        return R.TIMEOUT_INVALID
+    if timeout and not flags & _PENDING:
+        return R.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+    amount = t.amount
+    if not _is_int(amount) or amount < 0 or amount >= AMOUNT_LIMIT:
+        return R.AMOUNT_INVALID
+    if amount == 0 and not resolving:
+        return R.AMOUNT_MUST_NOT_BE_ZERO
+    for value, result, allow_zero in ((t.ledger, R.LEDGER_INVALID, resolving),
+                                      (t.code, R.CODE_INVALID, resolving)):
+        limit = U32_LIMIT if result is R.LEDGER_INVALID else U16_LIMIT
+        if not _is_int(value) or value < 0 or value >= limit:
+            return result
+        if value == 0 and not allow_zero:
+            return result
+    if t.ledger and t.ledger != ledger:
+        return R.LEDGER_NOT_SERVED
+    if not _is_int(t.user_data) or not 0 <= t.user_data < U128_LIMIT:
+        return R.USER_DATA_INVALID
+    return None

@@ -1,0 +1,277 @@
+"""The single writer of one ledger.
+
+Callers hand it requests (a list of accounts or transfers) and await their results. The
+writer gathers what has queued into a batch (bounded by `max_events` and `max_wait`),
+decides every event against its in-memory `LedgerState`, seals the batch into a signed
+block, and commits it to PostgreSQL in one transaction. Only when that commit returns
+(fsync on) do the batch's callers hear their results.
+
+Two stages overlap: while batch N commits, batch N+1 is decided on top of N's state. If
+a commit fails, N and N+1 both fail with `BatchNotCommitted`, the writer drops its state
+and loads it again from the database, and carries on with later requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cbdc.receipts import Receipt
+from cbdc.signing import SigningKey
+from settlement.blocks import SealedBlock, seal_block
+from settlement.core.calendar import LimitCalendar
+from settlement.core.state import Batch, LedgerState
+from settlement.core.types import (
+    Account,
+    AccountBalance,
+    CreateAccountResult,
+    CreateTransferResult,
+    Transfer,
+    TransferRecord,
+)
+from settlement.errors import BatchNotCommitted, WriterClosed
+from settlement.metrics import WriterMetrics
+from settlement.store import ChainTip, LedgerStore
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], int]
+MAX_EVENTS_PER_REQUEST = 8190
+
+
+@dataclass(slots=True)
+class _Request:
+    kind: str  # "accounts" | "transfers"
+    items: Sequence[Any]
+    future: asyncio.Future[list[Any]]
+
+
+@dataclass(slots=True)
+class _Decided:
+    batch: Batch
+    block: SealedBlock | None
+    requests: list[tuple[_Request, list[Any]]] = field(default_factory=list)
+
+
+class LedgerWriter:
+    """Owns one ledger: decides, seals and commits its batches, one at a time."""
+
+    def __init__(
+        self,
+        *,
+        ledger: int,
+        store: LedgerStore,
+        key: SigningKey,
+        clock: Clock = time.time_ns,
+        timezone: str = "Asia/Shanghai",
+        max_events: int = 8190,
+        max_wait: float = 0.001,
+    ) -> None:
+        self.ledger = ledger
+        self.store = store
+        self.key = key
+        self.clock = clock
+        self.timezone = timezone
+        self.max_events = max_events
+        self.max_wait = max_wait
+        self.metrics = WriterMetrics()
+        self.state = LedgerState(ledger, LimitCalendar(timezone))
+        self.tip = ChainTip(0, b"")
+        self._queue: deque[_Request] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # --------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        await self._reload()
+        self._task = asyncio.create_task(self._run(), name=f"ledger-{self.ledger}-writer")
+
+    async def close(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        while self._queue:
+            request = self._queue.popleft()
+            if not request.future.done():
+                request.future.set_exception(WriterClosed(self.ledger))
+        await self.store.close()
+
+    async def _reload(self) -> None:
+        state = LedgerState(self.ledger, LimitCalendar(self.timezone))
+        started = time.perf_counter()
+        self.tip = await self.store.load(state)
+        self.state = state
+        self.metrics.reloads += 1
+        log.info("ledger %d loaded: %d accounts, height %d, in %.2fs", self.ledger,
+                 len(state.accounts), self.tip.height, time.perf_counter() - started)
+
+    # ------------------------------------------------------------------ intake
+    async def create_accounts(self, accounts: Sequence[Account]) -> list[CreateAccountResult]:
+        return await self._submit("accounts", accounts)
+
+    async def create_transfers(self, transfers: Sequence[Transfer]
+                               ) -> list[CreateTransferResult]:
+        """One result per transfer, once the batch holding them is durable."""
+        return await self._submit("transfers", transfers)
+
+    async def _submit(self, kind: str, items: Sequence[Any]) -> list[Any]:
+        if self._closed:
+            raise WriterClosed(self.ledger)
+        if not items:
+            return []
+        if len(items) > MAX_EVENTS_PER_REQUEST:
+            raise ValueError(
+                f"a request holds at most {MAX_EVENTS_PER_REQUEST} events, got {len(items)}"
+            )
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Request(kind, items, future))
+        self._wakeup.set()
+        return await future
+
+    # ----------------------------------------------------------------- lookups
+    async def lookup_transfers(self, ids: Sequence[int]) -> list[TransferRecord | None]:
+        return await self.store.lookup_transfers(ids)
+
+    async def lookup_accounts(self, ids: Sequence[int]) -> list[AccountBalance | None]:
+        return await self.store.lookup_accounts(ids)
+
+    async def account_history(self, account_id: int, *, after_timestamp: int = 0,
+                              limit: int = 100, direction: str = "both"
+                              ) -> list[TransferRecord]:
+        return await self.store.account_history(
+            account_id, after_timestamp=after_timestamp, limit=limit, direction=direction
+        )
+
+    async def receipt(self, transfer_id: int) -> Receipt | None:
+        return await self.store.receipt(transfer_id)
+
+    # -------------------------------------------------------------------- loop
+    async def _run(self) -> None:
+        committing: asyncio.Task[None] | None = None
+        while not self._closed:
+            await self._wait_for_work()
+            if self._closed:
+                break
+            if committing is not None and committing.done():
+                if committing.exception() is not None:
+                    await self._recover()
+                committing = None
+            if self.max_wait and committing is None and (
+                self._queued_events() < self.max_events
+            ):
+                # Nothing in flight to batch behind: linger briefly to gather more.
+                await asyncio.sleep(self.max_wait)
+            decided = self._decide()
+            if committing is not None:
+                try:
+                    await committing
+                except BatchNotCommitted:
+                    self._fail(decided, "an earlier batch it builds on did not commit")
+                    committing = None
+                    await self._recover()
+                    continue
+            committing = asyncio.create_task(self._commit(decided))
+            committing.add_done_callback(_retrieve)
+        if committing is not None:
+            with contextlib.suppress(BatchNotCommitted):
+                await committing
+
+    async def _wait_for_work(self) -> None:
+        if self._queue:
+            return
+        self._wakeup.clear()
+        timeout = None
+        next_expiry = self.state.next_expiry()
+        if next_expiry is not None:
+            timeout = max(0.0, (next_expiry - self.clock()) / 1e9)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    def _queued_events(self) -> int:
+        return sum(len(r.items) for r in self._queue)
+
+    def _decide(self) -> _Decided:
+        """Take queued requests up to the batch bound and decide them in order."""
+        state = self.state
+        batch = state.begin(self.clock())
+        taken: list[tuple[_Request, list[Any]]] = []
+        events = 0
+        queue = self._queue
+        while queue and (not taken or events + len(queue[0].items) <= self.max_events):
+            request = queue.popleft()
+            if request.future.cancelled():
+                continue
+            if request.kind == "transfers":
+                results: list[Any] = state.create_transfers(batch, request.items)
+            else:
+                results = state.create_accounts(batch, request.items)
+            taken.append((request, results))
+            events += len(request.items)
+        state.finish(batch)
+        self.metrics.queue_depth = len(queue)
+        if batch.empty:
+            # Nothing to write, but answers may rest on the batch still committing
+            # (an EXISTS for a transfer in it), so they wait their turn all the same.
+            return _Decided(batch=batch, block=None, requests=taken)
+        height = self.tip.height + 1
+        block = seal_block(ledger=self.ledger, height=height, previous_hash=self.tip.hash,
+                           time_ns=batch.now, entries=batch.entries, key=self.key)
+        self.tip = ChainTip(height, block.hash)
+        return _Decided(batch=batch, block=block, requests=taken)
+
+    async def _commit(self, decided: _Decided) -> None:
+        if decided.block is None:
+            self._answer(decided)
+            return
+        started = time.perf_counter()
+        try:
+            await self.store.commit(decided.batch, decided.block)
+        except Exception as exc:
+            log.error("ledger %d: commit of block %d failed: %s", self.ledger,
+                      decided.block.header.height, exc)
+            self.metrics.failed_commits += 1
+            self._fail(decided, f"the commit failed: {exc}")
+            await self.store.drop_writer_connection()
+            raise BatchNotCommitted(self.ledger, str(exc)) from exc
+        self.metrics.observe_commit(time.perf_counter() - started, len(decided.batch.entries))
+        self._answer(decided)
+
+    @staticmethod
+    def _answer(decided: _Decided) -> None:
+        for request, results in decided.requests:
+            if not request.future.done():
+                request.future.set_result(results)
+
+    def _fail(self, decided: _Decided, reason: str) -> None:
+        for request, _ in decided.requests:
+            if not request.future.done():
+                request.future.set_exception(BatchNotCommitted(self.ledger, reason))
+
+    async def _recover(self) -> None:
+        """Drop in-memory state and load the committed truth, retrying until it works."""
+        delay = 0.05
+        while not self._closed:
+            try:
+                await self._reload()
+                return
+            except Exception as exc:
+                log.warning("ledger %d: reload failed (%s); retrying in %.2fs",
+                            self.ledger, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark a commit's failure as seen; the loop acts on it (and its callers were told)."""
+    if not task.cancelled():
+        task.exception()
