@@ -110,16 +110,19 @@ async def verify_store(store: LedgerStore, key: VerifyingKey) -> AuditReport:
 
 
 async def balance_breaks(store: LedgerStore, limit: int = 10) -> list[str]:
-    """Accounts whose stored balances differ from the sum of their transfers."""
+    """Accounts whose checkpointed balances differ from the sum of their transfers up to
+    the checkpoint's block."""
     query = """
-    WITH t AS (
+    WITH cp AS (SELECT checkpoint_height AS h FROM ledgers WHERE ledger = $1),
+    t AS (
         SELECT t.*, (t.flags & 2) <> 0 AS is_pending, (t.flags & 8) <> 0 AS is_void,
                (t.flags & 2) <> 0 AND NOT EXISTS (
                    SELECT 1 FROM transfers r WHERE r.ledger = t.ledger
-                       AND r.pending_id = t.id)
+                       AND r.pending_id = t.id AND r.block_height <= (SELECT h FROM cp))
                  AND NOT EXISTS (SELECT 1 FROM expirations e WHERE e.ledger = t.ledger
-                       AND e.pending_id = t.id) AS still_pending
-        FROM transfers t WHERE t.ledger = $1
+                       AND e.pending_id = t.id AND e.block_height <= (SELECT h FROM cp))
+                 AS still_pending
+        FROM transfers t WHERE t.ledger = $1 AND t.block_height <= (SELECT h FROM cp)
     ), sides AS (
         SELECT debit_account_id AS id,
                sum(amount) FILTER (WHERE NOT is_pending AND NOT is_void) AS dp,

@@ -31,6 +31,7 @@ class WriterMetrics:
     entries: int = 0
     failed_commits: int = 0
     reloads: int = 0
+    checkpoints: int = 0
     queue_depth: int = 0
     commit_seconds: Histogram = field(
         default_factory=lambda: Histogram(COMMIT_SECONDS_BUCKETS))

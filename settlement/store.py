@@ -78,15 +78,10 @@ FROM unnest($2::bytea[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
 WHERE a.ledger = $1 AND a.id = u.id
 """
 
-_INSERT_TRANSFERS = """
-INSERT INTO transfers (ledger, id, debit_account_id, credit_account_id, amount, pending_id,
-                       user_data, timeout, code, flags, timestamp, block_height)
-SELECT $1, u.id, u.dr, u.cr, u.amount, u.pending_id, u.user_data, u.timeout, u.code, u.flags,
-       u.ts, $11
-FROM unnest($2::bytea[], $3::bytea[], $4::bytea[], $5::bigint[], $6::bytea[], $7::bytea[],
-            $8::bigint[], $9::int[], $10::int[], $12::bigint[])
-     AS u(id, dr, cr, amount, pending_id, user_data, timeout, code, flags, ts)
-"""
+_TRANSFER_COPY_COLUMNS = (
+    "ledger", "id", "debit_account_id", "credit_account_id", "amount", "pending_id",
+    "user_data", "timeout", "code", "flags", "timestamp", "block_height",
+)
 
 _INSERT_REJECTED = """
 INSERT INTO rejected_transfers (ledger, id, debit_account_id, credit_account_id, amount,
@@ -119,6 +114,8 @@ class LedgerStore:
         self.pool = pool
         self.ledger = ledger
         self.dsn = dsn
+        self.replayed = 0
+        self.replayed_accounts: set[int] = set()
         self._conn: asyncpg.Connection | None = None
 
     # ------------------------------------------------------------------ set-up
@@ -153,15 +150,24 @@ class LedgerStore:
 
     # ------------------------------------------------------------------ loading
     async def load(self, state: LedgerState) -> ChainTip:
-        """Fill `state` from the committed tables; return the chain's tip."""
+        """Fill `state` from the committed tables and return the chain's tip.
+
+        Balances start from the checkpoint; the transfers and expirations of later
+        blocks are then replayed on top, in the order they were committed.
+        """
         ledger = self.ledger
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            checkpoint = await conn.fetchval(
+                "SELECT checkpoint_height FROM ledgers WHERE ledger = $1", ledger) or 0
+            block_times = {r["height"]: r["time_ns"] for r in await conn.fetch(
+                "SELECT height, time_ns FROM blocks WHERE ledger = $1", ledger)}
             async for row in conn.cursor(
                 "SELECT * FROM accounts WHERE ledger = $1", ledger, prefetch=_LOAD_CHUNK
             ):
                 state.load_account(_account_state(row))
             resolutions: dict[int, int] = {}
-            pendings: list[tuple[Transfer, int]] = []
+            pendings: list[tuple[Transfer, int, int]] = []
+            replay: list[tuple[int, int, Transfer | int]] = []
             async for row in conn.cursor(
                 f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE ledger = $1",
                 ledger,
@@ -169,19 +175,39 @@ class LedgerStore:
             ):
                 t = _transfer(row, ledger)
                 ts = row["timestamp"]
+                height = row["block_height"]
                 state.load_transfer(t, ts)
+                if height > checkpoint:
+                    replay.append((ts, height, t))
                 if t.flags & _PENDING:
-                    pendings.append((t, ts))
+                    pendings.append((t, ts, height))
                 elif t.flags & _POST:
                     resolutions[t.pending_id] = POSTED
                 elif t.flags & _VOID:
                     resolutions[t.pending_id] = VOIDED
             for row in await conn.fetch(
-                "SELECT pending_id FROM expirations WHERE ledger = $1", ledger
+                "SELECT pending_id, timestamp, block_height FROM expirations WHERE ledger = $1",
+                ledger,
             ):
-                resolutions[i16(row["pending_id"])] = EXPIRED
-            for t, ts in pendings:
-                state.load_pending(t, ts, resolutions.get(t.id, OPEN))
+                pending_id = i16(row["pending_id"])
+                resolutions[pending_id] = EXPIRED
+                state.note_timestamp(row["timestamp"])
+                if row["block_height"] > checkpoint:
+                    replay.append((row["timestamp"], row["block_height"], pending_id))
+            for t, ts, height in pendings:
+                state.load_pending(t, ts, resolutions.get(t.id, OPEN), block_times[height])
+            replay.sort(key=lambda item: item[0])
+            touched: set[int] = set()
+            for _, height, item in replay:
+                if isinstance(item, int):
+                    pending = state.pendings[item].transfer
+                    state.replay_expiry(item)
+                    touched.update((pending.debit_account_id, pending.credit_account_id))
+                else:
+                    state.replay_transfer(item, block_times[height])
+                    source = state.pendings[item.pending_id].transfer if item.pending_id \
+                        else item
+                    touched.update((source.debit_account_id, source.credit_account_id))
             async for row in conn.cursor(
                 "SELECT id, debit_account_id, credit_account_id, amount, pending_id, "
                 "user_data, timeout, code, flags, timestamp, result "
@@ -190,15 +216,12 @@ class LedgerStore:
                 prefetch=_LOAD_CHUNK,
             ):
                 state.load_failure(_transfer(row, ledger), row["result"], row["timestamp"])
-            expiry_ts = await conn.fetchval(
-                "SELECT max(timestamp) FROM expirations WHERE ledger = $1", ledger
-            )
-            if expiry_ts:
-                state.note_timestamp(expiry_ts)
             tip = await conn.fetchrow(
                 "SELECT height, hash FROM blocks WHERE ledger = $1 ORDER BY height DESC LIMIT 1",
                 ledger,
             )
+        self.replayed = len(replay)
+        self.replayed_accounts = touched
         if tip is None:
             return ChainTip(0, GENESIS_HASH)
         return ChainTip(tip["height"], bytes(tip["hash"]))
@@ -226,38 +249,19 @@ class LedgerStore:
                     [ts for _, ts in batch.accounts],
                     height,
                 )
-            if batch.touched:
-                touched = list(batch.touched.items())
-                await conn.execute(
-                    _UPDATE_BALANCES,
-                    ledger,
-                    [b16(i) for i, _ in touched],
-                    [a.dp for _, a in touched],
-                    [a.dpend for _, a in touched],
-                    [a.cp for _, a in touched],
-                    [a.cpend for _, a in touched],
-                    [a.day for _, a in touched],
-                    [a.day_used for _, a in touched],
-                    [a.year for _, a in touched],
-                    [a.year_used for _, a in touched],
-                )
             if batch.transfers:
-                (ids, drs, crs, amounts, pending_ids, user_data, timeouts, _ledgers, codes,
-                 flags, stamps) = zip(*batch.transfers, strict=True)
-                await conn.execute(
-                    _INSERT_TRANSFERS,
-                    ledger,
-                    [b16(i) for i in ids],
-                    [b16(i) for i in drs],
-                    [b16(i) for i in crs],
-                    amounts,
-                    [b16(i) if i else None for i in pending_ids],
-                    [b16(i) for i in user_data],
-                    timeouts,
-                    codes,
-                    flags,
-                    height,
-                    stamps,
+                # COPY in binary: the cheapest way in for a batch (far less client CPU
+                # than unnest arrays, and as fast on the server).
+                await conn.copy_records_to_table(
+                    "transfers",
+                    columns=_TRANSFER_COPY_COLUMNS,
+                    records=[
+                        (ledger, b16(i), b16(dr), b16(cr), amount,
+                         b16(pending_id) if pending_id else None, b16(user_data), timeout,
+                         code, flags, ts, height)
+                        for (i, dr, cr, amount, pending_id, user_data, timeout, _ledger,
+                             code, flags, ts) in batch.transfers
+                    ],
                 )
             if batch.failures:
                 (ids, drs, crs, amounts, pending_ids, user_data, timeouts, _ledgers, codes,
@@ -299,6 +303,20 @@ class LedgerStore:
                 block.hash,
                 block.signature,
             )
+
+    # -------------------------------------------------------------- checkpoint
+    async def checkpoint(self, height: int, rows: list[tuple[int, tuple[int, ...]]]) -> None:
+        """Store balances as of committed block `height` (rows: id, snapshot), on a
+        connection of the pool so commits go on meanwhile."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            for start in range(0, len(rows), 50_000):
+                chunk = rows[start:start + 50_000]
+                columns = list(zip(*(snapshot for _, snapshot in chunk), strict=True))
+                await conn.execute(_UPDATE_BALANCES, self.ledger,
+                                   [b16(i) for i, _ in chunk], *columns)
+            await conn.execute(
+                "UPDATE ledgers SET checkpoint_height = $2 "
+                "WHERE ledger = $1 AND checkpoint_height < $2", self.ledger, height)
 
     # ------------------------------------------------------------------ lookups
     async def lookup_transfers(self, ids: Sequence[int]) -> list[TransferRecord | None]:

@@ -57,6 +57,7 @@ class _Decided:
     batch: Batch
     block: SealedBlock | None
     requests: list[tuple[_Request, list[Any]]] = field(default_factory=list)
+    checkpoint: list[tuple[int, tuple[int, ...]]] | None = None
 
 
 class LedgerWriter:
@@ -72,6 +73,7 @@ class LedgerWriter:
         timezone: str = "Asia/Shanghai",
         max_events: int = 8190,
         max_wait: float = 0.001,
+        checkpoint_every: int = 1_000_000,
     ) -> None:
         self.ledger = ledger
         self.store = store
@@ -80,6 +82,7 @@ class LedgerWriter:
         self.timezone = timezone
         self.max_events = max_events
         self.max_wait = max_wait
+        self.checkpoint_every = checkpoint_every
         self.metrics = WriterMetrics()
         self.state = LedgerState(ledger, LimitCalendar(timezone))
         self.tip = ChainTip(0, b"")
@@ -87,6 +90,11 @@ class LedgerWriter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        # Accounts changed since the last checkpoint, and entries committed since.
+        self._dirty: dict[int, Any] = {}
+        self._since_checkpoint = 0
+        self._checkpointing: asyncio.Task[None] | None = None
+        self._failed_since_reload = False
 
     # --------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -94,12 +102,18 @@ class LedgerWriter:
         self._task = asyncio.create_task(self._run(), name=f"ledger-{self.ledger}-writer")
 
     async def close(self) -> None:
+        """Stop taking requests, finish what is committing, write a last checkpoint."""
         self._closed = True
         self._wakeup.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._task, 30)
+        if self._checkpointing is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpointing
+        if self._dirty and not self._failed_since_reload:
+            with contextlib.suppress(Exception):
+                await self.store.checkpoint(self.tip.height, self._snapshot())
         while self._queue:
             request = self._queue.popleft()
             if not request.future.done():
@@ -111,6 +125,11 @@ class LedgerWriter:
         started = time.perf_counter()
         self.tip = await self.store.load(state)
         self.state = state
+        self._dirty = {}
+        self._since_checkpoint = self.store.replayed
+        self._failed_since_reload = False
+        # Accounts the replay moved are ahead of their checkpoint.
+        self._dirty = {i: state.accounts[i] for i in self.store.replayed_accounts}
         self.metrics.reloads += 1
         log.info("ledger %d loaded: %d accounts, height %d, in %.2fs", self.ledger,
                  len(state.accounts), self.tip.height, time.perf_counter() - started)
@@ -143,7 +162,9 @@ class LedgerWriter:
         return await self.store.lookup_transfers(ids)
 
     async def lookup_accounts(self, ids: Sequence[int]) -> list[AccountBalance | None]:
-        return await self.store.lookup_accounts(ids)
+        """Current balances, answered in turn with writes: they include every request
+        submitted before, and are released only once those are durable."""
+        return await self._submit("balances", ids)
 
     async def account_history(self, account_id: int, *, after_timestamp: int = 0,
                               limit: int = 100, direction: str = "both"
@@ -213,8 +234,10 @@ class LedgerWriter:
                 continue
             if request.kind == "transfers":
                 results: list[Any] = state.create_transfers(batch, request.items)
-            else:
+            elif request.kind == "accounts":
                 results = state.create_accounts(batch, request.items)
+            else:
+                results = state.balances(request.items, batch.now)
             taken.append((request, results))
             events += len(request.items)
         state.finish(batch)
@@ -227,7 +250,19 @@ class LedgerWriter:
         block = seal_block(ledger=self.ledger, height=height, previous_hash=self.tip.hash,
                            time_ns=batch.now, entries=batch.entries, key=self.key)
         self.tip = ChainTip(height, block.hash)
-        return _Decided(batch=batch, block=block, requests=taken)
+        self._dirty.update(batch.touched)
+        self._since_checkpoint += len(batch.entries)
+        checkpoint = None
+        if self._since_checkpoint >= self.checkpoint_every and (
+            self._checkpointing is None or self._checkpointing.done()
+        ):
+            checkpoint = self._snapshot()
+            self._dirty = {}
+            self._since_checkpoint = 0
+        return _Decided(batch=batch, block=block, requests=taken, checkpoint=checkpoint)
+
+    def _snapshot(self) -> list[tuple[int, tuple[int, ...]]]:
+        return [(account_id, account.snapshot()) for account_id, account in self._dirty.items()]
 
     async def _commit(self, decided: _Decided) -> None:
         if decided.block is None:
@@ -240,11 +275,31 @@ class LedgerWriter:
             log.error("ledger %d: commit of block %d failed: %s", self.ledger,
                       decided.block.header.height, exc)
             self.metrics.failed_commits += 1
+            self._failed_since_reload = True
             self._fail(decided, f"the commit failed: {exc}")
             await self.store.drop_writer_connection()
             raise BatchNotCommitted(self.ledger, str(exc)) from exc
         self.metrics.observe_commit(time.perf_counter() - started, len(decided.batch.entries))
         self._answer(decided)
+        if decided.checkpoint is not None:
+            self._checkpointing = asyncio.create_task(
+                self._write_checkpoint(decided.block.header.height, decided.checkpoint))
+
+    async def _write_checkpoint(self, height: int,
+                                rows: list[tuple[int, tuple[int, ...]]]) -> None:
+        started = time.perf_counter()
+        try:
+            await self.store.checkpoint(height, rows)
+        except Exception as exc:
+            # Nothing is lost: the journal still holds every transfer. Mark all accounts
+            # so the next checkpoint rewrites them.
+            log.warning("ledger %d: checkpoint at block %d failed: %s", self.ledger, height,
+                        exc)
+            self._dirty = dict(self.state.accounts)
+            return
+        self.metrics.checkpoints += 1
+        log.info("ledger %d: checkpoint of %d accounts at block %d in %.2fs", self.ledger,
+                 len(rows), height, time.perf_counter() - started)
 
     @staticmethod
     def _answer(decided: _Decided) -> None:

@@ -91,7 +91,10 @@ class AccountState:
         (self.dp, self.dpend, self.cp, self.cpend, self.day, self.day_used, self.year,
          self.year_used) = saved
 
-    def balance(self) -> AccountBalance:
+    def balance(self, day: int | None = None, year: int | None = None) -> AccountBalance:
+        """The account's balances; usage of a day or year other than the given reads 0."""
+        current_day = self.day if day is None else day
+        current_year = self.year if year is None else year
         return AccountBalance(
             account=self.definition,
             debits_posted=self.dp,
@@ -99,10 +102,10 @@ class AccountState:
             credits_posted=self.cp,
             credits_pending=self.cpend,
             timestamp=self.timestamp,
-            day=self.day,
-            debits_today=self.day_used,
-            year=self.year,
-            debits_this_year=self.year_used,
+            day=current_day,
+            debits_today=self.day_used if self.day == current_day else 0,
+            year=current_year,
+            debits_this_year=self.year_used if self.year == current_year else 0,
         )
 
 
@@ -195,8 +198,9 @@ class LedgerState:
         self.failed[t.id] = (fingerprint(t), result)
         self.last_timestamp = max(self.last_timestamp, timestamp)
 
-    def load_pending(self, t: Transfer, timestamp: int, status: int) -> None:
-        day, year = self.calendar.day_and_year(timestamp)
+    def load_pending(self, t: Transfer, timestamp: int, status: int, batch_time: int) -> None:
+        """Register a pending transfer; `batch_time` is its block's time (for limits)."""
+        day, year = self.calendar.day_and_year(batch_time)
         expires_at = timestamp + t.timeout * NS_PER_SECOND if t.timeout else 0
         self.pendings[t.id] = PendingState(t, expires_at, day, year, status)
         if status == OPEN and expires_at:
@@ -204,6 +208,20 @@ class LedgerState:
 
     def note_timestamp(self, timestamp: int) -> None:
         self.last_timestamp = max(self.last_timestamp, timestamp)
+
+    def replay_transfer(self, t: Transfer, batch_time: int) -> None:
+        """Re-apply a committed transfer's effects on balances (recovery after a
+        checkpoint). Pending transfers must all be loaded first."""
+        flags = t.flags
+        if flags & (_POST | _VOID):
+            self._settle(self.pendings[t.pending_id], t.amount, posting=bool(flags & _POST))
+            return
+        day, year = self.calendar.day_and_year(batch_time)
+        self._move(self.accounts[t.debit_account_id], self.accounts[t.credit_account_id],
+                   t.amount, bool(flags & _PENDING), day, year)
+
+    def replay_expiry(self, pending_id: int) -> None:
+        self._settle(self.pendings[pending_id], 0, posting=False)
 
     # ----------------------------------------------------------------- batches
     def begin(self, now: int) -> Batch:
@@ -238,11 +256,7 @@ class LedgerState:
             if pending.status != OPEN:
                 continue
             t = pending.transfer
-            dr = self.accounts[t.debit_account_id]
-            cr = self.accounts[t.credit_account_id]
-            dr.dpend -= t.amount
-            cr.cpend -= t.amount
-            self._refund_usage(dr, pending, t.amount)
+            dr, cr = self._settle(pending, 0, posting=False)
             pending.status = EXPIRED
             ts = self._next_timestamp(batch)
             batch.touched[t.debit_account_id] = dr
@@ -434,20 +448,15 @@ class LedgerState:
             journal.save(dr, cr)
             journal.fingerprints.append(tid)
         ts = self._next_timestamp(batch)
-        if flags & _PENDING:
-            dr.dpend += amount
-            cr.cpend += amount
+        is_pending = bool(flags & _PENDING)
+        self._move(dr, cr, amount, is_pending, batch.day, batch.year)
+        if is_pending:
             expires_at = ts + t.timeout * NS_PER_SECOND if t.timeout else 0
             self.pendings[tid] = PendingState(t, expires_at, batch.day, batch.year)
             if journal is not None:
                 journal.pendings.append((tid, None, OPEN))
             if expires_at:
                 heapq.heappush(self.expiry_queue, (expires_at, tid))
-        else:
-            dr.dp += amount
-            cr.cp += amount
-        dr.day, dr.day_used = batch.day, day_used + amount
-        dr.year, dr.year_used = batch.year, year_used + amount
         self.fingerprints[tid] = fp
         batch.touched[t.debit_account_id] = dr
         batch.touched[t.credit_account_id] = cr
@@ -506,22 +515,12 @@ class LedgerState:
         if pending.status == EXPIRED:
             return self._fail(batch, t, R.PENDING_TRANSFER_EXPIRED, fp, journal)
 
-        dr = self.accounts[p.debit_account_id]
-        cr = self.accounts[p.credit_account_id]
         if journal is not None:
-            journal.save(dr, cr)
+            journal.save(self.accounts[p.debit_account_id], self.accounts[p.credit_account_id])
             journal.fingerprints.append(t.id)
             journal.pendings.append((t.pending_id, pending, pending.status))
-        dr.dpend -= p.amount
-        cr.cpend -= p.amount
-        if posting:
-            dr.dp += amount
-            cr.cp += amount
-            self._refund_usage(dr, pending, p.amount - amount)
-            pending.status = POSTED
-        else:
-            self._refund_usage(dr, pending, p.amount)
-            pending.status = VOIDED
+        dr, cr = self._settle(pending, amount, posting)
+        pending.status = POSTED if posting else VOIDED
         ts = self._next_timestamp(batch)
         self.fingerprints[t.id] = rfp
         # Resolving a pending transfer is also a transfer: it keeps its own id in the
@@ -534,6 +533,40 @@ class LedgerState:
         return R.OK
 
     @staticmethod
+    def _move(dr: AccountState, cr: AccountState, amount: int, pending: bool, day: int,
+              year: int) -> None:
+        """Book `amount` from dr to cr (reserved if pending), counting dr's usage."""
+        if pending:
+            dr.dpend += amount
+            cr.cpend += amount
+        else:
+            dr.dp += amount
+            cr.cp += amount
+        if dr.day != day:
+            dr.day, dr.day_used = day, 0
+        if dr.year != year:
+            dr.year, dr.year_used = year, 0
+        dr.day_used += amount
+        dr.year_used += amount
+
+    def _settle(self, pending: PendingState, amount: int, posting: bool
+                ) -> tuple[AccountState, AccountState]:
+        """Release a reservation, posting `amount` of it (posting) or none (void/expiry),
+        and give back the limit usage that was not spent."""
+        p = pending.transfer
+        dr = self.accounts[p.debit_account_id]
+        cr = self.accounts[p.credit_account_id]
+        dr.dpend -= p.amount
+        cr.cpend -= p.amount
+        if posting:
+            dr.dp += amount
+            cr.cp += amount
+            self._refund_usage(dr, pending, p.amount - amount)
+        else:
+            self._refund_usage(dr, pending, p.amount)
+        return dr, cr
+
+    @staticmethod
     def _refund_usage(dr: AccountState, pending: PendingState, amount: int) -> None:
         """Give back limit usage a pending reservation took, if its period is current."""
         if amount <= 0:
@@ -544,9 +577,11 @@ class LedgerState:
             dr.year_used = max(0, dr.year_used - amount)
 
     # ----------------------------------------------------------------- queries
-    def balances(self, account_ids: Iterable[int]) -> list[AccountBalance | None]:
+    def balances(self, account_ids: Iterable[int], now: int) -> list[AccountBalance | None]:
+        """Balances and limit usage as of `now` (usage of a past day or year reads 0)."""
+        day, year = self.calendar.day_and_year(now)
         accounts = self.accounts
-        return [a.balance() if (a := accounts.get(i)) is not None else None
+        return [a.balance(day, year) if (a := accounts.get(i)) is not None else None
                 for i in account_ids]
 
     def total_balance(self) -> tuple[int, int]:
@@ -573,6 +608,38 @@ def _is_linked(t: Transfer) -> bool:
 
 def _validate_fields(t: Transfer, ledger: int) -> CreateTransferResult | None:
     """Checks that need nothing but the transfer itself (never stored)."""
+    flags = t.flags
+    # Fast path: a plain transfer whose fields are all plain ints in range.
+    if (
+        type(flags) is int
+        and not flags & ~(_LINKED | _PENDING)
+        and type(t.id) is int
+        and type(t.debit_account_id) is int
+        and type(t.credit_account_id) is int
+        and type(t.amount) is int
+        and type(t.ledger) is int
+        and type(t.code) is int
+        and type(t.user_data) is int
+        and t.pending_id == 0
+        and type(t.timeout) is int
+        and (t.timeout == 0 or flags & _PENDING)
+        and 0 < t.id < U128_LIMIT
+        and 0 < t.debit_account_id < U128_LIMIT
+        and 0 < t.credit_account_id < U128_LIMIT
+        and t.debit_account_id != t.credit_account_id
+        and 0 < t.amount < AMOUNT_LIMIT
+        and t.ledger == ledger
+        and 0 < t.code < U16_LIMIT
+        and 0 <= t.user_data < U128_LIMIT
+        and 0 <= t.timeout < U32_LIMIT
+        and type(t.pending_id) is int
+    ):
+        return None
+    return _diagnose_fields(t, ledger)
+
+
+def _diagnose_fields(t: Transfer, ledger: int) -> CreateTransferResult | None:
+    """The precise result code for a transfer the fast path did not pass."""
     tid = t.id
     if not _is_int(tid) or tid < 0 or tid >= U128_LIMIT:
         return R.ID_INVALID

@@ -1,5 +1,9 @@
 -- The settlement ledger: accounts, transfers, rejected transfers, pending expiries, and
 -- the hash-chained, signed blocks that seal each committed batch.
+-- Balances: the transfers table is the journal of record. The balance columns of
+-- `accounts` are a checkpoint as of `ledgers.checkpoint_height`; an account's current
+-- balances are that checkpoint plus the effects of the transfers and expirations in later
+-- blocks (the writer replays them on start; `cbdc audit verify` re-derives them).
 -- Ids are unsigned 128-bit integers stored as 16 big-endian bytes (byte order is
 -- numeric order); amounts are fen in bigint; timestamps are ns since the epoch and
 -- unique within a ledger.
@@ -7,6 +11,7 @@
 CREATE TABLE ledgers (
     ledger      integer PRIMARY KEY CHECK (ledger > 0),
     public_key  bytea NOT NULL,               -- DER SubjectPublicKeyInfo, P-256
+    checkpoint_height bigint NOT NULL DEFAULT 0,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
@@ -31,7 +36,7 @@ CREATE TABLE accounts (
     timestamp           bigint NOT NULL,
     block_height        bigint NOT NULL,
     PRIMARY KEY (ledger, id)
-) WITH (fillfactor = 70);  -- room for HOT updates of balances
+) WITH (fillfactor = 70);  -- room for HOT updates at checkpoints
 
 CREATE TABLE transfers (
     ledger             integer NOT NULL,
@@ -50,7 +55,9 @@ CREATE TABLE transfers (
 );
 CREATE INDEX transfers_debit_history ON transfers (ledger, debit_account_id, timestamp);
 CREATE INDEX transfers_credit_history ON transfers (ledger, credit_account_id, timestamp);
-CREATE INDEX transfers_by_block ON transfers (ledger, block_height);
+-- block_height grows with insertion order, so a BRIN index finds a block's rows at
+-- almost no cost per insert.
+CREATE INDEX transfers_by_block ON transfers USING brin (ledger, block_height);
 CREATE INDEX transfers_resolving ON transfers (ledger, pending_id) WHERE pending_id IS NOT NULL;
 
 -- Transfers refused for a reason that depends on ledger state, kept so that a retry
