@@ -38,7 +38,8 @@ async def check_durability(conn: asyncpg.Connection) -> None:
 
 class Engine:
     def __init__(self, pool: asyncpg.Pool, dsn: str, key: SigningKey, *, clock: Clock,
-                 timezone: str, max_events: int, max_wait: float) -> None:
+                 timezone: str, max_events: int, max_wait: float,
+                 checkpoint_every: int) -> None:
         self.pool = pool
         self.dsn = dsn
         self.key = key
@@ -46,6 +47,7 @@ class Engine:
         self.timezone = timezone
         self.max_events = max_events
         self.max_wait = max_wait
+        self.checkpoint_every = checkpoint_every
         self._writers: dict[int, LedgerWriter] = {}
 
     @classmethod
@@ -59,7 +61,12 @@ class Engine:
         max_events: int = 8190,
         max_wait: float = 0.001,
         pool_size: int = 8,
+        checkpoint_every: int = 1_000_000,
     ) -> Engine:
+        """Connect, check the server is durable, and serve ledgers on demand.
+
+        `checkpoint_every` bounds how many committed entries a restart replays.
+        """
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size)
         try:
             async with pool.acquire() as conn:
@@ -68,7 +75,7 @@ class Engine:
             await pool.close()
             raise
         return cls(pool, dsn, key, clock=clock, timezone=timezone, max_events=max_events,
-                   max_wait=max_wait)
+                   max_wait=max_wait, checkpoint_every=checkpoint_every)
 
     async def ledger(self, ledger: int) -> LedgerWriter:
         """The writer of `ledger`, started (and its chain registered) on first use."""
@@ -81,7 +88,8 @@ class Engine:
             raise KeyMismatch(ledger)
         writer = LedgerWriter(ledger=ledger, store=store, key=self.key, clock=self.clock,
                               timezone=self.timezone, max_events=self.max_events,
-                              max_wait=self.max_wait)
+                              max_wait=self.max_wait,
+                              checkpoint_every=self.checkpoint_every)
         await writer.start()
         self._writers[ledger] = writer
         return writer

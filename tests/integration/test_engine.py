@@ -1,0 +1,395 @@
+"""The settlement engine on a real PostgreSQL: durability, idempotency, recovery, limits,
+expiry, chain verification and tamper detection."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+
+from cbdc.signing import SigningKey
+from settlement import (
+    Account,
+    AccountFlags,
+    CreateAccountResult,
+    CreateTransferResult,
+    Engine,
+    LedgerWriter,
+    Transfer,
+    TransferFlags,
+)
+from settlement.audit import export_lines, verify_file, verify_store
+from settlement.errors import BatchNotCommitted, KeyMismatch
+
+R = CreateTransferResult
+LEDGER = 1
+SECOND = 1_000_000_000
+# 2026-11-23 12:00:00 Asia/Shanghai, in ns.
+NOON = 1_795_406_400 * SECOND
+_ids = itertools.count(1_000)
+
+
+def next_id() -> int:
+    return next(_ids)
+
+
+class FakeClock:
+    """A clock the test moves by hand (ns since the epoch)."""
+
+    def __init__(self, now: int = NOON) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * SECOND)
+
+
+@dataclass
+class Ledger:
+    engine: Engine
+    writer: LedgerWriter
+    key: SigningKey
+    dsn: str
+    clock: FakeClock
+
+
+async def open_ledger(dsn: str, key: SigningKey, clock: FakeClock, **options: int) -> Ledger:
+    engine = await Engine.open(dsn, key=key, clock=clock, **options)
+    return Ledger(engine, await engine.ledger(LEDGER), key, dsn, clock)
+
+
+@pytest.fixture
+async def ledger(database_url: str) -> AsyncIterator[Ledger]:
+    opened = await open_ledger(database_url, SigningKey.generate(), FakeClock())
+    yield opened
+    await opened.engine.close()
+
+
+def wallet(account_id: int, **limits: int | None) -> Account:
+    return Account(id=account_id, ledger=LEDGER, code=2,
+                   flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS, **limits)
+
+
+def issuer(account_id: int) -> Account:
+    return Account(id=account_id, ledger=LEDGER, code=1)
+
+
+def pay(debit: int, credit: int, amount: int, **fields: int) -> Transfer:
+    return Transfer(id=fields.pop("id", None) or next_id(), debit_account_id=debit,
+                    credit_account_id=credit, amount=amount, ledger=LEDGER, code=1, **fields)
+
+
+async def setup_accounts(writer: LedgerWriter, *accounts: Account) -> None:
+    results = await writer.create_accounts(list(accounts))
+    assert results == [CreateAccountResult.OK] * len(accounts)
+
+
+async def credit_balance(writer: LedgerWriter, account_id: int) -> int:
+    [balance] = await writer.lookup_accounts([account_id])
+    assert balance is not None
+    return balance.credits_posted - balance.debits_posted
+
+
+async def count_rows(dsn: str, table: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+    finally:
+        await conn.close()
+
+
+async def test_transfer_moves_money_and_retry_is_idempotent(ledger: Ledger) -> None:
+    """A retried transfer answers EXISTS and moves money once; a reused id with other
+    fields is refused."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2), wallet(3))
+    first = pay(1, 2, 10_000)
+    assert await w.create_transfers([first]) == [R.OK]
+    assert await w.create_transfers([first]) == [R.EXISTS]
+    changed = pay(1, 2, 10_001, id=first.id)
+    assert await w.create_transfers([changed]) == [R.EXISTS_WITH_DIFFERENT_FIELDS]
+    assert await credit_balance(w, 2) == 10_000
+    assert await credit_balance(w, 1) == -10_000
+    assert await count_rows(ledger.dsn, "transfers") == 1
+
+
+async def test_rejection_is_remembered_even_after_funds_arrive(ledger: Ledger) -> None:
+    """The first answer to an id stands: a refused transfer retried later is refused
+    the same way, even across a restart."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2), wallet(3))
+    broke = pay(2, 3, 500)
+    assert await w.create_transfers([broke]) == [R.EXCEEDS_CREDITS]
+    assert await w.create_transfers([pay(1, 2, 1_000)]) == [R.OK]
+    assert await w.create_transfers([broke]) == [R.EXCEEDS_CREDITS]
+    other = pay(2, 3, 400, id=broke.id)
+    assert await w.create_transfers([other]) == [R.ID_ALREADY_FAILED]
+    await ledger.engine.close()
+    reopened = await open_ledger(ledger.dsn, ledger.key, ledger.clock)
+    try:
+        assert await reopened.writer.create_transfers([broke]) == [R.EXCEEDS_CREDITS]
+        assert await credit_balance(reopened.writer, 3) == 0
+    finally:
+        await reopened.engine.close()
+        ledger.engine = reopened.engine
+
+
+@pytest.mark.parametrize(
+    ("limit", "value", "code"),
+    [
+        ("balance_cap", 100_000, R.EXCEEDS_BALANCE_CAP),
+        ("debit_limit_single", 50_000, R.EXCEEDS_SINGLE_LIMIT),
+        ("debit_limit_daily", 60_000, R.EXCEEDS_DAILY_LIMIT),
+        ("debit_limit_yearly", 70_000, R.EXCEEDS_YEARLY_LIMIT),
+    ],
+)
+async def test_limits_at_the_boundary(ledger: Ledger, limit: str, value: int,
+                                      code: CreateTransferResult) -> None:
+    """Exactly at a cap or limit passes; one fen more fails with that limit's code."""
+    w = ledger.writer
+    limited = wallet(2, **{limit: value})
+    await setup_accounts(w, issuer(1), limited, wallet(3))
+    if limit == "balance_cap":
+        assert await w.create_transfers([pay(1, 2, value)]) == [R.OK]
+        assert await w.create_transfers([pay(1, 2, 1)]) == [code]
+        assert await credit_balance(w, 2) == value
+        return
+    assert await w.create_transfers([pay(1, 2, 200_000)]) == [R.OK]
+    if limit == "debit_limit_single":
+        assert await w.create_transfers([pay(2, 3, value + 1)]) == [code]
+        assert await w.create_transfers([pay(2, 3, value)]) == [R.OK]
+    else:
+        assert await w.create_transfers([pay(2, 3, value - 10)]) == [R.OK]
+        assert await w.create_transfers([pay(2, 3, 11)]) == [code]
+        assert await w.create_transfers([pay(2, 3, 10)]) == [R.OK]
+        assert await w.create_transfers([pay(2, 3, 1)]) == [code]
+    assert await credit_balance(w, 3) == value
+
+
+async def test_daily_limit_rolls_over_at_midnight_in_beijing(ledger: Ledger) -> None:
+    """Spending the daily limit at 23:59:59 Beijing time blocks more that day; at
+    00:00:00 the limit is fresh, and the usage shown to clients says so."""
+    w, clock = ledger.writer, ledger.clock
+    await setup_accounts(w, issuer(1), wallet(2, debit_limit_daily=1_000), wallet(3))
+    assert await w.create_transfers([pay(1, 2, 5_000)]) == [R.OK]
+    clock.now = NOON + 12 * 3600 * SECOND - SECOND  # 23:59:59 local
+    assert await w.create_transfers([pay(2, 3, 1_000)]) == [R.OK]
+    assert await w.create_transfers([pay(2, 3, 1)]) == [R.EXCEEDS_DAILY_LIMIT]
+    [balance] = await w.lookup_accounts([2])
+    assert balance is not None
+    assert balance.debits_today == 1_000
+    clock.advance(1)  # 00:00:00 the next day
+    [balance] = await w.lookup_accounts([2])
+    assert balance is not None
+    assert balance.debits_today == 0
+    assert await w.create_transfers([pay(2, 3, 1_000)]) == [R.OK]
+
+
+async def test_pending_post_void_and_expiry(ledger: Ledger) -> None:
+    """A pending transfer reserves funds; posting part releases the rest, voiding
+    releases all, and one left past its timeout expires and cannot be posted."""
+    w, clock = ledger.writer, ledger.clock
+    await setup_accounts(w, issuer(1), wallet(2), wallet(3))
+    await w.create_transfers([pay(1, 2, 10_000)])
+    held = pay(2, 3, 4_000, flags=TransferFlags.PENDING)
+    voided = pay(2, 3, 3_000, flags=TransferFlags.PENDING)
+    expiring = pay(2, 3, 3_000, flags=TransferFlags.PENDING, timeout=30)
+    assert await w.create_transfers([held, voided, expiring]) == [R.OK] * 3
+    assert await w.create_transfers([pay(2, 3, 1)]) == [R.EXCEEDS_CREDITS]
+    post = pay(0, 0, 2_500, flags=TransferFlags.POST_PENDING_TRANSFER, pending_id=held.id)
+    void = pay(0, 0, 0, flags=TransferFlags.VOID_PENDING_TRANSFER, pending_id=voided.id)
+    assert await w.create_transfers([post, void]) == [R.OK, R.OK]
+    assert await w.create_transfers([post]) == [R.EXISTS]
+    again = pay(0, 0, 0, flags=TransferFlags.POST_PENDING_TRANSFER, pending_id=held.id)
+    assert await w.create_transfers([again]) == [R.PENDING_TRANSFER_ALREADY_POSTED]
+    clock.advance(31)
+    late = pay(0, 0, 0, flags=TransferFlags.POST_PENDING_TRANSFER, pending_id=expiring.id)
+    assert await w.create_transfers([late]) == [R.PENDING_TRANSFER_EXPIRED]
+    [payer, payee] = await w.lookup_accounts([2, 3])
+    assert payer is not None
+    assert payee is not None
+    assert (payer.credit_balance, payer.debits_pending) == (7_500, 0)
+    assert (payee.credit_balance, payee.credits_pending) == (2_500, 0)
+    assert await count_rows(ledger.dsn, "expirations") == 1
+
+
+async def test_linked_chain_fails_as_a_whole(ledger: Ledger) -> None:
+    """When one transfer of a linked chain fails, none of the chain is applied."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2), wallet(3))
+    chain = [pay(1, 2, 500, flags=TransferFlags.LINKED), pay(2, 3, 600)]
+    assert await w.create_transfers(chain) == [R.LINKED_EVENT_FAILED, R.EXCEEDS_CREDITS]
+    assert await credit_balance(w, 2) == 0
+    ok_chain = [pay(1, 2, 500, flags=TransferFlags.LINKED), pay(2, 3, 500)]
+    assert await w.create_transfers(ok_chain) == [R.OK, R.OK]
+    assert await credit_balance(w, 3) == 500
+
+
+async def test_bad_input_gets_precise_codes_and_writes_nothing(ledger: Ledger) -> None:
+    """Zero, negative, fractional, string and oversized amounts, malformed ids and the
+    same account on both sides are refused with their own code; nothing is stored."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2))
+    before = await count_rows(ledger.dsn, "transfers")
+    cases: list[tuple[Callable[[], Transfer], CreateTransferResult]] = [
+        (lambda: pay(1, 2, 0), R.AMOUNT_MUST_NOT_BE_ZERO),
+        (lambda: pay(1, 2, -5), R.AMOUNT_INVALID),
+        (lambda: pay(1, 2, 1.5), R.AMOUNT_INVALID),  # type: ignore[arg-type]
+        (lambda: pay(1, 2, "100"), R.AMOUNT_INVALID),  # type: ignore[arg-type]
+        (lambda: pay(1, 2, 1 << 63), R.AMOUNT_INVALID),
+        (lambda: pay(1, 1, 100), R.ACCOUNTS_MUST_BE_DIFFERENT),
+        (lambda: pay(1, 2, 100, id=-1), R.ID_INVALID),
+        (lambda: pay(1, 2, 100, id=1 << 128), R.ID_INVALID),
+        (lambda: pay(1, 99, 100), R.CREDIT_ACCOUNT_NOT_FOUND),
+    ]
+    results = await w.create_transfers([make() for make, _ in cases])
+    assert results == [code for _, code in cases]
+    assert await count_rows(ledger.dsn, "transfers") == before
+    assert await credit_balance(w, 2) == 0
+
+
+async def test_restart_replays_the_journal_after_the_last_checkpoint(database_url: str) -> None:
+    """Balances survive a restart whether or not the last checkpoint was written: the
+    writer replays the transfers committed after it."""
+    key, clock = SigningKey.generate(), FakeClock()
+    first = await open_ledger(database_url, key, clock, checkpoint_every=7)
+    w = first.writer
+    await setup_accounts(w, issuer(1), wallet(2), wallet(3))
+    held = pay(2, 3, 300, flags=TransferFlags.PENDING)
+    for step in range(12):
+        await w.create_transfers([pay(1, 2, 1_000)])
+        if step == 5:
+            await w.create_transfers([held])
+    post = pay(0, 0, 100, flags=TransferFlags.POST_PENDING_TRANSFER, pending_id=held.id)
+    await w.create_transfers([post, pay(2, 3, 50)])
+    expected = [b.credit_balance for b in await w.lookup_accounts([1, 2, 3]) if b]
+    assert w.metrics.checkpoints >= 1
+    # Stop without the final checkpoint, as a kill would.
+    assert w._task is not None
+    w._task.cancel()
+    first.engine.pool.terminate()
+    second = await open_ledger(database_url, key, clock)
+    try:
+        assert second.writer.store.replayed > 0
+        after = [b.credit_balance for b in await second.writer.lookup_accounts([1, 2, 3]) if b]
+        assert after == expected == [-12_000, 12_000 - 150, 150]
+        assert await second.writer.create_transfers([post]) == [R.EXISTS]
+        report = await verify_store(second.writer.store, key.public)
+        assert report.ok, report.summary()
+    finally:
+        await second.engine.close()
+
+
+async def test_failed_commit_fails_its_callers_and_reloads(ledger: Ledger) -> None:
+    """If PostgreSQL refuses a batch, its callers hear so, nothing of it is applied,
+    and a retry with the same id then succeeds once."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2))
+    conn = await asyncpg.connect(ledger.dsn)
+    try:
+        await conn.execute("""
+            CREATE FUNCTION refuse_block() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN RAISE EXCEPTION 'disk full (simulated)'; END $$;
+            CREATE TRIGGER refuse BEFORE INSERT ON blocks
+                FOR EACH ROW EXECUTE FUNCTION refuse_block();
+        """)
+        doomed = pay(1, 2, 700)
+        with pytest.raises(BatchNotCommitted):
+            await w.create_transfers([doomed])
+        await conn.execute("DROP TRIGGER refuse ON blocks")
+    finally:
+        await conn.close()
+    assert await credit_balance(w, 2) == 0
+    assert await w.create_transfers([doomed]) == [R.OK]
+    assert await w.create_transfers([doomed]) == [R.EXISTS]
+    assert await credit_balance(w, 2) == 700
+    assert w.metrics.failed_commits == 1
+
+
+async def test_concurrent_submitters_keep_the_ledger_balanced(ledger: Ledger) -> None:
+    """Many submitters at once: every OK transfer is applied exactly once and the
+    balances of the ledger sum to zero."""
+    w = ledger.writer
+    accounts = list(range(10, 60))
+    await setup_accounts(w, issuer(1), *(wallet(a) for a in accounts))
+    await w.create_transfers([pay(1, a, 10_000) for a in accounts])
+
+    async def submitter(seed: int) -> int:
+        ok = 0
+        for round_ in range(20):
+            batch = [pay(accounts[(seed + i) % 50], accounts[(seed * 7 + i + round_ + 1) % 50],
+                         1 + (seed + i) % 900) for i in range(25)]
+            batch = [t for t in batch if t.debit_account_id != t.credit_account_id]
+            ok += sum(r is R.OK for r in await w.create_transfers(batch))
+        return ok
+
+    moved = await asyncio.gather(*(submitter(s) for s in range(8)))
+    assert sum(moved) > 0
+    balances = await w.lookup_accounts([1, *accounts])
+    assert sum(b.credit_balance for b in balances if b) == 0
+    assert all(b.credit_balance >= 0 for b in balances[1:] if b)
+    assert await count_rows(ledger.dsn, "transfers") == 50 + sum(moved)
+
+
+async def test_receipt_proves_the_transfer_is_in_a_signed_block(ledger: Ledger) -> None:
+    """A transfer's receipt verifies with the ledger's public key; another key fails."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2))
+    transfers = [pay(1, 2, 100 + i) for i in range(9)]
+    await w.create_transfers(transfers)
+    receipt = await w.receipt(transfers[4].id)
+    assert receipt is not None
+    assert receipt.header.entry_count == 9
+    assert receipt.verify(ledger.key.public) is None
+    assert receipt.verify(SigningKey.generate().public) is not None
+
+
+async def test_audit_names_the_block_of_a_tampered_transfer(ledger: Ledger, tmp_path) -> None:
+    """Changing one stored transfer makes the audit fail at exactly that block, from
+    the database and from an exported file."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2))
+    for amount in (100, 200, 300, 400):
+        await w.create_transfers([pay(1, 2, amount)])
+    report = await verify_store(w.store, ledger.key.public)
+    assert report.ok, report.summary()
+    assert report.blocks_checked == 5
+    blocks = [block async for block in w.store.blocks()]
+    export = tmp_path / "chain.jsonl"
+    export.write_text("\n".join(export_lines(LEDGER, ledger.key.public, blocks)) + "\n")
+    assert (await verify_file(export)).ok
+
+    conn = await asyncpg.connect(ledger.dsn)
+    try:
+        height = await conn.fetchval(
+            "UPDATE transfers SET amount = amount + 1 WHERE amount = 300 RETURNING block_height")
+    finally:
+        await conn.close()
+    report = await verify_store(w.store, ledger.key.public)
+    assert not report.ok
+    assert report.finding is not None
+    assert report.finding.height == height
+    assert "Merkle root" in report.finding.reason
+
+    lines = export.read_text().splitlines()
+    lines[2] = lines[2].replace('"signature": "3', '"signature": "4', 1)
+    export.write_text("\n".join(lines) + "\n")
+    tampered = await verify_file(export)
+    assert tampered.finding is not None
+    assert tampered.finding.height == 2
+
+
+async def test_engine_refuses_another_key_for_an_existing_chain(ledger: Ledger) -> None:
+    """A ledger sealed with one key cannot be continued with another."""
+    other = await Engine.open(ledger.dsn, key=SigningKey.generate())
+    try:
+        with pytest.raises(KeyMismatch):
+            await other.ledger(LEDGER)
+    finally:
+        await other.close()
