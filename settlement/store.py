@@ -59,12 +59,10 @@ class StoredBlock:
     entries: list[bytes]
 
 
-_INSERT_ACCOUNTS = """
-INSERT INTO accounts (ledger, id, code, flags, user_data, balance_cap, debit_limit_single,
-                      debit_limit_daily, debit_limit_yearly, timestamp, block_height)
-SELECT $1, * , $11 FROM unnest($2::bytea[], $3::int[], $4::int[], $5::bytea[], $6::bigint[],
-                            $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
-"""
+_ACCOUNT_COPY_COLUMNS = (
+    "ledger", "id", "code", "flags", "user_data", "balance_cap", "debit_limit_single",
+    "debit_limit_daily", "debit_limit_yearly", "timestamp", "block_height",
+)
 
 _UPDATE_BALANCES = """
 UPDATE accounts AS a SET
@@ -115,7 +113,6 @@ class LedgerStore:
         self.ledger = ledger
         self.dsn = dsn
         self.replayed = 0
-        self.replayed_accounts: set[int] = set()
         self._conn: asyncpg.Connection | None = None
 
     # ------------------------------------------------------------------ set-up
@@ -197,17 +194,11 @@ class LedgerStore:
             for t, ts, height in pendings:
                 state.load_pending(t, ts, resolutions.get(t.id, OPEN), block_times[height])
             replay.sort(key=lambda item: item[0])
-            touched: set[int] = set()
             for _, height, item in replay:
                 if isinstance(item, int):
-                    pending = state.pendings[item].transfer
                     state.replay_expiry(item)
-                    touched.update((pending.debit_account_id, pending.credit_account_id))
                 else:
                     state.replay_transfer(item, block_times[height])
-                    source = state.pendings[item.pending_id].transfer if item.pending_id \
-                        else item
-                    touched.update((source.debit_account_id, source.credit_account_id))
             async for row in conn.cursor(
                 "SELECT id, debit_account_id, credit_account_id, amount, pending_id, "
                 "user_data, timeout, code, flags, timestamp, result "
@@ -221,7 +212,6 @@ class LedgerStore:
                 ledger,
             )
         self.replayed = len(replay)
-        self.replayed_accounts = touched
         if tip is None:
             return ChainTip(0, GENESIS_HASH)
         return ChainTip(tip["height"], bytes(tip["hash"]))
@@ -234,20 +224,15 @@ class LedgerStore:
         height = block.header.height
         async with conn.transaction():
             if batch.accounts:
-                accounts = [a for a, _ in batch.accounts]
-                await conn.execute(
-                    _INSERT_ACCOUNTS,
-                    ledger,
-                    [b16(a.id) for a in accounts],
-                    [a.code for a in accounts],
-                    [int(a.flags) for a in accounts],
-                    [b16(a.user_data) for a in accounts],
-                    [a.balance_cap for a in accounts],
-                    [a.debit_limit_single for a in accounts],
-                    [a.debit_limit_daily for a in accounts],
-                    [a.debit_limit_yearly for a in accounts],
-                    [ts for _, ts in batch.accounts],
-                    height,
+                await conn.copy_records_to_table(
+                    "accounts",
+                    columns=_ACCOUNT_COPY_COLUMNS,
+                    records=[
+                        (ledger, b16(a.id), a.code, int(a.flags), b16(a.user_data),
+                         a.balance_cap, a.debit_limit_single, a.debit_limit_daily,
+                         a.debit_limit_yearly, ts, height)
+                        for a, ts in batch.accounts
+                    ],
                 )
             if batch.transfers:
                 # COPY in binary: the cheapest way in for a batch (far less client CPU

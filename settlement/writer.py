@@ -90,8 +90,7 @@ class LedgerWriter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        # Accounts changed since the last checkpoint, and entries committed since.
-        self._dirty: dict[int, Any] = {}
+        # Entries committed since the last checkpoint.
         self._since_checkpoint = 0
         self._checkpointing: asyncio.Task[None] | None = None
         self._failed_since_reload = False
@@ -111,9 +110,9 @@ class LedgerWriter:
         if self._checkpointing is not None:
             with contextlib.suppress(Exception):
                 await self._checkpointing
-        if self._dirty and not self._failed_since_reload:
+        if self._since_checkpoint and not self._failed_since_reload:
             with contextlib.suppress(Exception):
-                await self.store.checkpoint(self.tip.height, self._snapshot())
+                await self.store.checkpoint(self.tip.height, self.state.take_checkpoint())
         while self._queue:
             request = self._queue.popleft()
             if not request.future.done():
@@ -125,11 +124,9 @@ class LedgerWriter:
         started = time.perf_counter()
         self.tip = await self.store.load(state)
         self.state = state
-        self._dirty = {}
+        # Accounts the replay moved are ahead of their checkpoint (and marked dirty).
         self._since_checkpoint = self.store.replayed
         self._failed_since_reload = False
-        # Accounts the replay moved are ahead of their checkpoint.
-        self._dirty = {i: state.accounts[i] for i in self.store.replayed_accounts}
         self.metrics.reloads += 1
         log.info("ledger %d loaded: %d accounts, height %d, in %.2fs", self.ledger,
                  len(state.accounts), self.tip.height, time.perf_counter() - started)
@@ -250,19 +247,14 @@ class LedgerWriter:
         block = seal_block(ledger=self.ledger, height=height, previous_hash=self.tip.hash,
                            time_ns=batch.now, entries=batch.entries, key=self.key)
         self.tip = ChainTip(height, block.hash)
-        self._dirty.update(batch.touched)
         self._since_checkpoint += len(batch.entries)
         checkpoint = None
         if self._since_checkpoint >= self.checkpoint_every and (
             self._checkpointing is None or self._checkpointing.done()
         ):
-            checkpoint = self._snapshot()
-            self._dirty = {}
+            checkpoint = state.take_checkpoint()
             self._since_checkpoint = 0
         return _Decided(batch=batch, block=block, requests=taken, checkpoint=checkpoint)
-
-    def _snapshot(self) -> list[tuple[int, tuple[int, ...]]]:
-        return [(account_id, account.snapshot()) for account_id, account in self._dirty.items()]
 
     async def _commit(self, decided: _Decided) -> None:
         if decided.block is None:
@@ -295,7 +287,7 @@ class LedgerWriter:
             # so the next checkpoint rewrites them.
             log.warning("ledger %d: checkpoint at block %d failed: %s", self.ledger, height,
                         exc)
-            self._dirty = dict(self.state.accounts)
+            self.state.mark_all_dirty()
             return
         self.metrics.checkpoints += 1
         log.info("ledger %d: checkpoint of %d accounts at block %d in %.2fs", self.ledger,

@@ -59,6 +59,7 @@ class AccountState:
         "day",
         "day_used",
         "definition",
+        "dirty",
         "dp",
         "dpend",
         "flags",
@@ -82,6 +83,7 @@ class AccountState:
         self.timestamp = timestamp
         self.dp = self.dpend = self.cp = self.cpend = 0
         self.day = self.day_used = self.year = self.year_used = 0
+        self.dirty = False  # changed since the last checkpoint
 
     def snapshot(self) -> tuple[int, ...]:
         return (self.dp, self.dpend, self.cp, self.cpend, self.day, self.day_used, self.year,
@@ -139,7 +141,6 @@ class Batch:
     transfers: list[tuple[int, ...]] = field(default_factory=list)
     failures: list[tuple[int, ...]] = field(default_factory=list)
     expirations: list[tuple[int, int]] = field(default_factory=list)
-    touched: dict[int, AccountState] = field(default_factory=dict)
     last_timestamp: int = 0
 
     @property
@@ -259,8 +260,6 @@ class LedgerState:
             dr, cr = self._settle(pending, 0, posting=False)
             pending.status = EXPIRED
             ts = self._next_timestamp(batch)
-            batch.touched[t.debit_account_id] = dr
-            batch.touched[t.credit_account_id] = cr
             batch.expirations.append((pending_id, ts))
             batch.entries.append(encode_expiry(pending_id, self.ledger, ts))
 
@@ -275,7 +274,6 @@ class LedgerState:
                 state = AccountState(account, ts)
                 self.accounts[account.id] = state
                 batch.accounts.append((account, ts))
-                batch.touched[account.id] = state
                 batch.entries.append(encode_account(
                     account.id, account.user_data, account.ledger, account.code,
                     account.flags, account.balance_cap, account.debit_limit_single,
@@ -458,8 +456,6 @@ class LedgerState:
             if expires_at:
                 heapq.heappush(self.expiry_queue, (expires_at, tid))
         self.fingerprints[tid] = fp
-        batch.touched[t.debit_account_id] = dr
-        batch.touched[t.credit_account_id] = cr
         self._store(batch, t.id, t.debit_account_id, t.credit_account_id, amount,
                     t.pending_id, t.user_data, t.timeout, t.ledger, t.code, int(flags), ts)
         return R.OK
@@ -525,8 +521,6 @@ class LedgerState:
         self.fingerprints[t.id] = rfp
         # Resolving a pending transfer is also a transfer: it keeps its own id in the
         # id space, so it can be looked up and is itself "not pending".
-        batch.touched[p.debit_account_id] = dr
-        batch.touched[p.credit_account_id] = cr
         self._store(batch, t.id, resolved.debit_account_id, resolved.credit_account_id,
                     amount, t.pending_id, t.user_data, 0, resolved.ledger, resolved.code,
                     int(t.flags), ts)
@@ -542,6 +536,7 @@ class LedgerState:
         else:
             dr.dp += amount
             cr.cp += amount
+        dr.dirty = cr.dirty = True
         if dr.day != day:
             dr.day, dr.day_used = day, 0
         if dr.year != year:
@@ -558,6 +553,7 @@ class LedgerState:
         cr = self.accounts[p.credit_account_id]
         dr.dpend -= p.amount
         cr.cpend -= p.amount
+        dr.dirty = cr.dirty = True
         if posting:
             dr.dp += amount
             cr.cp += amount
@@ -583,6 +579,19 @@ class LedgerState:
         accounts = self.accounts
         return [a.balance(day, year) if (a := accounts.get(i)) is not None else None
                 for i in account_ids]
+
+    def take_checkpoint(self) -> list[tuple[int, tuple[int, ...]]]:
+        """Balances of the accounts changed since the last checkpoint, marked clean."""
+        rows = []
+        for account_id, account in self.accounts.items():
+            if account.dirty:
+                rows.append((account_id, account.snapshot()))
+                account.dirty = False
+        return rows
+
+    def mark_all_dirty(self) -> None:
+        for account in self.accounts.values():
+            account.dirty = True
 
     def total_balance(self) -> tuple[int, int]:
         """(sum of debits posted, sum of credits posted): equal in every ledger."""
