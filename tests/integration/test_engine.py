@@ -350,6 +350,7 @@ async def test_receipt_proves_the_transfer_is_in_a_signed_block(ledger: Ledger) 
     assert receipt.verify(SigningKey.generate().public) is not None
 
 
+@pytest.mark.tampers
 async def test_audit_names_the_block_of_a_tampered_transfer(ledger: Ledger, tmp_path) -> None:
     """Changing one stored transfer makes the audit fail at exactly that block, from
     the database and from an exported file."""
@@ -393,3 +394,25 @@ async def test_engine_refuses_another_key_for_an_existing_chain(ledger: Ledger) 
             await other.ledger(LEDGER)
     finally:
         await other.close()
+
+
+async def test_account_history_pages_in_time_order(ledger: Ledger) -> None:
+    """An account's history lists its transfers oldest first, page by page, and can be
+    filtered to money out or money in."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2), wallet(3))
+    incoming = [pay(1, 2, 1_000 + i) for i in range(5)]
+    for transfer in incoming:
+        await w.create_transfers([transfer])
+    outgoing = [pay(2, 3, 10 + i) for i in range(3)]
+    await w.create_transfers(outgoing)
+    first_page = await w.account_history(2, limit=4)
+    assert [t.id for t in first_page] == [t.id for t in incoming[:4]]
+    rest = await w.account_history(2, after_timestamp=first_page[-1].timestamp, limit=100)
+    assert [t.id for t in rest] == [incoming[4].id, *(t.id for t in outgoing)]
+    debits = await w.account_history(2, direction="debits")
+    assert [t.amount for t in debits] == [10, 11, 12]
+    [record] = await w.lookup_transfers([outgoing[1].id])
+    assert record is not None
+    assert (record.debit_account_id, record.credit_account_id, record.amount) == (2, 3, 11)
+    assert await w.lookup_transfers([999_999_999]) == [None]
