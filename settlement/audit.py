@@ -13,6 +13,7 @@ and entries (hex), preceded by one line naming the ledger and its public key.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
@@ -211,14 +212,22 @@ def read_export(path: Path) -> tuple[int, VerifyingKey, list[StoredBlock]]:
 
 
 async def verify_file(path: Path, key: VerifyingKey | None = None) -> AuditReport:
-    ledger, recorded_key, blocks = read_export(path)
+    ledger, recorded_key, blocks = await asyncio.to_thread(read_export, path)
     return await verify_chain(ledger, _iterate(blocks), key or recorded_key)
 
 
 # ------------------------------------------------------------------- commands
+async def _key_file(path: str) -> VerifyingKey:
+    try:
+        pem = await asyncio.to_thread(Path(path).read_bytes)
+        return VerifyingKey.from_pem(pem)
+    except (OSError, ValueError) as exc:
+        raise AuditError(f"cannot use public key {path}: {exc}") from None
+
+
 async def _store_key(store: LedgerStore, public_key_path: str | None) -> VerifyingKey:
     if public_key_path:
-        return VerifyingKey.from_pem(Path(public_key_path).read_bytes())
+        return await _key_file(public_key_path)
     async with store.pool.acquire() as conn:
         der = await conn.fetchval("SELECT public_key FROM ledgers WHERE ledger = $1",
                                   store.ledger)
@@ -229,8 +238,7 @@ async def _store_key(store: LedgerStore, public_key_path: str | None) -> Verifyi
 
 async def verify_command(args: Any, endpoints: Any, settings: Any) -> int:
     """`cbdc audit verify`: exit 0 when the chain holds, 1 naming the first bad block."""
-    key = VerifyingKey.from_pem(Path(args.public_key).read_bytes()) if args.public_key \
-        else None
+    key = await _key_file(args.public_key) if args.public_key else None
     if args.file:
         try:
             report = await verify_file(Path(args.file), key)
@@ -260,8 +268,7 @@ async def export_command(args: Any, endpoints: Any, settings: Any) -> int:
     finally:
         await pool.close()
     out = Path(args.out)
-    with out.open("w", encoding="utf-8") as handle:
-        for line in export_lines(args.ledger, key, blocks):
-            handle.write(line + "\n")
+    text = "".join(line + "\n" for line in export_lines(args.ledger, key, blocks))
+    await asyncio.to_thread(out.write_text, text, encoding="utf-8")
     print(f"ledger {args.ledger}: exported {len(blocks)} blocks to {out}")
     return 0

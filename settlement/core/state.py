@@ -53,9 +53,9 @@ class AccountState:
     """An account's definition and running balances (mutable, owned by the writer)."""
 
     __slots__ = (
+        "cap",
         "cp",
         "cpend",
-        "cap",
         "day",
         "day_used",
         "definition",
@@ -236,9 +236,7 @@ class LedgerState:
         self.last_timestamp = batch.last_timestamp
 
     def _next_timestamp(self, batch: Batch) -> int:
-        ts = batch.last_timestamp + 1
-        if ts < batch.now:
-            ts = batch.now
+        ts = max(batch.last_timestamp + 1, batch.now)
         batch.last_timestamp = ts
         return ts
 
@@ -256,8 +254,7 @@ class LedgerState:
             pending = self.pendings[pending_id]
             if pending.status != OPEN:
                 continue
-            t = pending.transfer
-            dr, cr = self._settle(pending, 0, posting=False)
+            self._settle(pending, 0, posting=False)
             pending.status = EXPIRED
             ts = self._next_timestamp(batch)
             batch.expirations.append((pending_id, ts))
@@ -282,32 +279,33 @@ class LedgerState:
         return results
 
     def _validate_account(self, a: Account) -> CreateAccountResult:
-        A = CreateAccountResult
         if not _is_int(a.id) or a.id < 0 or a.id >= U128_LIMIT:
-            return A.ID_INVALID
+            return CreateAccountResult.ID_INVALID
         if a.id == 0:
-            return A.ID_MUST_NOT_BE_ZERO
+            return CreateAccountResult.ID_MUST_NOT_BE_ZERO
         if not _is_int(a.flags) or a.flags & ~ACCOUNT_FLAGS_KNOWN or a.flags < 0:
-            return A.FLAGS_INVALID
+            return CreateAccountResult.FLAGS_INVALID
         if a.flags & _DEBITS_LE_CREDITS and a.flags & _CREDITS_LE_DEBITS:
-            return A.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+            return CreateAccountResult.FLAGS_ARE_MUTUALLY_EXCLUSIVE
         if not _is_int(a.ledger) or not 0 < a.ledger < U32_LIMIT:
-            return A.LEDGER_INVALID
+            return CreateAccountResult.LEDGER_INVALID
         if not _is_int(a.code) or not 0 < a.code < U16_LIMIT:
-            return A.CODE_INVALID
+            return CreateAccountResult.CODE_INVALID
         if not _is_int(a.user_data) or not 0 <= a.user_data < U128_LIMIT:
-            return A.USER_DATA_INVALID
+            return CreateAccountResult.USER_DATA_INVALID
         if a.balance_cap is not None and not _is_amount(a.balance_cap, allow_zero=True):
-            return A.BALANCE_CAP_INVALID
+            return CreateAccountResult.BALANCE_CAP_INVALID
         for limit in (a.debit_limit_single, a.debit_limit_daily, a.debit_limit_yearly):
             if limit is not None and not _is_amount(limit, allow_zero=True):
-                return A.DEBIT_LIMIT_INVALID
+                return CreateAccountResult.DEBIT_LIMIT_INVALID
         existing = self.accounts.get(a.id)
         if existing is not None:
-            return A.EXISTS if existing.definition == a else A.EXISTS_WITH_DIFFERENT_FIELDS
+            if existing.definition == a:
+                return CreateAccountResult.EXISTS
+            return CreateAccountResult.EXISTS_WITH_DIFFERENT_FIELDS
         if a.ledger != self.ledger:
-            return A.LEDGER_NOT_SERVED
-        return A.OK
+            return CreateAccountResult.LEDGER_NOT_SERVED
+        return CreateAccountResult.OK
 
     # --------------------------------------------------------------- transfers
     def create_transfers(self, batch: Batch, transfers: Sequence[Transfer]
@@ -515,7 +513,7 @@ class LedgerState:
             journal.save(self.accounts[p.debit_account_id], self.accounts[p.credit_account_id])
             journal.fingerprints.append(t.id)
             journal.pendings.append((t.pending_id, pending, pending.status))
-        dr, cr = self._settle(pending, amount, posting)
+        self._settle(pending, amount, posting)
         pending.status = POSTED if posting else VOIDED
         ts = self._next_timestamp(batch)
         self.fingerprints[t.id] = rfp

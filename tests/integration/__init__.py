@@ -1,0 +1,1 @@
+"""Tests against real PostgreSQL and Redis (shared servers or embedded ones)."""

@@ -1,0 +1,131 @@
+"""`cbdc bench ledger` against a real PostgreSQL, with tiny numbers.
+
+Asserts what a user checks after a run: the report has its figures, both sides moved
+money, the ledger balances, and the run left no database behind. Never timing values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from types import SimpleNamespace
+from typing import Any
+
+import asyncpg
+import pytest
+
+from cbdc.errors import ConfigError
+from settlement import bench
+from settlement.bench import BenchOptions, run
+
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+TINY = BenchOptions(duration=1.0, half_load_duration=1.0, accounts=2_000, submitters=2,
+                    batch=64, naive_connections=2, hot_share=0.2, pgbench_scale=1,
+                    pgbench_clients=2, seed=7)
+REPORT_KEYS = {
+    "engine_tps", "naive_tps", "pgbench_tps", "engine_p50_ms", "engine_p99_ms",
+    "ratio_engine_naive", "engine_half_load_p50_ms", "engine_half_load_p99_ms", "accounts",
+    "accounts_load_s", "peak_rss_mb", "balanced", "duration_s", "submitters", "batch",
+}
+
+
+@pytest.fixture
+def server_dsn(request: pytest.FixtureRequest) -> str:
+    """The shared server fixture when the suite has one, else the local test server."""
+    try:
+        dsn = request.getfixturevalue("pg_server_url")
+    except pytest.FixtureLookupError:
+        dsn = os.environ.get("CBDC_TEST_DATABASE_URL", DEFAULT_DSN)
+    return str(dsn)
+
+
+@pytest.fixture
+async def reachable(server_dsn: str) -> str:
+    try:
+        conn = await asyncpg.connect(server_dsn, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"no PostgreSQL at {server_dsn}: {exc}")
+    await conn.close()
+    return server_dsn
+
+
+async def bench_databases(dsn: str) -> list[str]:
+    """Databases of this process's bench runs still on the server."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1",
+                                f"{bench.bench_database_names()[0]}%")
+    finally:
+        await conn.close()
+    return [r["datname"] for r in rows]
+
+
+def is_positive_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+async def test_run_reports_both_sides_balances_and_cleans_up(reachable: str) -> None:
+    report = await run(reachable, TINY)
+
+    assert REPORT_KEYS <= report.keys()
+    json.dumps(report, allow_nan=False)  # the report is plain JSON
+    assert is_positive_number(report["engine_tps"])
+    assert is_positive_number(report["naive_tps"])
+    assert is_positive_number(report["ratio_engine_naive"])
+    assert report["pgbench_tps"] is None or is_positive_number(report["pgbench_tps"])
+    assert report["balanced"] is True
+    assert report["acknowledged_matches"] is True
+    assert report["naive_balanced"] is True
+    assert report["engine_rejected"] == 0
+    assert report["accounts"] == 2_000
+    assert report["submitters"] == 2
+    assert report["batch"] == 64
+    assert report["databases"]
+    assert await bench_databases(reachable) == []
+
+
+async def test_cli_entry_prints_exactly_one_json_object(
+    reachable: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = SimpleNamespace(duration=1.0, accounts=500, hot_share=0.0, hot_accounts=10,
+                           submitters=2, batch=64, naive_connections=0, json=True,
+                           half_load_duration=0.5, pgbench=False)
+    settings = SimpleNamespace(batch_max_events=8190, batch_max_wait_ms=1.0,
+                               timezone="Asia/Shanghai")
+
+    code = await bench.main(args, SimpleNamespace(database_url=reachable), settings)
+
+    out = capsys.readouterr().out
+    report = json.loads(out)  # one object, nothing else on stdout
+    assert code == 0
+    assert is_positive_number(report["engine_tps"])
+    assert report["naive_tps"] is None  # 0 connections skips the baseline
+    assert report["ratio_engine_naive"] is None
+    assert report["pgbench_tps"] is None
+    assert report["balanced"] is True
+    assert await bench_databases(reachable) == []
+
+
+async def test_an_interrupted_run_drops_its_databases(reachable: str) -> None:
+    long_run = BenchOptions(duration=60, accounts=1_000, submitters=2, batch=64,
+                            naive_connections=1, pgbench=False)
+    task = asyncio.create_task(run(reachable, long_run))
+    for _ in range(200):  # wait until the run has created its database
+        await asyncio.sleep(0.05)
+        if await bench_databases(reachable):
+            break
+    await asyncio.sleep(0.5)
+
+    task.cancel()  # what Ctrl-C does to the CLI's asyncio.run
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert await bench_databases(reachable) == []
+
+
+def test_options_that_cannot_run_are_refused() -> None:
+    with pytest.raises(ConfigError, match="batch"):
+        BenchOptions(batch=10_000).validate()
+    with pytest.raises(ConfigError, match="hot_share"):
+        BenchOptions(hot_share=1.5).validate()

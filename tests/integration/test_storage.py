@@ -1,0 +1,182 @@
+"""Storage: embedded PostgreSQL and Redis started, reused and stopped; every PostgreSQL
+checked for durability. Embedded servers here live in private temporary folders; the
+shared servers are only connected to, never reconfigured."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import psutil
+import pytest
+import redis.asyncio
+
+from cbdc.errors import StorageError
+from cbdc.settings import Settings
+from cbdc.storage import check_durability, redact, running_storage
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def postmaster_pid(data_dir: Path) -> int:
+    return int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
+
+
+def redis_pid(data_dir: Path) -> int:
+    import json
+
+    registry = json.loads((data_dir / "redis.db.settings").read_text())
+    return int(Path(registry["pidfile"]).read_text())
+
+
+def assert_stopped(pid: int) -> None:
+    try:
+        process = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    assert process.status() == psutil.STATUS_ZOMBIE, f"process {pid} still runs"
+
+
+async def test_embedded_storage_starts_keeps_data_and_stops(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    with running_storage(settings) as endpoints:
+        assert endpoints.embedded
+        assert endpoints.redis_url.startswith("unix://")
+        conn = await asyncpg.connect(endpoints.database_url)
+        assert await conn.fetchval("SELECT current_database()") == "cbdc"
+        await conn.execute("CREATE TABLE kept (note text); INSERT INTO kept VALUES ('hi')")
+        await conn.close()
+        client = redis.asyncio.Redis.from_url(endpoints.redis_url)
+        await client.set("kept", "yes")
+        await client.aclose()
+        pids = postmaster_pid(settings.data_dir), redis_pid(settings.data_dir)
+    for pid in pids:
+        assert_stopped(pid)
+    assert not (settings.data_dir / "pg" / "postmaster.pid").exists()
+
+    with running_storage(settings) as endpoints:  # the same folder, reused
+        conn = await asyncpg.connect(endpoints.database_url)
+        assert await conn.fetchval("SELECT note FROM kept") == "hi"
+        await conn.close()
+        client = redis.asyncio.Redis.from_url(endpoints.redis_url)
+        assert await client.get("kept") == b"yes"
+        await client.aclose()
+        pids = postmaster_pid(settings.data_dir), redis_pid(settings.data_dir)
+    for pid in pids:
+        assert_stopped(pid)
+
+
+async def test_embedded_storage_stops_when_the_block_raises(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    with pytest.raises(ZeroDivisionError), running_storage(settings):
+        pids = postmaster_pid(settings.data_dir), redis_pid(settings.data_dir)
+        _ = 1 / 0
+    for pid in pids:
+        assert_stopped(pid)
+
+
+async def test_durability_check_refuses_fsync_off(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    with running_storage(settings) as endpoints:  # a private server, ours to reconfigure
+        conn = await asyncpg.connect(endpoints.database_url)
+        await conn.execute("ALTER SYSTEM SET fsync = off")
+        await conn.execute("SELECT pg_reload_conf()")
+        await asyncio.sleep(0.2)  # the reload is asynchronous
+        with pytest.raises(StorageError, match="fsync=off") as caught:
+            await check_durability(conn)
+        assert caught.value.store == "postgresql"
+        await conn.close()
+
+    with pytest.raises(StorageError, match="fsync=off") as caught, \
+            running_storage(settings):
+        pytest.fail("storage started on a server with fsync off")
+    assert "\n" not in str(caught.value)
+    assert not (settings.data_dir / "pg" / "postmaster.pid").exists()  # stopped again
+
+
+async def test_durability_check_refuses_synchronous_commit_off(pg_server_url: str) -> None:
+    conn = await asyncpg.connect(pg_server_url)
+    try:
+        await check_durability(conn)  # the servers the tests use are durable
+        await conn.execute("SET synchronous_commit = local")  # still flushes locally
+        await check_durability(conn)
+        await conn.execute("SET synchronous_commit = off")  # this session only
+        with pytest.raises(StorageError, match="synchronous_commit=off"):
+            await check_durability(conn)
+    finally:
+        await conn.close()
+
+
+async def test_configured_servers_are_used_as_they_are(
+    pg_server_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(database_url=pg_server_url, redis_url=redis_url,
+                        data_dir=tmp_path / "unused")
+    with running_storage(settings) as endpoints:
+        assert endpoints.database_url == pg_server_url
+        assert endpoints.redis_url == redis_url
+        assert not endpoints.embedded
+    assert not (tmp_path / "unused").exists()
+
+
+async def test_an_unreachable_postgres_is_a_storage_error(
+    redis_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(database_url="postgresql://postgres:s3cret@127.0.0.1:1/none",
+                        redis_url=redis_url)
+    with pytest.raises(StorageError, match="cannot connect to PostgreSQL") as caught, \
+            running_storage(settings):
+        pass
+    assert caught.value.store == "postgresql"
+    assert "s3cret" not in str(caught.value)
+
+
+async def test_an_unreachable_redis_is_a_storage_error(pg_server_url: str) -> None:
+    settings = Settings(database_url=pg_server_url, redis_url="redis://127.0.0.1:1/0")
+    with pytest.raises(StorageError, match="cannot reach Redis") as caught, \
+            running_storage(settings):
+        pass
+    assert caught.value.store == "redis"
+
+
+def test_redact_hides_only_the_password() -> None:
+    assert redact("postgresql://app:pw@db:5432/x") == "postgresql://app:***@db:5432/x"
+    assert redact("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_cbdc_up_serve_stops_storage_on_a_signal(
+    tmp_path_factory: pytest.TempPathFactory, sig: signal.Signals, code: int
+) -> None:
+    data_dir = tmp_path_factory.getbasetemp() / "serve-data"  # shared: initdb once
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CBDC_")}
+    env["CBDC_DATA_DIR"] = str(data_dir)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cbdc.cli", "up", "--no-demo", "--serve"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        while not lines or "Ctrl-C" not in lines[-1]:
+            line = process.stdout.readline()
+            assert line, f"cbdc up ended early: {process.communicate()[1]}"
+            lines.append(line)
+        assert lines[0].startswith("PostgreSQL: embedded")
+        pids = postmaster_pid(data_dir), redis_pid(data_dir)
+        process.send_signal(sig)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == code
+    assert "Traceback" not in err
+    for pid in pids:
+        assert_stopped(pid)
