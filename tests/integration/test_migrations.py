@@ -80,7 +80,7 @@ async def test_a_changed_applied_file_is_refused(conn: asyncpg.Connection,
     await apply_migrations(conn, ("widgets", folder))
     write(folder, "0001_widgets.sql", "CREATE TABLE widgets (id bigint PRIMARY KEY, x int);")
     write(folder, "0003_more.sql", "CREATE TABLE more (id bigint);")
-    with pytest.raises(MigrationError, match="0001_widgets.sql") as caught:
+    with pytest.raises(MigrationError, match=r"0001_widgets\.sql") as caught:
         await apply_migrations(conn, ("widgets", folder))
     assert caught.value.file == str(folder / "0001_widgets.sql")
     assert await conn.fetchval("SELECT to_regclass('more')") is None  # nothing applied
@@ -90,7 +90,7 @@ async def test_a_deleted_applied_file_is_refused(conn: asyncpg.Connection,
                                                  folder: Path) -> None:
     await apply_migrations(conn, ("widgets", folder))
     (folder / "0002_widget_names.sql").unlink()
-    with pytest.raises(MigrationError, match="0002_widget_names.sql"):
+    with pytest.raises(MigrationError, match=r"0002_widget_names\.sql"):
         await apply_migrations(conn, ("widgets", folder))
 
 
@@ -100,7 +100,7 @@ async def test_a_new_file_numbered_below_an_applied_one_is_refused(
     (folder / "0002_widget_names.sql").rename(folder / "0005_widget_names.sql")
     await apply_migrations(conn, ("widgets", folder))  # 0001, then 0005
     write(folder, "0003_late.sql", "SELECT 1;")
-    with pytest.raises(MigrationError, match="0003_late.sql"):
+    with pytest.raises(MigrationError, match=r"0003_late\.sql"):
         await apply_migrations(conn, ("widgets", folder))
 
 
@@ -108,7 +108,7 @@ async def test_a_failing_file_is_rolled_back_and_named(conn: asyncpg.Connection,
                                                        folder: Path) -> None:
     write(folder, "0003_broken.sql",
           "CREATE TABLE half (id bigint);\nINSERT INTO no_such_table VALUES (1);")
-    with pytest.raises(MigrationError, match="0003_broken.sql"):
+    with pytest.raises(MigrationError, match=r"0003_broken\.sql"):
         await apply_migrations(conn, ("widgets", folder))
     assert await conn.fetchval("SELECT to_regclass('half')") is None
     assert [v for v, _ in await recorded(conn, "widgets")] == [1, 2]  # kept, committed

@@ -73,9 +73,16 @@ async def test_embedded_storage_starts_keeps_data_and_stops(tmp_path: Path) -> N
 
 async def test_embedded_storage_stops_when_the_block_raises(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
-    with pytest.raises(ZeroDivisionError), running_storage(settings):
-        pids = postmaster_pid(settings.data_dir), redis_pid(settings.data_dir)
-        _ = 1 / 0
+    pids: tuple[int, int] = (0, 0)
+
+    def fail_inside() -> None:
+        nonlocal pids
+        with running_storage(settings):
+            pids = postmaster_pid(settings.data_dir), redis_pid(settings.data_dir)
+            raise RuntimeError("the service crashed")
+
+    with pytest.raises(RuntimeError, match="crashed"):
+        fail_inside()
     for pid in pids:
         assert_stopped(pid)
 
@@ -180,3 +187,11 @@ def test_cbdc_up_serve_stops_storage_on_a_signal(
     assert "Traceback" not in err
     for pid in pids:
         assert_stopped(pid)
+
+
+def test_an_unusable_data_folder_is_a_storage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StorageError, match="cannot create the data folder"), \
+            running_storage(Settings(data_dir=blocker / "data")):
+        pass

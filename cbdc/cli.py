@@ -1,0 +1,294 @@
+"""The `cbdc` command line.
+
+    cbdc up [--no-demo] [--serve]      start storage, migrate, show the seeded demo
+    cbdc migrate                       apply pending schema migrations
+    cbdc audit verify [--ledger N | --file PATH] [--public-key PEM]
+    cbdc audit export --ledger N --out PATH
+    cbdc bench ledger [--duration S] [--accounts N] ... [--json]
+
+Exit codes: 0 success, 1 a reported error (`cbdc: error: <message>`, one line),
+2 bad usage, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Handlers import the
+settlement engine lazily, so `cbdc --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from cbdc.errors import CbdcError, StorageError
+from cbdc.settings import Settings, load_settings
+from cbdc.storage import Endpoints, redact, running_storage
+
+PROG = "cbdc"
+
+
+class UsageError(Exception):
+    """The command line itself is wrong (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and does not exit by itself."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# ------------------------------------------------------------------ entry point
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `cbdc` command line; return the process exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        _fail(str(exc))
+        return 2
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    try:
+        code: int = args.handler(args)
+        return code
+    except CbdcError as exc:
+        _fail(str(exc))
+        return 1
+    except OSError as exc:  # a path the user gave cannot be read or written
+        _fail(f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc))
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _fail(message: str) -> None:
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="A digital-yuan-style CBDC prototype.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="start storage, apply migrations, run the demo")
+    up.add_argument("--demo", action=argparse.BooleanOptionalAction, default=True,
+                    help="run the seeded settlement demo (default: yes)")
+    up.add_argument("--serve", action="store_true",
+                    help="keep running (and storage up) until Ctrl-C")
+    up.set_defaults(handler=_up)
+
+    migrate = commands.add_parser("migrate", help="apply pending schema migrations")
+    migrate.set_defaults(handler=_migrate)
+
+    audit = commands.add_parser("audit", help="verify or export a ledger's signed journal")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True,
+                                          metavar="COMMAND")
+    verify = audit_commands.add_parser("verify", help="verify a ledger's hash chain")
+    source = verify.add_mutually_exclusive_group()
+    source.add_argument("--ledger", type=_positive_int, metavar="N",
+                        help="ledger in the database (default 1)")
+    source.add_argument("--file", metavar="PATH",
+                        help="verify an export file offline (starts no storage)")
+    verify.add_argument("--public-key", metavar="PEM_PATH",
+                        help="verify against this key instead of the recorded one")
+    verify.set_defaults(handler=_audit_verify)
+    export = audit_commands.add_parser("export", help="write a ledger's chain as JSON lines")
+    export.add_argument("--ledger", type=_positive_int, metavar="N", required=True)
+    export.add_argument("--out", metavar="PATH", required=True)
+    export.set_defaults(handler=_audit_export)
+
+    bench = commands.add_parser("bench", help="benchmarks")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True,
+                                          metavar="COMMAND")
+    ledger = bench_commands.add_parser("ledger", help="measure the settlement hot path")
+    # Unset options are None: settlement.bench keeps its own defaults for them.
+    ledger.add_argument("--duration", type=_positive_float, metavar="S",
+                        help="seconds of closed-loop load (default 10)")
+    ledger.add_argument("--accounts", type=_positive_int, metavar="N",
+                        help="accounts to create (default 100000)")
+    ledger.add_argument("--hot-share", type=_fraction, metavar="F",
+                        help="share of transfers touching a hot account, 0..1 (default 0)")
+    ledger.add_argument("--hot-accounts", type=_positive_int, metavar="K",
+                        help="number of hot accounts (default 10)")
+    ledger.add_argument("--submitters", type=_positive_int, metavar="N",
+                        help="concurrent submitting tasks (default 16)")
+    ledger.add_argument("--batch", type=_positive_int, metavar="N",
+                        help="transfers per create_transfers call (default 512)")
+    ledger.add_argument("--naive-connections", type=_non_negative_int, metavar="N",
+                        help="connections of the one-transfer-per-transaction baseline; "
+                        "0 skips it (default 16)")
+    ledger.add_argument("--json", action="store_true", help="print the report as JSON")
+    ledger.set_defaults(handler=_bench_ledger)
+    return parser
+
+
+# ------------------------------------------------------------------- handlers
+def _up(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    with running_storage(settings) as endpoints:
+        for line in describe_storage(settings, endpoints):
+            print(line)
+        return asyncio.run(_up_async(args, endpoints, settings))
+
+
+async def _up_async(args: argparse.Namespace, endpoints: Endpoints, settings: Settings) -> int:
+    _print_applied(await _apply_project_migrations(endpoints))
+    if args.demo:
+        from settlement.demo import run_demo
+
+        await run_demo(endpoints, settings)
+    if args.serve:
+        print("running; press Ctrl-C to stop", flush=True)
+        await asyncio.Event().wait()  # until cancelled by Ctrl-C or ended by SIGTERM
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    with running_storage(settings) as endpoints:
+        _print_applied(asyncio.run(_apply_project_migrations(endpoints)))
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from settlement.audit import verify_command
+
+    settings = load_settings()
+    if args.file:
+        return _call(verify_command, args, None, settings)
+    if args.ledger is None:
+        args.ledger = 1
+    with running_storage(settings) as endpoints:
+        return _call_with_tables(verify_command, args, endpoints, settings)
+
+
+def _audit_export(args: argparse.Namespace) -> int:
+    from settlement.audit import export_command
+
+    settings = load_settings()
+    with running_storage(settings) as endpoints:
+        return _call_with_tables(export_command, args, endpoints, settings)
+
+
+def _bench_ledger(args: argparse.Namespace) -> int:
+    # By name: settlement.bench is written separately; the CLI type-checks without it.
+    bench = importlib.import_module("settlement.bench")
+    settings = load_settings()
+    with running_storage(settings) as endpoints:
+        return _call(bench.main, args, endpoints, settings)
+
+
+# -------------------------------------------------------------------- helpers
+def describe_storage(settings: Settings, endpoints: Endpoints) -> list[str]:
+    """Where PostgreSQL and Redis live, one line each, passwords hidden."""
+    data_dir = settings.data_dir.expanduser().resolve()
+    if settings.database_url is None:
+        postgres = f"embedded, data in {data_dir / 'pg'} ({endpoints.database_url})"
+    else:
+        postgres = redact(endpoints.database_url)
+    if settings.redis_url is None:
+        cache = f"embedded, data in {data_dir / 'redis.db'} ({endpoints.redis_url})"
+    else:
+        cache = redact(endpoints.redis_url)
+    return [f"PostgreSQL: {postgres}", f"Redis: {cache}"]
+
+
+def migration_sources() -> list[tuple[str, Path]]:
+    """Every migration source of the project, in the order they apply."""
+    return [("settlement", _package_dir("settlement") / "migrations")]
+
+
+def _package_dir(package: str) -> Path:
+    # find_spec locates the package without running its __init__ (and its imports).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise CbdcError(f"the package {package!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+async def _apply_project_migrations(endpoints: Endpoints) -> list[str]:
+    import asyncpg
+
+    from cbdc.migrations import apply_migrations
+
+    conn = await asyncpg.connect(endpoints.database_url)
+    try:
+        return await apply_migrations(conn, *migration_sources())
+    finally:
+        await conn.close()
+
+
+def _print_applied(applied: list[str]) -> None:
+    if not applied:
+        print("migrations: nothing to apply")
+    for name in applied:
+        print(f"migrations: applied {name}")
+
+
+def _call(handler: Callable[..., int | Awaitable[int]], *args: Any) -> int:
+    """Call a subcommand's handler, sync or async, outside any running event loop."""
+    result = handler(*args)
+    if inspect.isawaitable(result):
+        return asyncio.run(_awaited(result))
+    return result
+
+
+async def _awaited(awaitable: Awaitable[int]) -> int:
+    return await awaitable
+
+
+def _call_with_tables(handler: Callable[..., int | Awaitable[int]], *args: Any) -> int:
+    import asyncpg
+
+    try:
+        return _call(handler, *args)
+    except asyncpg.UndefinedTableError:
+        raise StorageError(
+            "the database has no ledger tables yet; run 'cbdc migrate' or 'cbdc up' first",
+            store="postgresql",
+        ) from None
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, not {text!r}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Settings read from `CBDC_*` environment variables, validated once at start-up.
+
+    CBDC_DATABASE_URL      PostgreSQL DSN; unset: an embedded PostgreSQL in the data folder
+    CBDC_REDIS_URL         redis:// or unix:// URL; unset: an embedded Redis in the data folder
+    CBDC_DATA_DIR          where embedded stores and keys live (default .cbdc)
+    CBDC_TIMEZONE          IANA zone that decides a "day" for daily limits (Asia/Shanghai)
+    CBDC_BATCH_MAX_EVENTS  most transfers one ledger batch commits (1..65535, default 8190)
+    CBDC_BATCH_MAX_WAIT_MS longest a batch waits to fill, in ms (0..1000, default 1.0)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cbdc.errors import ConfigError
+
+ENV_PREFIX = "CBDC_"
+_DATABASE_SCHEMES = ("postgresql://", "postgres://")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_URL_FIELDS = ("database_url", "redis_url")
+
+
+class Settings(BaseSettings):
+    """Everything a `cbdc` process is configured by; see the module docstring."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path(".cbdc")
+    timezone: str = "Asia/Shanghai"
+    batch_max_events: int = Field(default=8190, ge=1, le=65535)
+    batch_max_wait_ms: float = Field(default=1.0, ge=0, le=1000, allow_inf_nan=False)
+
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: Any) -> Any:
+        # `CBDC_DATABASE_URL=` in a shell or .env file means "not configured".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(_DATABASE_SCHEMES):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(_REDIS_SCHEMES):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not a known IANA time zone like Asia/Shanghai") from None
+        return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """`Settings` from the environment (and `overrides`), or a one-sentence `ConfigError`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        setting = ENV_PREFIX + field.upper() if field else None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if field not in _URL_FIELDS:  # URLs may hold a password: never echo them
+            message += f" (got {first['input']!r})"
+        raise ConfigError(f"{setting or 'settings'}: {message}", setting=setting) from None

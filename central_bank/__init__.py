@@ -1,0 +1,1 @@
+"""The central bank (ledger of record for operator banks): not built yet."""

@@ -1,0 +1,1 @@
+"""A commercial (operator) bank running retail wallets: not built yet."""

@@ -1,0 +1,1 @@
+"""Locust users, load shapes and the reconciling load-test runner: not built yet."""

@@ -1,0 +1,1 @@
+"""Tests of the whole project: unit/ (pure code) and integration/ (real stores)."""

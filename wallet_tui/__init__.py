@@ -1,0 +1,1 @@
+"""The terminal wallet (a Textual app that signs payments itself): not built yet."""
