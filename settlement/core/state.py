@@ -243,17 +243,18 @@ class LedgerState:
     def next_expiry(self) -> int | None:
         """When the earliest open pending transfer expires (ns), if any."""
         queue = self.expiry_queue
-        while queue and self.pendings[queue[0][1]].status != OPEN:
-            heapq.heappop(queue)
+        pendings = self.pendings
+        while queue and not _due_entry_is_live(pendings, *queue[0]):
+            heapq.heappop(queue)  # resolved, or undone with a failed linked chain
         return queue[0][0] if queue else None
 
     def _expire_due(self, batch: Batch) -> None:
         queue = self.expiry_queue
         while queue and queue[0][0] <= batch.now:
-            _, pending_id = heapq.heappop(queue)
-            pending = self.pendings[pending_id]
-            if pending.status != OPEN:
+            expires_at, pending_id = heapq.heappop(queue)
+            if not _due_entry_is_live(self.pendings, expires_at, pending_id):
                 continue
+            pending = self.pendings[pending_id]
             self._settle(pending, 0, posting=False)
             pending.status = EXPIRED
             ts = self._next_timestamp(batch)
@@ -400,10 +401,9 @@ class LedgerState:
             if earlier_failure[0] == fp:
                 return R(earlier_failure[1])
             return R.ID_ALREADY_FAILED
-        if flags & (_POST | _VOID):
-            return self._resolve_pending(batch, t, fp, journal)
-
         earlier = self.fingerprints.get(tid)
+        if flags & (_POST | _VOID):
+            return self._resolve_pending(batch, t, fp, earlier, journal)
         if earlier is not None:
             return R.EXISTS if earlier == fp else R.EXISTS_WITH_DIFFERENT_FIELDS
         accounts = self.accounts
@@ -462,10 +462,12 @@ class LedgerState:
         batch.transfers.append(row)
         batch.entries.append(encode_transfer(*row))
 
-    def _resolve_pending(self, batch: Batch, t: Transfer, fp: int,
+    def _resolve_pending(self, batch: Batch, t: Transfer, fp: int, earlier: int | None,
                          journal: _Journal | None) -> CreateTransferResult:
         pending = self.pendings.get(t.pending_id)
         if pending is None:
+            if earlier is not None:  # the id is taken by a transfer of another kind
+                return R.EXISTS_WITH_DIFFERENT_FIELDS
             if t.pending_id in self.fingerprints:
                 return self._fail(batch, t, R.PENDING_TRANSFER_NOT_PENDING, fp, journal)
             return self._fail(batch, t, R.PENDING_TRANSFER_NOT_FOUND, fp, journal)
@@ -485,7 +487,6 @@ class LedgerState:
             user_data=t.user_data,
         )
         rfp = fingerprint(resolved)
-        earlier = self.fingerprints.get(t.id)
         if earlier is not None:
             return R.EXISTS if earlier == rfp else R.EXISTS_WITH_DIFFERENT_FIELDS
         if resolved.debit_account_id != p.debit_account_id:
@@ -598,6 +599,14 @@ class LedgerState:
             debits += account.dp
             credits += account.cp
         return debits, credits
+
+
+def _due_entry_is_live(pendings: dict[int, PendingState], expires_at: int,
+                       pending_id: int) -> bool:
+    """An expiry-queue entry still stands for an open pending transfer (entries of
+    resolved transfers, or of a chain that was undone, are skipped lazily)."""
+    pending = pendings.get(pending_id)
+    return pending is not None and pending.status == OPEN and pending.expires_at == expires_at
 
 
 def _is_int(value: object) -> bool:
