@@ -93,6 +93,25 @@ INSERT INTO expirations (ledger, pending_id, timestamp, block_height)
 SELECT $1, *, $4 FROM unnest($2::bytea[], $3::bigint[])
 """
 
+# A small batch of plain transfers goes in as one statement: one round trip, and the
+# statement is its own transaction (PostgreSQL runs every part of it or none).
+_INSERT_SMALL_BATCH = """
+WITH moved AS (
+    INSERT INTO transfers (ledger, id, debit_account_id, credit_account_id, amount,
+                           pending_id, user_data, timeout, code, flags, timestamp,
+                           block_height)
+    SELECT $1, u.id, u.dr, u.cr, u.amount, u.pending_id, u.user_data, u.timeout, u.code,
+           u.flags, u.ts, $2
+    FROM unnest($10::bytea[], $11::bytea[], $12::bytea[], $13::bigint[], $14::bytea[],
+                $15::bytea[], $16::bigint[], $17::int[], $18::int[], $19::bigint[])
+         AS u(id, dr, cr, amount, pending_id, user_data, timeout, code, flags, ts)
+)
+INSERT INTO blocks (ledger, height, previous_hash, merkle_root, time_ns, entry_count, version,
+                    hash, signature)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+"""
+SMALL_BATCH = 256
+
 _INSERT_BLOCK = """
 INSERT INTO blocks (ledger, height, previous_hash, merkle_root, time_ns, entry_count, version,
                     hash, signature)
@@ -222,6 +241,20 @@ class LedgerStore:
         conn = await self.writer_connection()
         ledger = self.ledger
         height = block.header.height
+        header = block.header
+        if (len(batch.transfers) <= SMALL_BATCH and not batch.accounts and not batch.failures
+                and not batch.expirations):
+            columns = list(zip(*batch.transfers, strict=True)) or [()] * 11
+            ids, drs, crs, amounts, pending_ids, user_data, timeouts, _, codes, flags, stamps \
+                = columns
+            await conn.execute(
+                _INSERT_SMALL_BATCH, ledger, height, header.previous_hash, header.merkle_root,
+                header.time_ns, header.entry_count, header.version, block.hash,
+                block.signature, [b16(i) for i in ids], [b16(i) for i in drs],
+                [b16(i) for i in crs], amounts, [b16(i) if i else None for i in pending_ids],
+                [b16(i) for i in user_data], timeouts, codes, flags, stamps,
+            )
+            return
         async with conn.transaction():
             if batch.accounts:
                 await conn.copy_records_to_table(
@@ -275,7 +308,6 @@ class LedgerStore:
                     [ts for _, ts in batch.expirations],
                     height,
                 )
-            header = block.header
             await conn.execute(
                 _INSERT_BLOCK,
                 ledger,

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
 MAX_EVENTS_PER_REQUEST = 8190
-YIELD_EVERY_EVENTS = 512
+YIELD_EVERY_EVENTS = 128
 
 
 @dataclass(slots=True)
