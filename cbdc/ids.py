@@ -8,6 +8,7 @@ indexes stay append-mostly.
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import NewType
 
@@ -15,6 +16,8 @@ U128_LIMIT = 1 << 128
 U64_LIMIT = 1 << 64
 
 Id = NewType("Id", int)
+_DECIMAL = re.compile(r"-?[0-9]{1,45}")
+_HEX = re.compile(r"0[xX][0-9a-fA-F]{1,40}")
 
 
 def new_id() -> Id:
@@ -40,10 +43,12 @@ def id_from_bytes(raw: bytes) -> Id:
 def parse_id(text: str) -> Id:
     """Parse a decimal or 0x-prefixed hexadecimal id; ValueError names the rule broken."""
     stripped = text.strip()
-    try:
-        value = int(stripped, 16) if stripped.lower().startswith("0x") else int(stripped, 10)
-    except ValueError:
-        raise ValueError(f"id {text!r} is not a decimal or 0x-hex integer") from None
+    if _DECIMAL.fullmatch(stripped):
+        value = int(stripped, 10)
+    elif _HEX.fullmatch(stripped):
+        value = int(stripped[2:], 16)
+    else:
+        raise ValueError(f"id {text!r} is not a decimal or 0x-hex integer")
     if not 0 < value < U128_LIMIT:
         raise ValueError(f"id {text!r} must be between 1 and 2**128-1")
     return Id(value)

@@ -7,7 +7,7 @@ from typing import NewType
 
 Fen = NewType("Fen", int)
 
-_CNY = re.compile(r"^(?P<sign>-?)(?P<yuan>\d{1,16})(?:\.(?P<fen>\d{1,2}))?$")
+_CNY = re.compile(r"^(?P<sign>-?)(?P<yuan>[0-9]{1,16})(?:\.(?P<fen>[0-9]{1,2}))?$")
 
 
 def parse_cny(text: str) -> Fen:

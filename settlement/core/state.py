@@ -14,8 +14,11 @@ part), voided, or expires.
 from __future__ import annotations
 
 import heapq
+import os
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from hashlib import blake2b
 
 from cbdc.receipts import encode_account, encode_expiry, encode_transfer
 from settlement.core.calendar import LimitCalendar
@@ -141,6 +144,7 @@ class Batch:
     transfers: list[tuple[int, ...]] = field(default_factory=list)
     failures: list[tuple[int, ...]] = field(default_factory=list)
     expirations: list[tuple[int, int]] = field(default_factory=list)
+    notes: list[tuple[int, bytes]] = field(default_factory=list)  # accepted id, note
     last_timestamp: int = 0
 
     @property
@@ -148,10 +152,20 @@ class Batch:
         return not (self.entries or self.failures)
 
 
-def fingerprint(t: Transfer) -> int:
-    """Identity of a transfer's fields, to tell a retry from a reused id."""
-    return hash((t.debit_account_id, t.credit_account_id, t.amount, t.pending_id,
-                 t.user_data, t.timeout, t.ledger, t.code, t.flags))
+# Keyed per process: fingerprints are never stored (recovery recomputes them from the
+# stored fields), so nobody can aim a collision at them.
+_FINGERPRINT = blake2b(key=os.urandom(16), digest_size=16)
+_FIELDS = struct.Struct(">16s16sQ16s16sIIHH")
+
+
+def fingerprint(t: Transfer) -> bytes:
+    """Identity of a transfer's fields, to tell a retry from a reused id (128 bits)."""
+    h = _FINGERPRINT.copy()
+    h.update(_FIELDS.pack(
+        t.debit_account_id.to_bytes(16, "big"), t.credit_account_id.to_bytes(16, "big"),
+        t.amount, t.pending_id.to_bytes(16, "big"), t.user_data.to_bytes(16, "big"),
+        t.timeout, t.ledger, t.code, t.flags))
+    return h.digest()
 
 
 class _Journal:
@@ -180,8 +194,8 @@ class LedgerState:
         self.ledger = ledger
         self.calendar = calendar or LimitCalendar()
         self.accounts: dict[int, AccountState] = {}
-        self.fingerprints: dict[int, int] = {}  # accepted transfer id -> fingerprint
-        self.failed: dict[int, tuple[int, int]] = {}  # failed id -> (fingerprint, result)
+        self.fingerprints: dict[int, bytes] = {}  # accepted transfer id -> fingerprint
+        self.failed: dict[int, tuple[bytes, int]] = {}  # failed id -> (fingerprint, result)
         self.pendings: dict[int, PendingState] = {}  # pending transfer id -> state
         self.expiry_queue: list[tuple[int, int]] = []  # (expires_at, pending id)
         self.last_timestamp = 0
@@ -353,6 +367,9 @@ class LedgerState:
         failure_row = batch.failures[-1] if len(batch.failures) > journal.rows[1] else None
         self._undo(batch, journal)
         if failure_row is not None:
+            # Undo rolled the batch's clock back: stamp the kept rejection afresh so
+            # timestamps stay unique within the ledger.
+            failure_row = (*failure_row[:10], self._next_timestamp(batch), failure_row[11])
             batch.failures.append(failure_row)
             self.failed[failure_row[0]] = (fingerprint(chain[failed_at]), failure_row[-1])
         return [results[i] if i == failed_at else R.LINKED_EVENT_FAILED
@@ -377,7 +394,7 @@ class LedgerState:
         batch.last_timestamp = last_ts
 
     def _fail(self, batch: Batch, t: Transfer, result: CreateTransferResult,
-              fp: int, journal: _Journal | None) -> CreateTransferResult:
+              fp: bytes, journal: _Journal | None) -> CreateTransferResult:
         """Record a state-dependent rejection, so a retry gets the same answer."""
         ts = self._next_timestamp(batch)
         self.failed[t.id] = (fp, int(result))
@@ -462,7 +479,7 @@ class LedgerState:
         batch.transfers.append(row)
         batch.entries.append(encode_transfer(*row))
 
-    def _resolve_pending(self, batch: Batch, t: Transfer, fp: int, earlier: int | None,
+    def _resolve_pending(self, batch: Batch, t: Transfer, fp: bytes, earlier: bytes | None,
                          journal: _Journal | None) -> CreateTransferResult:
         pending = self.pendings.get(t.pending_id)
         if pending is None:
