@@ -199,7 +199,10 @@ def describe_storage(settings: Settings, endpoints: Endpoints) -> list[str]:
 
 def migration_sources() -> list[tuple[str, Path]]:
     """Every migration source of the project, in the order they apply."""
-    return [("settlement", _package_dir("settlement") / "migrations")]
+    return [
+        ("settlement", _package_dir("settlement") / "migrations"),
+        ("central_bank", _package_dir("central_bank") / "migrations"),
+    ]
 
 
 def _package_dir(package: str) -> Path:

@@ -243,7 +243,7 @@ class LedgerStore:
         height = block.header.height
         header = block.header
         if (len(batch.transfers) <= SMALL_BATCH and not batch.accounts and not batch.failures
-                and not batch.expirations):
+                and not batch.expirations and not batch.notes):
             columns = list(zip(*batch.transfers, strict=True)) or [()] * 11
             ids, drs, crs, amounts, pending_ids, user_data, timeouts, _, codes, flags, stamps \
                 = columns
@@ -300,6 +300,14 @@ class LedgerStore:
                     results,
                     height,
                 )
+            if batch.notes:
+                await conn.execute(
+                    "INSERT INTO transfer_notes (ledger, id, note, block_height) "
+                    "SELECT $1, u.id, u.note, $4 FROM unnest($2::bytea[], $3::bytea[]) "
+                    "AS u(id, note)",
+                    ledger, [b16(i) for i, _ in batch.notes], [n for _, n in batch.notes],
+                    height,
+                )
             if batch.expirations:
                 await conn.execute(
                     _INSERT_EXPIRATIONS,
@@ -346,6 +354,14 @@ class LedgerStore:
             )
         found = {i16(r["id"]): _record(r, self.ledger) for r in rows}
         return [found.get(i) for i in ids]
+
+    async def lookup_notes(self, ids: Sequence[int]) -> dict[int, bytes]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT id, note FROM transfer_notes WHERE ledger = $1 AND id = ANY($2::bytea[])",
+                self.ledger, [b16(i) for i in ids],
+            )
+        return {i16(r["id"]): bytes(r["note"]) for r in rows}
 
     async def lookup_rejections(self, ids: Sequence[int]) -> dict[int, int]:
         async with self.pool.acquire() as conn:

@@ -48,9 +48,10 @@ YIELD_EVERY_EVENTS = 128
 
 @dataclass(slots=True)
 class _Request:
-    kind: str  # "accounts" | "transfers"
+    kind: str  # "accounts" | "transfers" | "balances"
     items: Sequence[Any]
     future: asyncio.Future[list[Any]]
+    notes: Sequence[bytes | None] | None = None
 
 
 @dataclass(slots=True)
@@ -91,6 +92,7 @@ class LedgerWriter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._next_commit: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # Entries committed since the last checkpoint.
         self._since_checkpoint = 0
         self._checkpointing: asyncio.Task[None] | None = None
@@ -136,12 +138,28 @@ class LedgerWriter:
     async def create_accounts(self, accounts: Sequence[Account]) -> list[CreateAccountResult]:
         return await self._submit("accounts", accounts)
 
-    async def create_transfers(self, transfers: Sequence[Transfer]
+    async def create_transfers(self, transfers: Sequence[Transfer],
+                               notes: Sequence[bytes | None] | None = None,
                                ) -> list[CreateTransferResult]:
-        """One result per transfer, once the batch holding them is durable."""
-        return await self._submit("transfers", transfers)
+        """One result per transfer, once the batch holding them is durable.
 
-    async def _submit(self, kind: str, items: Sequence[Any]) -> list[Any]:
+        `notes`, aligned with `transfers`, are stored with the transfers that are
+        accepted (OK), in the same transaction.
+        """
+        if notes is not None and len(notes) != len(transfers):
+            raise ValueError("notes must be aligned with transfers")
+        return await self._submit("transfers", transfers, notes)
+
+    async def wait_for_commit(self, seconds: float) -> bool:
+        """Wait until the next batch commits (True) or `seconds` pass (False)."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._next_commit), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _submit(self, kind: str, items: Sequence[Any],
+                      notes: Sequence[bytes | None] | None = None) -> list[Any]:
         if self._closed:
             raise WriterClosed(self.ledger)
         if not items:
@@ -151,7 +169,7 @@ class LedgerWriter:
                 f"a request holds at most {MAX_EVENTS_PER_REQUEST} events, got {len(items)}"
             )
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Request(kind, items, future))
+        self._queue.append(_Request(kind, items, future, notes))
         self._wakeup.set()
         return await future
 
@@ -237,6 +255,13 @@ class LedgerWriter:
                 continue
             if request.kind == "transfers":
                 results: list[Any] = state.create_transfers(batch, request.items)
+                if request.notes is not None:
+                    batch.notes.extend(
+                        (t.id, note)
+                        for t, note, result in zip(request.items, request.notes, results,
+                                                   strict=True)
+                        if note is not None and result is CreateTransferResult.OK
+                    )
             elif request.kind == "accounts":
                 results = state.create_accounts(batch, request.items)
             else:
@@ -284,6 +309,9 @@ class LedgerWriter:
             raise BatchNotCommitted(self.ledger, str(exc)) from exc
         self.metrics.observe_commit(time.perf_counter() - started, len(decided.batch.entries))
         self._answer(decided)
+        committed = self._next_commit
+        self._next_commit = asyncio.get_running_loop().create_future()
+        committed.set_result(None)  # wakes whoever waits for news (event feeds)
         if decided.checkpoint is not None:
             self._checkpointing = asyncio.create_task(
                 self._write_checkpoint(decided.block.header.height, decided.checkpoint))

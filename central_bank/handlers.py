@@ -1,0 +1,257 @@
+"""HTTP handlers of the central bank: parse, authorise, call the service, answer."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from aiohttp import web
+
+from cbdc import wire
+from cbdc.problems import json_response, not_found, read_json, validation
+from central_bank.auth import SIGNED_BY, authenticate_operator, check_admin
+from central_bank.keys import (
+    ADMIN_TOKEN,
+    CENTRAL_BANK,
+    LEDGER_KEY,
+    METRICS,
+    OPENAPI,
+    RATE_LIMITER,
+    REQUEST_LOG,
+)
+from central_bank.metrics import CONTENT_TYPE
+from central_bank.operators import OperatorBank
+from settlement.audit import export_lines
+
+OperatorHandler = Callable[[web.Request, OperatorBank], Awaitable[web.StreamResponse]]
+MAX_WAIT_SECONDS = 30.0
+
+
+def operator_call(handler: OperatorHandler) -> Callable[[web.Request],
+                                                         Awaitable[web.StreamResponse]]:
+    """Run `handler` for the bank that signed the request, once every check passed."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        app = request.app
+        bank = await authenticate_operator(request, app[CENTRAL_BANK].registry,
+                                           app[REQUEST_LOG], app[RATE_LIMITER])
+        return await handler(request, bank)
+
+    return wrapped
+
+
+def admin_call(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+               ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        check_admin(request, request.app[ADMIN_TOKEN])
+        return await handler(request)
+
+    return wrapped
+
+
+def path_id(request: web.Request) -> int:
+    text = request.match_info["id"]
+    try:
+        return wire.id_from_text(text)
+    except ValueError:
+        raise validation("id", "uuid", f"{text!r} is not a transfer id in UUID form") from None
+
+
+def query_cursor(request: web.Request, name: str = "after") -> int | None:
+    text = request.query.get(name)
+    if text is None or text == "":
+        return None
+    if not text.isdigit() or len(text) > 20:
+        raise validation(name, "cursor", f"{name} must be a cursor this API returned")
+    return int(text)
+
+
+def query_number(request: web.Request, name: str, default: float, low: float, high: float,
+                 *, integer: bool) -> float:
+    text = request.query.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        raise validation(name, "number", f"{name} must be a number") from None
+    if not low <= value <= high:
+        raise validation(name, "range", f"{name} must be between {low:g} and {high:g}")
+    return value
+
+
+# -------------------------------------------------------------------- operator
+@operator_call
+async def issue(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
+    body = await read_json(request, wire.IssueRequest)
+    result = await request.app[CENTRAL_BANK].issue(bank.code, wire.id_from_text(body.id),
+                                                   body.amount)
+    return json_response(result, status=201)
+
+
+@operator_call
+async def redeem(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
+    body = await read_json(request, wire.IssueRequest)
+    result = await request.app[CENTRAL_BANK].redeem(bank.code, wire.id_from_text(body.id),
+                                                    body.amount)
+    return json_response(result, status=201)
+
+
+@operator_call
+async def transfer(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
+    body = await read_json(request, wire.InterbankTransfer)
+    result = await request.app[CENTRAL_BANK].transfer(bank.code, body)
+    return json_response(result, status=201)
+
+
+@operator_call
+async def transfer_batch(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
+    body = await read_json(request, wire.TransferBatch)
+    result = await request.app[CENTRAL_BANK].transfer_batch(bank.code, body.transfers)
+    return json_response(result)
+
+
+@operator_call
+async def get_transfer(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
+    view = await request.app[CENTRAL_BANK].transfer_view(bank.code, path_id(request))
+    return json_response(view)
+
+
+@operator_call
+async def get_receipt(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
+    return json_response(await request.app[CENTRAL_BANK].receipt(bank.code, path_id(request)))
+
+
+@operator_call
+async def positions(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
+    return json_response(await request.app[CENTRAL_BANK].positions(bank.code))
+
+
+@operator_call
+async def statement(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
+    after = query_cursor(request) or 0
+    limit = int(query_number(request, "limit", 100, 1, 1000, integer=True))
+    return json_response(await request.app[CENTRAL_BANK].statement(bank.code, after, limit))
+
+
+@operator_call
+async def events(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
+    """Credits after `after` (or after the cursor last acknowledged); asking for what
+    comes after a cursor acknowledges it, durably."""
+    central = request.app[CENTRAL_BANK]
+    after = query_cursor(request)
+    wait = query_number(request, "wait", 0.0, 0.0, MAX_WAIT_SECONDS, integer=False)
+    pool = central.ledger.store.pool
+    if after is None:
+        after = await pool.fetchval(
+            "SELECT acknowledged FROM event_cursors WHERE operator_code = $1", bank.code) or 0
+    else:
+        await pool.execute(
+            "INSERT INTO event_cursors (operator_code, acknowledged) VALUES ($1, $2) "
+            "ON CONFLICT (operator_code) DO UPDATE SET acknowledged = "
+            "greatest(event_cursors.acknowledged, EXCLUDED.acknowledged), updated_at = now()",
+            bank.code, after)
+    return json_response(await central.events(bank.code, after, wait))
+
+
+@operator_call
+async def confirm_key(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
+    """Signed with the pending key itself: proves the bank holds it, then activates it
+    and retires the key it replaces."""
+    registry = request.app[CENTRAL_BANK].registry
+    return json_response((await registry.confirm_key(request[SIGNED_BY])).to_wire())
+
+
+# ----------------------------------------------------------------------- admin
+@admin_call
+async def register_operator(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request, wire.RegisterOperator)
+    bank = await request.app[CENTRAL_BANK].register(body.code, body.name, body.key_id,
+                                                     body.public_key_pem)
+    return json_response(bank.to_wire(), status=201)
+
+
+@admin_call
+async def list_operators(request: web.Request) -> web.StreamResponse:
+    return json_response([b.to_wire() for b in request.app[CENTRAL_BANK].registry.all()])
+
+
+@admin_call
+async def suspend(request: web.Request) -> web.StreamResponse:
+    registry = request.app[CENTRAL_BANK].registry
+    bank = await registry.set_status(request.match_info["code"], "suspended")
+    return json_response(bank.to_wire())
+
+
+@admin_call
+async def reactivate(request: web.Request) -> web.StreamResponse:
+    registry = request.app[CENTRAL_BANK].registry
+    bank = await registry.set_status(request.match_info["code"], "active")
+    return json_response(bank.to_wire())
+
+
+@admin_call
+async def add_key(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request, wire.AddKey)
+    registry = request.app[CENTRAL_BANK].registry
+    bank = await registry.add_key(request.match_info["code"], body.key_id, body.public_key_pem)
+    return json_response(bank.to_wire(), status=201)
+
+
+@admin_call
+async def fund_reserves(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request, wire.FundReserves)
+    result = await request.app[CENTRAL_BANK].fund_reserves(
+        request.match_info["code"], wire.id_from_text(body.id), body.amount)
+    return json_response(result, status=201)
+
+
+@admin_call
+async def supply(request: web.Request) -> web.StreamResponse:
+    return json_response(await request.app[CENTRAL_BANK].supply())
+
+
+@admin_call
+async def block(request: web.Request) -> web.StreamResponse:
+    text = request.match_info["height"]
+    if not text.isdigit() or len(text) > 18:
+        raise validation("height", "integer", "height must be a positive integer")
+    stored = await request.app[CENTRAL_BANK].ledger.store.block(int(text))
+    if stored is None:
+        raise not_found(f"no block at height {text}")
+    return json_response({
+        "header": stored.header.to_json(),
+        "hash": stored.hash.hex(),
+        "signature": stored.signature.hex(),
+        "entries": [entry.hex() for entry in stored.entries],
+    })
+
+
+@admin_call
+async def chain(request: web.Request) -> web.StreamResponse:
+    ledger = request.app[CENTRAL_BANK].ledger
+    blocks = [b async for b in ledger.store.blocks()]
+    lines = export_lines(ledger.ledger, request.app[LEDGER_KEY], blocks)
+    return web.Response(body="".join(line + "\n" for line in lines).encode(),
+                        content_type="application/x-ndjson")
+
+
+# ---------------------------------------------------------------------- public
+async def health(request: web.Request) -> web.StreamResponse:
+    return json_response({"status": "ok",
+                          "ledger_height": request.app[CENTRAL_BANK].ledger.tip.height})
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    return web.Response(body=request.app[METRICS].exposition(),
+                        headers={"Content-Type": CONTENT_TYPE})
+
+
+async def openapi(request: web.Request) -> web.StreamResponse:
+    return web.Response(body=msgspec.json.encode(request.app[OPENAPI]),
+                        content_type="application/json")
+
+
+async def ledger_key(request: web.Request) -> web.StreamResponse:
+    return json_response({"public_key_pem": request.app[LEDGER_KEY].to_pem().decode(),
+                          "ledger": request.app[CENTRAL_BANK].ledger.ledger})

@@ -1,0 +1,79 @@
+"""Prometheus metrics of the central bank: HTTP requests and the ledger writer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from settlement.metrics import Histogram as WriterHistogram
+from settlement.writer import LedgerWriter
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _histogram(name: str, documentation: str, source: WriterHistogram
+               ) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation)
+    cumulative, buckets = 0, []
+    for bound, count in zip((*source.buckets, float("inf")), source.counts, strict=True):
+        cumulative += count
+        buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
+    family.add_metric([], buckets, source.total)
+    return family
+
+
+class WriterCollector(Collector):
+    """Reads the ledger writer's own counters at scrape time."""
+
+    def __init__(self, writer: LedgerWriter) -> None:
+        self.writer = writer
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily |
+                                  HistogramMetricFamily]:
+        m = self.writer.metrics
+        yield CounterMetricFamily("cbdc_ledger_commits", "Batches committed", m.commits)
+        yield CounterMetricFamily("cbdc_ledger_entries", "Entries committed", m.entries)
+        yield CounterMetricFamily("cbdc_ledger_failed_commits", "Batches that failed to commit",
+                                  m.failed_commits)
+        yield GaugeMetricFamily("cbdc_ledger_queue_depth", "Requests waiting for the writer",
+                                m.queue_depth)
+        yield GaugeMetricFamily("cbdc_ledger_height", "Height of the ledger's chain",
+                                self.writer.tip.height)
+        yield _histogram("cbdc_ledger_commit_seconds", "Time to commit one batch",
+                         m.commit_seconds)
+        yield _histogram("cbdc_ledger_batch_entries", "Entries per committed batch",
+                         m.batch_entries)
+
+
+class Metrics:
+    def __init__(self, writer: LedgerWriter) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("cbdc_http_requests", "HTTP requests answered",
+                                ["route", "status"], registry=self.registry)
+        self.latency = Histogram(
+            "cbdc_http_request_seconds", "Time to answer an HTTP request", ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0),
+            registry=self.registry)
+        self.registry.register(WriterCollector(writer))
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def route_name(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def now() -> float:
+    return time.perf_counter()
