@@ -19,7 +19,8 @@ from cbdc.ids import U128_LIMIT
 
 AMOUNT_LIMIT = 1 << 63
 
-Fen = Annotated[int, msgspec.Meta(ge=1, le=AMOUNT_LIMIT - 1, description="amount in fen (0.01 CNY)")]
+Fen = Annotated[int, msgspec.Meta(ge=1, le=AMOUNT_LIMIT - 1,
+                                  description="amount in fen (0.01 CNY)")]
 BankCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{2,12}$",
                                        description="operator bank code, e.g. BANKA")]
 TransferId = Annotated[str, msgspec.Meta(
