@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import importlib.util
 import inspect
@@ -25,7 +26,7 @@ from typing import Any, NoReturn
 
 from cbdc.errors import CbdcError, StorageError
 from cbdc.settings import Settings, load_settings
-from cbdc.storage import Endpoints, redact, running_storage
+from cbdc.storage import Endpoints, database_url_for, redact, running_storage
 
 PROG = "cbdc"
 
@@ -74,12 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="A digital-yuan-style CBDC prototype.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = commands.add_parser("up", help="start storage, apply migrations, run the demo")
+    up = commands.add_parser(
+        "up", help="start storage and the central bank, run the demos, serve until Ctrl-C")
     up.add_argument("--demo", action=argparse.BooleanOptionalAction, default=True,
-                    help="run the seeded settlement demo (default: yes)")
-    up.add_argument("--serve", action="store_true",
-                    help="keep running (and storage up) until Ctrl-C")
+                    help="run the seeded demos (default: yes)")
+    up.add_argument("--serve", action=argparse.BooleanOptionalAction, default=True,
+                    help="keep the system running until Ctrl-C (default: yes)")
     up.set_defaults(handler=_up)
+
+    central = commands.add_parser("central-bank", help="run the central bank service")
+    central.add_argument("--host", help="address to listen on (CBDC_CENTRAL_BANK_HOST)")
+    central.add_argument("--port", type=_positive_int, help="port (CBDC_CENTRAL_BANK_PORT)")
+    central.set_defaults(handler=_central_bank)
 
     migrate = commands.add_parser("migrate", help="apply pending schema migrations")
     migrate.set_defaults(handler=_migrate)
@@ -95,10 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="verify an export file offline (starts no storage)")
     verify.add_argument("--public-key", metavar="PEM_PATH",
                         help="verify against this key instead of the recorded one")
+    verify.add_argument("--db", metavar="NAME",
+                        help="database on the server holding the ledger, e.g. "
+                        "cbdc_central_bank (default: the configured one)")
     verify.set_defaults(handler=_audit_verify)
     export = audit_commands.add_parser("export", help="write a ledger's chain as JSON lines")
     export.add_argument("--ledger", type=_positive_int, metavar="N", required=True)
     export.add_argument("--out", metavar="PATH", required=True)
+    export.add_argument("--db", metavar="NAME",
+                        help="database on the server holding the ledger (e.g. "
+                        "cbdc_central_bank)")
     export.set_defaults(handler=_audit_export)
 
     bench = commands.add_parser("bench", help="benchmarks")
@@ -123,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "0 skips it (default 16)")
     ledger.add_argument("--json", action="store_true", help="print the report as JSON")
     ledger.set_defaults(handler=_bench_ledger)
+    central_bench = bench_commands.add_parser(
+        "central-bank", help="measure the central bank over HTTP (batch and single transfers)")
+    central_bench.add_argument("--duration", type=_positive_float, metavar="S",
+                               help="seconds per phase (default 10)")
+    central_bench.add_argument("--banks", type=_positive_int, metavar="N",
+                               help="operator banks (default 4)")
+    central_bench.add_argument("--batch-size", type=_positive_int, metavar="N",
+                               help="transfers per batch request, at most 8000 (default 8000)")
+    central_bench.add_argument("--clients", type=_positive_int, metavar="N",
+                               help="concurrent clients of the single-transfer phase")
+    central_bench.add_argument("--json", action="store_true", help="print the report as JSON")
+    central_bench.set_defaults(handler=_bench_central_bank)
     return parser
 
 
@@ -136,15 +161,45 @@ def _up(args: argparse.Namespace) -> int:
 
 
 async def _up_async(args: argparse.Namespace, endpoints: Endpoints, settings: Settings) -> int:
+    from central_bank import demo as central_bank_demo
+    from central_bank import run as central_bank_run
+    from settlement.demo import run_demo
+
     _print_applied(await _apply_project_migrations(endpoints))
     if args.demo:
-        from settlement.demo import run_demo
-
         await run_demo(endpoints, settings)
-    if args.serve:
-        print("running; press Ctrl-C to stop", flush=True)
-        await asyncio.Event().wait()  # until cancelled by Ctrl-C or ended by SIGTERM
+    _, runner = await central_bank_run.start_central_bank(settings, endpoints)
+    try:
+        for line in central_bank_run.describe(settings):
+            print(line, flush=True)
+        if args.demo:
+            url = f"http://{settings.central_bank_host}:{settings.central_bank_port}"
+            await central_bank_demo.run_demo(url, settings)
+        if args.serve:
+            print("running; press Ctrl-C to stop", flush=True)
+            await asyncio.Event().wait()  # until cancelled by Ctrl-C or ended by SIGTERM
+    finally:
+        await runner.cleanup()
     return 0
+
+
+def _central_bank(args: argparse.Namespace) -> int:
+    from central_bank.run import run_forever
+
+    overrides = {k: v for k, v in (("central_bank_host", args.host),
+                                   ("central_bank_port", args.port)) if v is not None}
+    settings = load_settings(**overrides)
+    with running_storage(settings) as endpoints:
+        for line in describe_storage(settings, endpoints):
+            print(line)
+        return _call(run_forever, settings, endpoints)
+
+
+def _bench_central_bank(args: argparse.Namespace) -> int:
+    bench = importlib.import_module("central_bank.bench")
+    settings = load_settings()
+    with running_storage(settings) as endpoints:
+        return _call(bench.main, args, endpoints, settings)
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -163,7 +218,8 @@ def _audit_verify(args: argparse.Namespace) -> int:
     if args.ledger is None:
         args.ledger = 1
     with running_storage(settings) as endpoints:
-        return _call_with_tables(verify_command, args, endpoints, settings)
+        return _call_with_tables(verify_command, args, _on_database(endpoints, args.db),
+                                 settings)
 
 
 def _audit_export(args: argparse.Namespace) -> int:
@@ -171,7 +227,16 @@ def _audit_export(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     with running_storage(settings) as endpoints:
-        return _call_with_tables(export_command, args, endpoints, settings)
+        return _call_with_tables(export_command, args, _on_database(endpoints, args.db),
+                                 settings)
+
+
+def _on_database(endpoints: Endpoints, database: str | None) -> Endpoints:
+    """The endpoints, pointed at another database of the same server when one is named."""
+    if database is None:
+        return endpoints
+    return dataclasses.replace(endpoints,
+                               database_url=database_url_for(endpoints.database_url, database))
 
 
 def _bench_ledger(args: argparse.Namespace) -> int:

@@ -303,3 +303,28 @@ def _signals_deferred(*, reraise: bool) -> Iterator[None]:
         if held[0] == signal.SIGINT:
             raise KeyboardInterrupt
         raise SystemExit(128 + held[0])
+
+
+def database_url_for(server_url: str, database: str) -> str:
+    """`server_url` pointing at another database on the same server."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    return urlunsplit(urlsplit(server_url)._replace(path="/" + database))
+
+
+async def ensure_database(server_url: str, database: str) -> str:
+    """Create `database` on the server of `server_url` if it is missing; its URL.
+
+    Each service keeps its own database on the shared server (the central bank's is
+    `cbdc_central_bank`), as each would on its own server in production.
+    """
+    conn = await asyncpg.connect(server_url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            # Another process starting up may create it meanwhile.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                await conn.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await conn.close()
+    return database_url_for(server_url, database)

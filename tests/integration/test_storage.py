@@ -14,6 +14,7 @@ from pathlib import Path
 import asyncpg
 import psutil
 import pytest
+from aiohttp.test_utils import unused_port
 import redis.asyncio
 
 from cbdc.errors import StorageError
@@ -164,6 +165,7 @@ def test_cbdc_up_serve_stops_storage_on_a_signal(
     data_dir = tmp_path_factory.getbasetemp() / "serve-data"  # shared: initdb once
     env = {k: v for k, v in os.environ.items() if not k.startswith("CBDC_")}
     env["CBDC_DATA_DIR"] = str(data_dir)
+    env["CBDC_CENTRAL_BANK_PORT"] = str(unused_port())  # `up` also serves the central bank
     process = subprocess.Popen(
         [sys.executable, "-m", "cbdc.cli", "up", "--no-demo", "--serve"],
         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
