@@ -14,8 +14,8 @@ from pathlib import Path
 import asyncpg
 import psutil
 import pytest
-from aiohttp.test_utils import unused_port
 import redis.asyncio
+from aiohttp.test_utils import unused_port
 
 from cbdc.errors import StorageError
 from cbdc.settings import Settings
