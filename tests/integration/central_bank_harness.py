@@ -45,6 +45,7 @@ class CentralBankUnderTest:
     port: int = 0
     operators: dict[str, Operator] = field(default_factory=dict)
     checker: OpenApiChecker | None = None
+    operator_rate: float = 20_000
 
     async def admin(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         async with self.session.request(
@@ -83,7 +84,7 @@ class CentralBankUnderTest:
 
     async def start(self) -> None:
         settings = Settings(data_dir=self.data_dir, admin_token=ADMIN_TOKEN,
-                            database_url=self.database_url)
+                            database_url=self.database_url, operator_rate=self.operator_rate)
         self.runner = web.AppRunner(create_app(settings, self.database_url))
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", self.port)
@@ -100,12 +101,14 @@ class CentralBankUnderTest:
 
 
 @asynccontextmanager
-async def running_central_bank(database_url: str, data_dir: Path
+async def running_central_bank(database_url: str, data_dir: Path, *,
+                               operator_rate: float = 20_000,
                                ) -> AsyncIterator[CentralBankUnderTest]:
     port = unused_port()
     async with aiohttp.ClientSession() as session:
         bank = CentralBankUnderTest(url=f"http://127.0.0.1:{port}", database_url=database_url,
-                                    data_dir=data_dir, session=session, port=port)
+                                    data_dir=data_dir, session=session, port=port,
+                                    operator_rate=operator_rate)
         await bank.start()
         try:
             async with session.get(bank.url + "/openapi.json") as response:

@@ -379,3 +379,22 @@ async def test_receipt_statement_and_admin_views(central_bank: CentralBankUnderT
 async def _height(bank: CentralBankUnderTest) -> int:
     async with bank.session.get(bank.url + "/health") as response:
         return int((await response.json())["ledger_height"])
+
+
+async def test_an_operator_over_its_rate_gets_429(database_url: str, tmp_path: Path) -> None:
+    """Past its request rate an operator is told to slow down (429 with Retry-After), and
+    the refused requests change nothing."""
+    async with running_central_bank(database_url, tmp_path, operator_rate=5) as bank:
+        a = await bank.add_operator("BANKA", reserves=1_000)
+        statuses = [
+            (await signed_call(bank, a, "POST", "/v1/issuance", {"id": new_id(), "amount": 1}))[0]
+            for _ in range(12)
+        ]
+        assert statuses.count(201) >= 5
+        assert 429 in statuses
+        issued = statuses.count(201)
+        await asyncio.sleep(1.1)
+        status, data = await signed_call(bank, a, "GET", "/v1/positions")
+        assert status == 200
+        assert data["ecny"] == issued
+        assert (await bank.supply())["balanced"]
