@@ -12,6 +12,7 @@ Entry encodings are fixed-size big-endian records (ids as 16 bytes, like TigerBe
               | balance_cap:u64 | limit_single:u64 | limit_daily:u64 | limit_yearly:u64
               | timestamp:u64             (an absent cap or limit is 2**64-1)
     expiry:   kind=3 | pending_id | ledger:u32 | timestamp:u64
+    account update: as account, with kind=4 and the new flags, cap and limits
 
 A block header is `version:u8 | ledger:u32 | height:u64 | previous_hash:32 | merkle_root:32
 | time_ns:u64 | entry_count:u32`; its hash is SHA-256 of those bytes, and the ledger's
@@ -31,6 +32,7 @@ from cbdc.signing import VerifyingKey
 ENTRY_ACCOUNT = 1
 ENTRY_TRANSFER = 2
 ENTRY_EXPIRY = 3
+ENTRY_ACCOUNT_UPDATE = 4
 ABSENT = (1 << 64) - 1
 HEADER_VERSION = 1
 GENESIS_HASH = bytes(32)
@@ -85,9 +87,10 @@ def encode_account(
     limit_daily: int | None,
     limit_yearly: int | None,
     timestamp: int,
+    kind: int = ENTRY_ACCOUNT,
 ) -> bytes:
     return _ACCOUNT.pack(
-        ENTRY_ACCOUNT,
+        kind,
         id_.to_bytes(16, "big"),
         user_data.to_bytes(16, "big"),
         ledger,

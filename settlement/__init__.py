@@ -9,6 +9,7 @@ from settlement.core.types import (
     Transfer,
     TransferFlags,
     TransferRecord,
+    UpdateAccountResult,
     transfer_succeeded,
 )
 from settlement.engine import Engine
@@ -25,5 +26,6 @@ __all__ = [
     "Transfer",
     "TransferFlags",
     "TransferRecord",
+    "UpdateAccountResult",
     "transfer_succeeded",
 ]

@@ -14,6 +14,7 @@ import asyncpg
 
 from cbdc.merkle import merkle_proof
 from cbdc.receipts import (
+    ENTRY_ACCOUNT_UPDATE,
     GENESIS_HASH,
     BlockHeader,
     Receipt,
@@ -86,6 +87,33 @@ INSERT INTO rejected_transfers (ledger, id, debit_account_id, credit_account_id,
     pending_id, user_data, timeout, code, flags, timestamp, result, block_height)
 SELECT $1, * , $13 FROM unnest($2::bytea[], $3::bytea[], $4::bytea[], $5::bigint[],
     $6::bytea[], $7::bytea[], $8::bigint[], $9::int[], $10::int[], $11::bigint[], $12::int[])
+"""
+
+_INSERT_ACCOUNT_UPDATES = """
+INSERT INTO account_updates (ledger, id, flags, user_data, balance_cap, debit_limit_single,
+                             debit_limit_daily, debit_limit_yearly, timestamp, block_height,
+                             previous_flags, previous_user_data, previous_balance_cap,
+                             previous_debit_limit_single, previous_debit_limit_daily,
+                             previous_debit_limit_yearly)
+SELECT $1, u.id, u.flags, u.user_data, u.cap, u.single, u.daily, u.yearly, u.ts, $10,
+       u.pflags, u.puser, u.pcap, u.psingle, u.pdaily, u.pyearly
+FROM unnest($2::bytea[], $3::int[], $4::bytea[], $5::bigint[], $6::bigint[], $7::bigint[],
+            $8::bigint[], $9::bigint[], $11::int[], $12::bytea[], $13::bigint[],
+            $14::bigint[], $15::bigint[], $16::bigint[])
+     AS u(id, flags, user_data, cap, single, daily, yearly, ts, pflags, puser, pcap,
+          psingle, pdaily, pyearly)
+"""
+
+# In timestamp order an account's last change wins; a batch rarely changes one twice.
+_APPLY_ACCOUNT_UPDATES = """
+UPDATE accounts AS a SET flags = u.flags, user_data = u.user_data,
+    balance_cap = u.balance_cap, debit_limit_single = u.single,
+    debit_limit_daily = u.daily, debit_limit_yearly = u.yearly
+FROM (SELECT DISTINCT ON (id) * FROM unnest($2::bytea[], $3::int[], $4::bytea[],
+        $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) WITH ORDINALITY
+        AS x(id, flags, user_data, balance_cap, single, daily, yearly, n)
+      ORDER BY id, n DESC) AS u
+WHERE a.ledger = $1 AND a.id = u.id
 """
 
 _INSERT_EXPIRATIONS = """
@@ -243,7 +271,7 @@ class LedgerStore:
         height = block.header.height
         header = block.header
         if (len(batch.transfers) <= SMALL_BATCH and not batch.accounts and not batch.failures
-                and not batch.expirations and not batch.notes):
+                and not batch.expirations and not batch.notes and not batch.account_updates):
             columns = list(zip(*batch.transfers, strict=True)) or [()] * 11
             ids, drs, crs, amounts, pending_ids, user_data, timeouts, _, codes, flags, stamps \
                 = columns
@@ -300,6 +328,27 @@ class LedgerStore:
                     results,
                     height,
                 )
+            if batch.account_updates:
+                updates = batch.account_updates
+                current = (
+                    [b16(a.id) for a, _, _ in updates], [int(a.flags) for a, _, _ in updates],
+                    [b16(a.user_data) for a, _, _ in updates],
+                    [a.balance_cap for a, _, _ in updates],
+                    [a.debit_limit_single for a, _, _ in updates],
+                    [a.debit_limit_daily for a, _, _ in updates],
+                    [a.debit_limit_yearly for a, _, _ in updates],
+                )
+                previous = (
+                    [int(p.flags) for _, _, p in updates],
+                    [b16(p.user_data) for _, _, p in updates],
+                    [p.balance_cap for _, _, p in updates],
+                    [p.debit_limit_single for _, _, p in updates],
+                    [p.debit_limit_daily for _, _, p in updates],
+                    [p.debit_limit_yearly for _, _, p in updates],
+                )
+                await conn.execute(_INSERT_ACCOUNT_UPDATES, ledger, *current,
+                                   [ts for _, ts, _ in updates], height, *previous)
+                await conn.execute(_APPLY_ACCOUNT_UPDATES, ledger, *current)
             if batch.notes:
                 await conn.execute(
                     "INSERT INTO transfer_notes (ledger, id, note, block_height) "
@@ -461,10 +510,24 @@ class LedgerStore:
         """A block's entries, re-encoded from the stored rows, in timestamp order."""
         ledger = self.ledger
         keyed: list[tuple[int, bytes]] = []
+        # An account's creation entry holds the definition it was created with: the
+        # one its first update replaced, if it was ever updated.
         for r in await conn.fetch(
-            "SELECT id, user_data, code, flags, balance_cap, debit_limit_single, "
-            "debit_limit_daily, debit_limit_yearly, timestamp FROM accounts "
-            "WHERE ledger = $1 AND block_height = $2", ledger, height,
+            "SELECT a.id, a.code, a.timestamp, "
+            "coalesce(f.previous_flags, a.flags) AS flags, "
+            "coalesce(f.previous_user_data, a.user_data) AS user_data, "
+            "CASE WHEN f.id IS NULL THEN a.balance_cap ELSE f.previous_balance_cap END "
+            "  AS balance_cap, "
+            "CASE WHEN f.id IS NULL THEN a.debit_limit_single "
+            "  ELSE f.previous_debit_limit_single END AS debit_limit_single, "
+            "CASE WHEN f.id IS NULL THEN a.debit_limit_daily "
+            "  ELSE f.previous_debit_limit_daily END AS debit_limit_daily, "
+            "CASE WHEN f.id IS NULL THEN a.debit_limit_yearly "
+            "  ELSE f.previous_debit_limit_yearly END AS debit_limit_yearly "
+            "FROM accounts a LEFT JOIN LATERAL ("
+            "  SELECT * FROM account_updates u WHERE u.ledger = a.ledger AND u.id = a.id "
+            "  ORDER BY u.timestamp LIMIT 1) f ON true "
+            "WHERE a.ledger = $1 AND a.block_height = $2", ledger, height,
         ):
             keyed.append((r["timestamp"], encode_account(
                 i16(r["id"]), i16(r["user_data"]), ledger, r["code"], r["flags"],
@@ -478,6 +541,16 @@ class LedgerStore:
                 i16(r["id"]), i16(r["debit_account_id"]), i16(r["credit_account_id"]),
                 r["amount"], i16(r["pending_id"]), i16(r["user_data"]), r["timeout"], ledger,
                 r["code"], r["flags"], r["timestamp"])))
+        for r in await conn.fetch(
+            "SELECT id, user_data, flags, balance_cap, debit_limit_single, "
+            "debit_limit_daily, debit_limit_yearly, timestamp, "
+            "(SELECT code FROM accounts a WHERE a.ledger = u.ledger AND a.id = u.id) AS code "
+            "FROM account_updates u WHERE ledger = $1 AND block_height = $2", ledger, height,
+        ):
+            keyed.append((r["timestamp"], encode_account(
+                i16(r["id"]), i16(r["user_data"]), ledger, r["code"], r["flags"],
+                r["balance_cap"], r["debit_limit_single"], r["debit_limit_daily"],
+                r["debit_limit_yearly"], r["timestamp"], kind=ENTRY_ACCOUNT_UPDATE)))
         for r in await conn.fetch(
             "SELECT pending_id, timestamp FROM expirations WHERE ledger = $1 "
             "AND block_height = $2", ledger, height,

@@ -34,6 +34,7 @@ from settlement.core.types import (
     CreateTransferResult,
     Transfer,
     TransferRecord,
+    UpdateAccountResult,
 )
 from settlement.errors import BatchNotCommitted, WriterClosed
 from settlement.metrics import WriterMetrics
@@ -137,6 +138,12 @@ class LedgerWriter:
     # ------------------------------------------------------------------ intake
     async def create_accounts(self, accounts: Sequence[Account]) -> list[CreateAccountResult]:
         return await self._submit("accounts", accounts)
+
+    async def update_accounts(self, accounts: Sequence[Account]
+                              ) -> list[UpdateAccountResult]:
+        """New flags, cap or limits for existing accounts, in turn with transfers: every
+        transfer decided after this sees the new definition."""
+        return await self._submit("updates", accounts)
 
     async def create_transfers(self, transfers: Sequence[Transfer],
                                notes: Sequence[bytes | None] | None = None,
@@ -264,6 +271,8 @@ class LedgerWriter:
                     )
             elif request.kind == "accounts":
                 results = state.create_accounts(batch, request.items)
+            elif request.kind == "updates":
+                results = state.update_accounts(batch, request.items)
             else:
                 results = state.balances(request.items, batch.now)
             taken.append((request, results))

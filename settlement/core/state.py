@@ -20,7 +20,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from hashlib import blake2b
 
-from cbdc.receipts import encode_account, encode_expiry, encode_transfer
+from cbdc.receipts import (
+    ENTRY_ACCOUNT_UPDATE,
+    encode_account,
+    encode_expiry,
+    encode_transfer,
+)
 from settlement.core.calendar import LimitCalendar
 from settlement.core.types import (
     ACCOUNT_FLAGS_KNOWN,
@@ -35,6 +40,7 @@ from settlement.core.types import (
     CreateTransferResult,
     Transfer,
     TransferFlags,
+    UpdateAccountResult,
 )
 
 R = CreateTransferResult
@@ -47,6 +53,7 @@ _POST = int(TransferFlags.POST_PENDING_TRANSFER)
 _VOID = int(TransferFlags.VOID_PENDING_TRANSFER)
 _DEBITS_LE_CREDITS = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
 _CREDITS_LE_DEBITS = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
+_FROZEN = int(AccountFlags.FROZEN)
 
 # Status of a pending transfer.
 OPEN, POSTED, VOIDED, EXPIRED = 0, 1, 2, 3
@@ -87,6 +94,15 @@ class AccountState:
         self.dp = self.dpend = self.cp = self.cpend = 0
         self.day = self.day_used = self.year = self.year_used = 0
         self.dirty = False  # changed since the last checkpoint
+
+    def redefine(self, definition: Account) -> None:
+        """Take new flags, cap and limits (ledger and code never change)."""
+        self.definition = definition
+        self.flags = definition.flags
+        self.cap = definition.balance_cap
+        self.limit_single = definition.debit_limit_single
+        self.limit_daily = definition.debit_limit_daily
+        self.limit_yearly = definition.debit_limit_yearly
 
     def snapshot(self) -> tuple[int, ...]:
         return (self.dp, self.dpend, self.cp, self.cpend, self.day, self.day_used, self.year,
@@ -141,6 +157,8 @@ class Batch:
     year: int
     entries: list[bytes] = field(default_factory=list)
     accounts: list[tuple[Account, int]] = field(default_factory=list)
+    # (new definition, timestamp, the definition it replaced)
+    account_updates: list[tuple[Account, int, Account]] = field(default_factory=list)
     transfers: list[tuple[int, ...]] = field(default_factory=list)
     failures: list[tuple[int, ...]] = field(default_factory=list)
     expirations: list[tuple[int, int]] = field(default_factory=list)
@@ -150,6 +168,7 @@ class Batch:
     @property
     def empty(self) -> bool:
         return not (self.entries or self.failures)
+
 
 
 # Keyed per process: fingerprints are never stored (recovery recomputes them from the
@@ -293,7 +312,54 @@ class LedgerState:
             results.append(result)
         return results
 
-    def _validate_account(self, a: Account) -> CreateAccountResult:
+    def update_accounts(self, batch: Batch, accounts: Sequence[Account]
+                        ) -> list[UpdateAccountResult]:
+        """Give existing accounts new flags, caps or limits (a wallet changing class, a
+        frozen wallet). Each change is an entry of the block; asking for the definition
+        an account already has is OK and changes nothing."""
+        results = []
+        for account in accounts:
+            result = self._validate_update(account)
+            if result is UpdateAccountResult.OK:
+                state = self.accounts[account.id]
+                if state.definition != account:
+                    previous = state.definition
+                    state.redefine(account)
+                    ts = self._next_timestamp(batch)
+                    batch.account_updates.append((account, ts, previous))
+                    batch.entries.append(encode_account(
+                        account.id, account.user_data, account.ledger, account.code,
+                        int(account.flags), account.balance_cap, account.debit_limit_single,
+                        account.debit_limit_daily, account.debit_limit_yearly, ts,
+                        kind=ENTRY_ACCOUNT_UPDATE))
+            results.append(result)
+        return results
+
+    def _validate_update(self, a: Account) -> UpdateAccountResult:
+        U = UpdateAccountResult  # noqa: N806 - a short alias keeps the ladder readable
+        created = self._validate_account(a, for_update=True)
+        if created is not CreateAccountResult.OK:
+            return {
+                CreateAccountResult.ID_INVALID: U.ID_INVALID,
+                CreateAccountResult.ID_MUST_NOT_BE_ZERO: U.ID_INVALID,
+                CreateAccountResult.FLAGS_INVALID: U.FLAGS_INVALID,
+                CreateAccountResult.FLAGS_ARE_MUTUALLY_EXCLUSIVE: U.FLAGS_ARE_MUTUALLY_EXCLUSIVE,
+                CreateAccountResult.USER_DATA_INVALID: U.USER_DATA_INVALID,
+                CreateAccountResult.BALANCE_CAP_INVALID: U.BALANCE_CAP_INVALID,
+                CreateAccountResult.DEBIT_LIMIT_INVALID: U.DEBIT_LIMIT_INVALID,
+                CreateAccountResult.LEDGER_INVALID: U.LEDGER_MUST_NOT_CHANGE,
+                CreateAccountResult.CODE_INVALID: U.CODE_MUST_NOT_CHANGE,
+            }.get(created, U.ACCOUNT_NOT_FOUND)
+        existing = self.accounts.get(a.id)
+        if existing is None:
+            return U.ACCOUNT_NOT_FOUND
+        if existing.definition.ledger != a.ledger:
+            return U.LEDGER_MUST_NOT_CHANGE
+        if existing.definition.code != a.code:
+            return U.CODE_MUST_NOT_CHANGE
+        return U.OK
+
+    def _validate_account(self, a: Account, for_update: bool = False) -> CreateAccountResult:
         if not _is_int(a.id) or a.id < 0 or a.id >= U128_LIMIT:
             return CreateAccountResult.ID_INVALID
         if a.id == 0:
@@ -313,6 +379,8 @@ class LedgerState:
         for limit in (a.debit_limit_single, a.debit_limit_daily, a.debit_limit_yearly):
             if limit is not None and not _is_amount(limit, allow_zero=True):
                 return CreateAccountResult.DEBIT_LIMIT_INVALID
+        if for_update:
+            return CreateAccountResult.OK
         existing = self.accounts.get(a.id)
         if existing is not None:
             if existing.definition == a:
@@ -432,6 +500,10 @@ class LedgerState:
             return self._fail(batch, t, R.CREDIT_ACCOUNT_NOT_FOUND, fp, journal)
         if dr.ledger != cr.ledger:
             return self._fail(batch, t, R.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER, fp, journal)
+        if dr.flags & _FROZEN:
+            return self._fail(batch, t, R.DEBIT_ACCOUNT_FROZEN, fp, journal)
+        if cr.flags & _FROZEN:
+            return self._fail(batch, t, R.CREDIT_ACCOUNT_FROZEN, fp, journal)
         if t.ledger != dr.ledger:
             return self._fail(batch, t, R.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS,
                               fp, journal)
@@ -526,6 +598,11 @@ class LedgerState:
             return self._fail(batch, t, R.PENDING_TRANSFER_ALREADY_VOIDED, fp, journal)
         if pending.status == EXPIRED:
             return self._fail(batch, t, R.PENDING_TRANSFER_EXPIRED, fp, journal)
+        if posting:  # a void only releases a reservation, so frozen accounts allow it
+            if self.accounts[p.debit_account_id].flags & _FROZEN:
+                return self._fail(batch, t, R.DEBIT_ACCOUNT_FROZEN, fp, journal)
+            if self.accounts[p.credit_account_id].flags & _FROZEN:
+                return self._fail(batch, t, R.CREDIT_ACCOUNT_FROZEN, fp, journal)
 
         if journal is not None:
             journal.save(self.accounts[p.debit_account_id], self.accounts[p.credit_account_id])

@@ -19,10 +19,15 @@ class AccountFlags(IntFlag):
     NONE = 0
     DEBITS_MUST_NOT_EXCEED_CREDITS = 1 << 1
     CREDITS_MUST_NOT_EXCEED_DEBITS = 1 << 2
+    # No new debits or credits (a frozen or lost wallet); pending transfers may still be
+    # voided or expire, releasing what they hold.
+    FROZEN = 1 << 5
 
 
 ACCOUNT_FLAGS_KNOWN = int(
-    AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
+    AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+    | AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
+    | AccountFlags.FROZEN
 )
 
 
@@ -98,6 +103,21 @@ class CreateAccountResult(IntEnum):
     LEDGER_NOT_SERVED = 22
 
 
+class UpdateAccountResult(IntEnum):
+    """Result of changing an account's flags, cap or limits (its ledger and code stay)."""
+
+    OK = 0
+    ID_INVALID = 3
+    FLAGS_INVALID = 4
+    FLAGS_ARE_MUTUALLY_EXCLUSIVE = 5
+    USER_DATA_INVALID = 8
+    BALANCE_CAP_INVALID = 9
+    DEBIT_LIMIT_INVALID = 10
+    ACCOUNT_NOT_FOUND = 30
+    LEDGER_MUST_NOT_CHANGE = 31
+    CODE_MUST_NOT_CHANGE = 32
+
+
 class CreateTransferResult(IntEnum):
     OK = 0
     LINKED_EVENT_FAILED = 1
@@ -150,6 +170,8 @@ class CreateTransferResult(IntEnum):
     EXCEEDS_SINGLE_LIMIT = 60
     EXCEEDS_DAILY_LIMIT = 61
     EXCEEDS_YEARLY_LIMIT = 62
+    DEBIT_ACCOUNT_FROZEN = 63
+    CREDIT_ACCOUNT_FROZEN = 64
 
 
 # Codes at or above this are decided against ledger state and are stored.

@@ -21,6 +21,7 @@ from settlement import (
     LedgerWriter,
     Transfer,
     TransferFlags,
+    UpdateAccountResult,
 )
 from settlement.audit import export_lines, verify_file, verify_store
 from settlement.errors import BatchNotCommitted, KeyMismatch
@@ -416,3 +417,42 @@ async def test_account_history_pages_in_time_order(ledger: Ledger) -> None:
     assert record is not None
     assert (record.debit_account_id, record.credit_account_id, record.amount) == (2, 3, 11)
     assert await w.lookup_transfers([999_999_999]) == [None]
+
+
+async def test_account_updates_change_limits_and_freeze(ledger: Ledger) -> None:
+    """A wallet moved to a lower class gets the lower limits at once; a frozen wallet can
+    neither pay nor be paid until unfrozen, but its pending transfers can be voided; the
+    changes survive a restart and are sealed into the chain."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2, debit_limit_single=50_000), wallet(3))
+    await w.create_transfers([pay(1, 2, 100_000)])
+    held = pay(2, 3, 1_000, flags=TransferFlags.PENDING)
+    assert await w.create_transfers([held]) == [R.OK]
+
+    lower = wallet(2, debit_limit_single=500)
+    assert await w.update_accounts([lower]) == [UpdateAccountResult.OK]
+    assert await w.create_transfers([pay(2, 3, 501)]) == [R.EXCEEDS_SINGLE_LIMIT]
+    assert await w.create_transfers([pay(2, 3, 500)]) == [R.OK]
+
+    frozen = Account(id=2, ledger=LEDGER, code=2, debit_limit_single=500,
+                     flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.FROZEN)
+    assert await w.update_accounts([frozen]) == [UpdateAccountResult.OK]
+    assert await w.create_transfers([pay(2, 3, 1)]) == [R.DEBIT_ACCOUNT_FROZEN]
+    assert await w.create_transfers([pay(1, 2, 1)]) == [R.CREDIT_ACCOUNT_FROZEN]
+    void = pay(0, 0, 0, flags=TransferFlags.VOID_PENDING_TRANSFER, pending_id=held.id)
+    assert await w.create_transfers([void]) == [R.OK]
+
+    assert await w.update_accounts([Account(id=2, ledger=LEDGER, code=9)]) == [
+        UpdateAccountResult.CODE_MUST_NOT_CHANGE]
+    assert await w.update_accounts([wallet(77)]) == [UpdateAccountResult.ACCOUNT_NOT_FOUND]
+
+    await ledger.engine.close()
+    reopened = await open_ledger(ledger.dsn, ledger.key, ledger.clock)
+    ledger.engine = reopened.engine
+    w = reopened.writer
+    assert await w.create_transfers([pay(2, 3, 1)]) == [R.DEBIT_ACCOUNT_FROZEN]
+    assert await w.update_accounts([lower]) == [UpdateAccountResult.OK]
+    assert await w.create_transfers([pay(2, 3, 500)]) == [R.OK]
+    assert await credit_balance(w, 2) == 99_000
+    report = await verify_store(w.store, ledger.key.public)
+    assert report.ok, report.summary()
