@@ -267,6 +267,7 @@ def migration_sources() -> list[tuple[str, Path]]:
     return [
         ("settlement", _package_dir("settlement") / "migrations"),
         ("central_bank", _package_dir("central_bank") / "migrations"),
+        ("commercial_bank", _package_dir("commercial_bank") / "migrations"),
     ]
 
 

@@ -19,7 +19,7 @@ import itertools
 import os
 import uuid
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
@@ -99,20 +99,35 @@ async def template_database(pg_server_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def database_url(pg_server_url: str, template_database: str) -> AsyncIterator[str]:
-    name = f"cbdc_test_{os.getpid()}_{next(_database_numbers)}"
+async def make_database(pg_server_url: str, template_database: str
+                        ) -> AsyncIterator[Callable[[], Awaitable[str]]]:
+    """Make fresh databases from the template (one per service under test); each is
+    dropped after the test."""
+    made: list[str] = []
+
+    async def make() -> str:
+        name = f"cbdc_test_{os.getpid()}_{next(_database_numbers)}"
+        admin = await asyncpg.connect(pg_server_url)
+        try:
+            await drop_database(admin, name)
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+        finally:
+            await admin.close()
+        made.append(name)
+        return with_database(pg_server_url, name)
+
+    yield make
     admin = await asyncpg.connect(pg_server_url)
     try:
-        await drop_database(admin, name)
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+        for name in made:
+            await drop_database(admin, name)
     finally:
         await admin.close()
-    yield with_database(pg_server_url, name)
-    admin = await asyncpg.connect(pg_server_url)
-    try:
-        await drop_database(admin, name)
-    finally:
-        await admin.close()
+
+
+@pytest.fixture
+async def database_url(make_database: Callable[[], Awaitable[str]]) -> str:
+    return await make_database()
 
 
 # ------------------------------------------------------------------------ Redis

@@ -1,0 +1,73 @@
+"""A commercial bank's aiohttp application: `create_app(config)`.
+
+One process per operator bank, each with its own database, Redis prefix and operator
+key. `cleanup_ctx` owns the settlement engine, the Redis client and the central bank
+client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import redis.asyncio
+from aiohttp import web
+
+from cbdc.bank_client import CentralBankClient
+from cbdc.problems import problem_middleware
+from cbdc.signing import SigningKey
+from commercial_bank import accounts as chart
+from commercial_bank.keys import ADMIN_TOKEN, BANK, SESSIONS
+from commercial_bank.routes import add_routes
+from commercial_bank.service import Bank, FloatPolicy
+from commercial_bank.sessions import Sessions
+from commercial_bank.wallet_classes import LimitPreset
+from commercial_bank.wallets import Wallets
+from settlement.engine import Engine
+
+log = logging.getLogger("commercial_bank")
+
+
+@dataclass(frozen=True)
+class BankConfig:
+    code: str
+    database_url: str
+    redis_url: str
+    central_bank_url: str
+    operator_key_id: str
+    operator_key: SigningKey
+    ledger_key: SigningKey
+    admin_token: str
+    preset: LimitPreset
+    float_policy: FloatPolicy = field(default_factory=FloatPolicy)
+    timezone: str = "Asia/Shanghai"
+
+
+def create_app(config: BankConfig) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024, middlewares=[problem_middleware(log)])
+    app[ADMIN_TOKEN] = config.admin_token
+    add_routes(app)
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        engine = await Engine.open(config.database_url, key=config.ledger_key,
+                                   timezone=config.timezone)
+        cache = redis.asyncio.Redis.from_url(config.redis_url, socket_timeout=2,
+                                             socket_connect_timeout=2)
+        central = CentralBankClient(config.central_bank_url, key_id=config.operator_key_id,
+                                    key=config.operator_key)
+        try:
+            writer = await engine.ledger(chart.LEDGER)
+            bank = Bank(config.code, writer, Wallets(engine.pool), central, config.preset,
+                        config.float_policy, config.timezone)
+            await bank.open_books()
+            app[BANK] = bank
+            app[SESSIONS] = Sessions(cache, prefix=f"cbdc:{config.code}:", bank=config.code)
+            yield
+        finally:
+            await central.close()
+            await cache.aclose()
+            await engine.close()
+
+    app.cleanup_ctx.append(context)
+    return app

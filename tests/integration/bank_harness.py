@@ -1,0 +1,169 @@
+"""Commercial banks for tests: the real wallet service of each bank, with its own database
+and the shared Redis, settling with a real central bank; wallets whose keys tests hold."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import unused_port
+
+from cbdc.payment_orders import PaymentOrder
+from cbdc.signing import SigningKey
+from commercial_bank.app import BankConfig, create_app
+from commercial_bank.service import FloatPolicy
+from commercial_bank.sessions import login_message
+from commercial_bank.wallet_classes import PRESET_2020
+from tests.integration.central_bank_harness import CentralBankUnderTest, running_central_bank
+
+TELLER_TOKEN = "test-teller-token-0123456789abcdef"
+RESERVES = 1_000_000_000  # 10,000,000 CNY of reserves per bank
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+
+
+@dataclass
+class BankUnderTest:
+    code: str
+    url: str
+    database_url: str
+    session: aiohttp.ClientSession
+    runner: web.AppRunner
+
+    async def call(self, method: str, path: str, body: Any = None, *, token: str | None = None,
+                   raw: bytes | None = None) -> Reply:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        kwargs: dict[str, Any] = {"json": body} if raw is None else {"data": raw}
+        async with self.session.request(method, self.url + path, headers=headers,
+                                        **kwargs) as response:
+            return Reply(response.status, await response.json(content_type=None))
+
+    async def teller(self, method: str, path: str, body: Any = None) -> Reply:
+        return await self.call(method, path, body, token=TELLER_TOKEN)
+
+
+@dataclass
+class WalletUnderTest:
+    bank: BankUnderTest
+    key: SigningKey
+    address: str = ""
+    token: str = ""
+    sequence: int = 0
+    deposit_number: int | None = None
+
+    async def open(self, phone: str = "13800138000") -> Reply:
+        reply = await self.bank.call("POST", "/v1/wallets", {
+            "public_key_pem": self.key.public.to_pem().decode(), "phone": phone})
+        if reply.status == 201:
+            self.address = reply.body["address"]
+        return reply
+
+    async def login(self) -> None:
+        reply = await self.bank.call("POST", "/v1/sessions/challenge", {"address": self.address})
+        assert reply.status == 200, reply.body
+        challenge = reply.body["challenge"]
+        signature = self.key.sign(login_message(self.bank.code, self.address, challenge))
+        reply = await self.bank.call("POST", "/v1/sessions", {
+            "address": self.address, "challenge": challenge,
+            "signature": base64.urlsafe_b64encode(signature).rstrip(b"=").decode()})
+        assert reply.status == 200, reply.body
+        self.token = reply.body["token"]
+
+    async def get(self, path: str = "") -> Reply:
+        return await self.bank.call("GET", f"/v1/wallets/{self.address}{path}", token=self.token)
+
+    async def post(self, path: str, body: Any = None) -> Reply:
+        return await self.bank.call("POST", f"/v1/wallets/{self.address}{path}", body,
+                                    token=self.token)
+
+    async def summary(self) -> dict[str, Any]:
+        reply = await self.get()
+        assert reply.status == 200, reply.body
+        return dict(reply.body)
+
+    async def fund(self, amount: int) -> None:
+        """Link a deposit account, have a teller pay cash into it, and top up."""
+        reply = await self.post("/deposit-account")
+        assert reply.status == 200, reply.body
+        self.deposit_number = reply.body["deposit_account"]["number"]
+        reply = await self.bank.teller("POST",
+                                       f"/v1/teller/deposits/{self.deposit_number}/cash-in",
+                                       {"id": new_id(), "amount": amount})
+        assert reply.status == 201, reply.body
+        reply = await self.post("/top-up", {"id": new_id(), "amount": amount})
+        assert reply.status == 200, reply.body
+
+    def order(self, payee: str, amount: int, *, memo: str = "", sequence: int | None = None,
+              expires_in: int = 300) -> bytes:
+        if sequence is None:
+            self.sequence += 1
+            sequence = self.sequence
+        order = PaymentOrder(payer=self.address, payee=payee, amount=amount, sequence=sequence,
+                             expires=int(time.time()) + expires_in, memo=memo)
+        return order.sign(self.key).to_json().encode()
+
+    async def pay(self, payee: str, amount: int, **kwargs: Any) -> Reply:
+        return await self.bank.call("POST", "/v1/payments", raw=self.order(payee, amount,
+                                                                           **kwargs))
+
+
+@dataclass
+class Network:
+    central_bank: CentralBankUnderTest
+    banks: dict[str, BankUnderTest] = field(default_factory=dict)
+
+    async def wallet(self, code: str, *, balance: int = 0, phone: str = "13800138000"
+                     ) -> WalletUnderTest:
+        wallet = WalletUnderTest(self.banks[code], SigningKey.generate())
+        reply = await wallet.open(phone)
+        assert reply.status == 201, reply.body
+        await wallet.login()
+        if balance:
+            await wallet.fund(balance)
+        return wallet
+
+
+@asynccontextmanager
+async def running_network(make_database: Callable[[], Awaitable[str]], redis_url: str,
+                          data_dir: Path, codes: tuple[str, ...] = ("BANKA",),
+                          float_target: int = 1_000_000) -> AsyncIterator[Network]:
+    async with running_central_bank(await make_database(), data_dir / "central-bank") as cb:
+        network = Network(cb)
+        runners = []
+        try:
+            for code in codes:
+                operator = await cb.add_operator(code, reserves=RESERVES)
+                database_url = await make_database()
+                config = BankConfig(
+                    code=code, database_url=database_url, redis_url=redis_url,
+                    central_bank_url=cb.url, operator_key_id=operator.key_id,
+                    operator_key=operator.key, ledger_key=SigningKey.generate(),
+                    admin_token=TELLER_TOKEN, preset=PRESET_2020,
+                    float_policy=FloatPolicy(target=float_target))
+                runner = web.AppRunner(create_app(config))
+                await runner.setup()
+                runners.append(runner)
+                port = unused_port()
+                await web.TCPSite(runner, "127.0.0.1", port).start()
+                network.banks[code] = BankUnderTest(code, f"http://127.0.0.1:{port}",
+                                                    database_url, cb.session, runner)
+            yield network
+        finally:
+            for runner in runners:
+                await runner.cleanup()

@@ -1,0 +1,223 @@
+"""A commercial bank's wallet API on real PostgreSQL and Redis, settling its float with a
+real central bank: wallets, classes and limits at their boundaries, deposits, top-up and
+redemption, signed same-bank payments. After every test each ledger verifies and the
+bank's e-CNY (wallets + float + in flight) equals its position at the central bank."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from cbdc.signing import VerifyingKey
+from commercial_bank import accounts as chart
+from commercial_bank.keys import BANK
+from settlement.audit import verify_store
+from settlement.store import LedgerStore
+from tests.integration.bank_harness import Network, new_id, running_network
+
+CNY = 100  # fen
+
+
+async def bank_ecny(network: Network, code: str) -> tuple[int, int]:
+    """(e-CNY the bank's ledger holds in wallets, float and in flight; the bank's e-CNY
+    position as the central bank reports it)."""
+    writer = network.banks[code].runner.app[BANK].ledger
+    rows = await writer.store.pool.fetch(
+        "SELECT id FROM accounts WHERE code = ANY($1::int[])",
+        [chart.WALLET, chart.FLOAT, chart.IN_FLIGHT])
+    balances = await writer.lookup_accounts([int.from_bytes(r["id"], "big") for r in rows])
+    held = sum(b.credit_balance for b in balances if b)
+    position = (await network.central_bank.operators[code].client.positions())["ecny"]
+    return held, position
+
+
+@pytest.fixture
+async def network(make_database: Callable[[], Awaitable[str]], redis_url: str,
+                  tmp_path: Path) -> AsyncIterator[Network]:
+    async with running_network(make_database, redis_url, tmp_path) as network:
+        yield network
+        for code, bank in network.banks.items():
+            held, position = await bank_ecny(network, code)
+            assert held == position, f"{code}: ledger holds {held}, central bank says {position}"
+            store: LedgerStore = bank.runner.app[BANK].ledger.store
+            row = await store.pool.fetchrow("SELECT public_key FROM ledgers WHERE ledger = 1")
+            report = await verify_store(store, VerifyingKey.from_der(bytes(row["public_key"])))
+            assert report.ok, report.summary()
+        assert (await network.central_bank.supply())["balanced"]
+
+
+async def test_open_top_up_pay_and_redeem(network: Network) -> None:
+    """A class 4 wallet opened with a phone number is topped up from its deposit account
+    (the bank asks the central bank for e-CNY), pays another wallet with a signed order,
+    and redeems back to deposits."""
+    alice = await network.wallet("BANKA", balance=800 * CNY)
+    bob = await network.wallet("BANKA")
+    summary = await alice.summary()
+    assert (summary["class"], summary["balance"], summary["status"]) == (4, 800 * CNY, "active")
+    assert summary["address"].startswith("BANKA-")
+
+    reply = await alice.pay(bob.address, 123 * CNY + 45, memo="lunch")
+    assert reply.status == 201, reply.body
+    assert reply.body["status"] == "settled"
+    assert (await bob.summary())["balance"] == 123 * CNY + 45
+    history = await bob.get("/history")
+    assert [(e["direction"], e["amount"], e.get("memo")) for e in history.body["entries"]] == [
+        ("in", 123 * CNY + 45, "lunch")]
+    assert history.body["entries"][0]["counterparty"] == alice.address
+
+    reply = await alice.post("/redeem", {"id": new_id(), "amount": 100 * CNY})
+    assert reply.status == 200, reply.body
+    summary = await alice.summary()
+    assert summary["balance"] == 800 * CNY - 123 * CNY - 45 - 100 * CNY
+    assert summary["deposit_account"]["balance"] == 100 * CNY
+
+
+async def test_class_4_limits_at_their_boundaries(network: Network) -> None:
+    """Class 4 (2020 preset): 500 CNY a payment, 1,000 a day, 1,000 balance cap. Exactly
+    at each passes; one fen over fails naming the limit and when it resets."""
+    payer = await network.wallet("BANKA", balance=1_000 * CNY)
+    payee = await network.wallet("BANKA")
+    reply = await payer.pay(payee.address, 500 * CNY + 1)
+    assert (reply.status, reply.body["code"]) == (422, "exceeds_single_limit")
+    assert "single-payment limit of ¥500.00" in reply.body["detail"]
+    assert (await payer.pay(payee.address, 500 * CNY)).status == 201
+    assert (await payer.pay(payee.address, 500 * CNY)).status == 201
+    summary = await payee.summary()
+    assert summary["balance"] == 1_000 * CNY  # exactly at the balance cap
+
+    other = await network.wallet("BANKA", balance=10 * CNY)
+    reply = await other.pay(payee.address, 1)
+    assert (reply.status, reply.body["code"]) == (422, "exceeds_balance_cap")
+
+    reply = await payee.pay(other.address, 1)  # payee is fine; the payer is spent out
+    assert reply.status == 201
+    await payer.post("/deposit-account")
+    spent = await payer.summary()
+    assert spent["limits"]["daily"]["used"] == 1_000 * CNY
+    reply = await payer.post("/top-up", {"id": new_id(), "amount": 1})
+    assert reply.status == 422  # nothing left in the deposit account
+    reply = await payer.pay(other.address, 1)
+    assert (reply.status, reply.body["code"]) == (422, "insufficient_funds")
+
+
+async def test_upgrade_raises_limits_and_downgrade_lowers_them(network: Network) -> None:
+    """With a resident ID a wallet becomes class 3; a bad ID number is refused naming the
+    field; a downgrade applies the lower limits at once."""
+    wallet = await network.wallet("BANKA", balance=900 * CNY)
+    peer = await network.wallet("BANKA")
+    reply = await wallet.post("/class", {"class": 3, "name": "Zhang San",
+                                         "resident_id": "11010519491231002Y"})
+    assert (reply.status, reply.body["field"]) == (422, "resident_id")
+    from stdnum.cn import ric
+
+    body = "11010519900307001"
+    valid = body + ric.calc_check_digit(body + "?")  # the library wants all 18 places
+    reply = await wallet.post("/class", {"class": 3, "name": "Zhang San", "resident_id": valid})
+    assert reply.status == 200, reply.body
+    assert reply.body["class"] == 3
+    assert reply.body["limits"]["single"] == 2_000 * CNY
+    reply = await wallet.bank.teller("POST", f"/v1/teller/deposits/{wallet.deposit_number}"
+                                     "/cash-in", {"id": new_id(), "amount": 1_000 * CNY})
+    assert reply.status == 201
+    reply = await wallet.post("/top-up", {"id": new_id(), "amount": 1_000 * CNY})
+    assert (reply.status, reply.body["balance"]) == (200, 1_900 * CNY)  # over class 4's cap
+    assert (await wallet.pay(peer.address, 600 * CNY)).status == 201
+    reply = await wallet.post("/class", {"class": 1})
+    assert reply.status == 403  # class 1 only at a branch
+    reply = await wallet.post("/class", {"class": 4})
+    assert reply.status == 200
+    fresh = await network.wallet("BANKA")
+    reply = await wallet.pay(fresh.address, 401 * CNY)  # 1,001 CNY today
+    assert reply.status == 422, reply.body
+    assert reply.body["code"] == "exceeds_daily_limit"
+    assert "resets at" in reply.body["detail"]
+
+
+async def test_replayed_expired_and_tampered_orders_are_refused(network: Network) -> None:
+    """The same signed order twice pays once; an expired order, an order with any field
+    changed, and a reused sequence number for another order are all refused."""
+    payer = await network.wallet("BANKA", balance=500 * CNY)
+    payee = await network.wallet("BANKA")
+    order = payer.order(payee.address, 10 * CNY)
+    first = await network.banks["BANKA"].call("POST", "/v1/payments", raw=order)
+    again = await network.banks["BANKA"].call("POST", "/v1/payments", raw=order)
+    assert (first.status, again.status) == (201, 201)
+    assert first.body == again.body
+    assert (await payee.summary())["balance"] == 10 * CNY
+
+    tampered = json.loads(order)
+    tampered["order"]["amount"] = 99 * CNY
+    reply = await network.banks["BANKA"].call("POST", "/v1/payments",
+                                              raw=json.dumps(tampered).encode())
+    assert (reply.status, reply.body["rule"]) == (422, "bad_signature")
+    reply = await payer.pay(payee.address, 1, expires_in=-1)
+    assert (reply.status, reply.body["rule"]) == (422, "expired")
+    reply = await payer.pay(payee.address, 2 * CNY, sequence=1)
+    assert reply.status == 409
+    assert (await payee.summary())["balance"] == 10 * CNY
+
+
+async def test_frozen_lost_and_closed_wallets(network: Network) -> None:
+    """A frozen wallet cannot pay or be paid until unfrozen; a lost wallet stays frozen
+    and its sessions end; closing moves the balance to the deposit account."""
+    wallet = await network.wallet("BANKA", balance=300 * CNY)
+    peer = await network.wallet("BANKA", balance=50 * CNY)
+    assert (await wallet.post("/status", {"status": "frozen"})).status == 200
+    reply = await wallet.pay(peer.address, 1)
+    assert (reply.status, reply.body["code"]) == (422, "wallet_frozen")
+    reply = await peer.pay(wallet.address, 1)
+    assert (reply.status, reply.body["code"]) == (422, "payee_cannot_receive")
+    assert (await wallet.post("/status", {"status": "active"})).status == 200
+    assert (await wallet.pay(peer.address, 1)).status == 201
+
+    assert (await peer.post("/status", {"status": "lost"})).status == 200
+    assert (await peer.get()).status == 401  # its sessions ended
+    await peer.login()
+    assert (await peer.post("/status", {"status": "active"})).status == 403
+
+    reply = await wallet.post("/close")
+    assert (reply.status, reply.body["status"]) == (200, "closed")
+    assert reply.body["deposit_account"]["balance"] == 300 * CNY - 1
+
+
+async def test_bad_input_names_the_field(network: Network) -> None:
+    """Malformed requests get a 4xx problem naming the field; nothing moves."""
+    wallet = await network.wallet("BANKA", balance=100 * CNY)
+    bank = network.banks["BANKA"]
+    assert (await bank.call("POST", "/v1/wallets", {"public_key_pem": "nope",
+                                                    "phone": "13800138000"})).status == 422
+    reply = await bank.call("POST", "/v1/wallets", {
+        "public_key_pem": wallet.key.public.to_pem().decode(), "phone": "12345"})
+    assert (reply.status, reply.body["field"]) == (422, "phone")
+    reply = await wallet.post("/top-up", {"id": new_id(), "amount": 1.5})
+    assert (reply.status, reply.body["field"]) == (422, "$.amount")
+    reply = await bank.call("POST", "/v1/payments", raw=b"{not json")
+    assert reply.status in (400, 422)
+    from cbdc.addresses import address_for
+
+    reply = await wallet.pay(address_for("BANKA", 1), 1)
+    assert (reply.status, reply.body["field"]) == (422, "order.payee")
+    reply = await bank.call("GET", "/v1/wallets/BANKA-000000000001-00")
+    assert reply.status in (401, 422)
+    assert (await wallet.summary())["balance"] == 100 * CNY
+
+
+async def test_concurrent_payments_never_overspend(network: Network) -> None:
+    """Many signed orders at once from one wallet: the ones that settle never take the
+    balance below zero, and every settled one is in the payee's history once."""
+    payer = await network.wallet("BANKA", balance=1_000 * CNY)
+    payees = [await network.wallet("BANKA") for _ in range(3)]
+    replies = await asyncio.gather(*(payer.pay(payees[i % 3].address, 90 * CNY)
+                                     for i in range(15)))
+    settled = [r for r in replies if r.status == 201]
+    assert len(settled) == 11  # 1,000 CNY a day at 90 each: eleven fit, the rest refused
+    assert all(r.body["code"] in ("exceeds_daily_limit", "insufficient_funds")
+               for r in replies if r.status != 201)
+    total = sum([(await p.summary())["balance"] for p in payees])
+    assert total == 11 * 90 * CNY
+    assert (await payer.summary())["balance"] == 1_000 * CNY - total
+
