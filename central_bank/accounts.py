@@ -15,6 +15,7 @@ Redemption is the reverse pair. An interbank transfer is position -> position.
 
 from __future__ import annotations
 
+from functools import cache
 from hashlib import sha256
 
 from settlement.core.types import Account, AccountFlags, Transfer, TransferFlags
@@ -48,10 +49,12 @@ def derived_id(*parts: str | bytes) -> int:
     return int.from_bytes(digest.digest()[:16], "big") or 1
 
 
+@cache  # on the hot path of every transfer; a bank's ids never change
 def reserve_id(bank: str) -> int:
     return derived_id("cbdc/central-bank/reserve", bank)
 
 
+@cache
 def position_id(bank: str) -> int:
     return derived_id("cbdc/central-bank/position", bank)
 
