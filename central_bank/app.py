@@ -111,7 +111,12 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
         finally:
             await engine.close()
 
+    async def end_long_polls(app: web.Application) -> None:
+        if CENTRAL_BANK in app:
+            app[CENTRAL_BANK].closing.set()
+
     app.cleanup_ctx.append(ledger_context)
+    app.on_shutdown.append(end_long_polls)
     return app
 
 

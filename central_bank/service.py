@@ -67,6 +67,7 @@ class CentralBank:
     def __init__(self, ledger: LedgerWriter, registry: OperatorRegistry) -> None:
         self.ledger = ledger
         self.registry = registry
+        self.closing = asyncio.Event()  # set at shutdown: long polls answer at once
 
     async def open_books(self) -> None:
         """Create the system accounts and every registered operator's accounts."""
@@ -240,9 +241,13 @@ class CentralBank:
                 if r.code == chart.INTERBANK
             ]
             remaining = deadline - loop.time()
-            if records or remaining <= 0:
+            if records or remaining <= 0 or self.closing.is_set():
                 break
-            await self.ledger.wait_for_commit(remaining)
+            closing = asyncio.ensure_future(self.closing.wait())
+            committed = asyncio.ensure_future(self.ledger.wait_for_commit(remaining))
+            await asyncio.wait((closing, committed), return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (closing, committed):
+                waiter.cancel()
         views = await self.views(records)
         events = [wire.Event(cursor=str(v.timestamp), transfer=v) for v in views]
         cursor = events[-1].cursor if events else str(after)

@@ -8,9 +8,10 @@ client.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
+import aiohttp
 import redis.asyncio
 from aiohttp import web
 
@@ -18,6 +19,7 @@ from cbdc.bank_client import CentralBankClient
 from cbdc.problems import problem_middleware
 from cbdc.signing import SigningKey
 from commercial_bank import accounts as chart
+from commercial_bank.interbank import Interbank
 from commercial_bank.keys import ADMIN_TOKEN, BANK, SESSIONS
 from commercial_bank.routes import add_routes
 from commercial_bank.service import Bank, FloatPolicy
@@ -42,6 +44,7 @@ class BankConfig:
     preset: LimitPreset
     float_policy: FloatPolicy = field(default_factory=FloatPolicy)
     timezone: str = "Asia/Shanghai"
+    peers: Mapping[str, str] = field(default_factory=dict)  # other banks' wallet APIs
 
 
 def create_app(config: BankConfig) -> web.Application:
@@ -61,9 +64,17 @@ def create_app(config: BankConfig) -> web.Application:
             bank = Bank(config.code, writer, Wallets(engine.pool), central, config.preset,
                         config.float_policy, config.timezone)
             await bank.open_books()
+            peer_session = aiohttp.ClientSession()
+            bank.interbank = Interbank(config.code, writer, central, config.peers,
+                                       peer_session)
             app[BANK] = bank
             app[SESSIONS] = Sessions(cache, prefix=f"cbdc:{config.code}:", bank=config.code)
-            yield
+            bank.interbank.start(bank)
+            try:
+                yield
+            finally:
+                await bank.interbank.close()
+                await peer_session.close()
         finally:
             await central.close()
             await cache.aclose()

@@ -240,6 +240,19 @@ async def cash_in(request: web.Request) -> web.StreamResponse:
     return json_response({"id": body.id, "status": "settled"}, status=201)
 
 
+async def receivable(request: web.Request) -> web.StreamResponse:
+    """Can this wallet receive `amount` now? Asked by payer banks before they pay."""
+    from cbdc.addresses import AddressError, parse_address
+
+    try:
+        address = parse_address(request.match_info["address"])
+    except AddressError as exc:
+        raise validation("address", "address", str(exc)) from None
+    amount = query_int(request, "amount", 1, 1, (1 << 63) - 1)
+    reason = await request.app[BANK].receivable(address, amount)
+    return json_response({"receivable": reason is None, "reason": reason})
+
+
 async def health(request: web.Request) -> web.StreamResponse:
     bank = request.app[BANK]
     return json_response({"status": "ok", "bank": bank.code,

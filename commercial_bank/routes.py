@@ -21,6 +21,7 @@ def add_routes(app: web.Application) -> None:
         web.post("/v1/wallets/{address}/redeem", h.redeem),
         web.get("/v1/wallets/{address}/history", h.history),
         web.post("/v1/payments", h.pay),
+        web.get("/v1/receivable/{address}", h.receivable),
         web.post("/v1/teller/wallets/{address}/class", h.teller_class),
         web.post("/v1/teller/deposits/{number}/cash-in", h.cash_in),
         web.get("/health", h.health),

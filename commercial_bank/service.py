@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from settlement import (
     CreateAccountResult,
     CreateTransferResult,
     LedgerWriter,
+    TransferFlags,
     TransferRecord,
     UpdateAccountResult,
 )
@@ -73,6 +75,7 @@ class Bank:
         self.float_policy = float_policy
         self.zone = ZoneInfo(timezone)
         self._float_lock = asyncio.Lock()
+        self.interbank: Any = None  # commercial_bank.interbank.Interbank, set by the app
 
     # ---------------------------------------------------------------- helpers
     def address(self, number: int) -> str:
@@ -312,9 +315,29 @@ class Bank:
                              str(exc)) from None
         self._require_active(payer)
         payee_address = order.payee
+        transfer_id = chart.derived_id("cbdc/bank/payment", payer.number, order.sequence)
+        note = signed.to_json().encode()
         if payee_address.bank != self.code:
-            raise rejected("other_bank", f"payments to {payee_address.bank} are not available "
-                           "yet: pay a wallet of this bank", field="order.payee")
+            if self.interbank is None:
+                raise rejected("other_bank", f"this bank cannot pay {payee_address.bank}",
+                               field="order.payee")
+            outcome = await self.interbank.send(signed, transfer_id, note)
+            result = outcome["result"]
+            if result is R.EXISTS:  # a replayed order: report where the first one is
+                status = await self.outgoing_status(transfer_id)
+            elif result is R.OK:
+                status = outcome["status"]
+            else:
+                status = ""
+                await self._raise_with_limits([result], payer, "the wallet")
+            if status.startswith("rejected"):
+                raise rejected(status.removeprefix("rejected: ") or "rejected",
+                               "the central bank refused the payment; nothing was taken",
+                               field="order.payee")
+            return {"id": str(uuid.UUID(int=transfer_id)),
+                    "status": "settled" if status == "settled" else "pending",
+                    "amount": order.amount, "payer": str(order.payer),
+                    "payee": str(order.payee)}
         payee = await self.wallets.get(payee_address.number)
         if payee is None:
             raise rejected("payee_unknown", f"no wallet {order.payee} exists",
@@ -323,8 +346,6 @@ class Bank:
             raise rejected("payee_cannot_receive",
                            f"the payee's wallet is {payee.status} and cannot receive",
                            field="order.payee")
-        transfer_id = chart.derived_id("cbdc/bank/payment", payer.number, order.sequence)
-        note = signed.to_json().encode()
         results = await self.ledger.create_transfers([chart.transfer(
             transfer_id, chart.wallet_id(self.code, payer.number),
             chart.wallet_id(self.code, payee.number), order.amount, chart.PAYMENT,
@@ -340,6 +361,30 @@ class Bank:
         await self._raise_with_limits(results, payer, "the wallet")
         return {"id": str(uuid.UUID(int=transfer_id)), "status": "settled",
                 "amount": order.amount, "payer": str(order.payer), "payee": str(order.payee)}
+
+    async def outgoing_status(self, transfer_id: int) -> str:
+        """'settled', 'rejected' or 'pending' for a payment to another bank."""
+        rows = await self.ledger.store.pool.fetch(
+            "SELECT flags FROM transfers WHERE ledger = $1 AND pending_id = $2",
+            chart.LEDGER, transfer_id.to_bytes(16, "big"))
+        if not rows:
+            return "pending"
+        posted = any(r["flags"] & int(TransferFlags.POST_PENDING_TRANSFER) for r in rows)
+        return "settled" if posted else "rejected"
+
+    async def receivable(self, address: WalletAddress, amount: int) -> str | None:
+        """Why `address` cannot receive `amount` now (None: it can)."""
+        wallet = await self.wallets.get(address.number) if address.bank == self.code else None
+        if wallet is None:
+            return f"no wallet {address} exists"
+        if wallet.status != "active":
+            return f"the payee's wallet is {wallet.status} and cannot receive"
+        balance = await self.balance(wallet)
+        cap = limits(self.preset, WalletClass(wallet.wallet_class)).balance_cap
+        if balance.credits_posted + balance.credits_pending - balance.debits_posted + amount \
+                > cap:
+            return f"the payee's wallet would go over its balance cap of {format_fen(cap)}"
+        return None
 
     # ----------------------------------------------------------------- history
     async def history(self, wallet: Wallet, *, after: int, limit: int, direction: str,
@@ -367,7 +412,11 @@ class Bank:
             "timestamp": record.timestamp,
             "block": record.block_height,
         }
-        if note:
+        if note and record.code == chart.INCOMING:
+            details = json.loads(note)
+            entry["counterparty"] = details.get("payer")
+            entry["memo"] = details.get("memo", "")
+        elif note:
             order = SignedOrder.from_json(note).order
             entry["counterparty"] = str(order.payee if outgoing else order.payer)
             entry["memo"] = order.memo

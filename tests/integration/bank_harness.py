@@ -146,6 +146,8 @@ async def running_network(make_database: Callable[[], Awaitable[str]], redis_url
     async with running_central_bank(await make_database(), data_dir / "central-bank") as cb:
         network = Network(cb)
         runners = []
+        ports = {code: unused_port() for code in codes}
+        peers = {code: f"http://127.0.0.1:{port}" for code, port in ports.items()}
         try:
             for code in codes:
                 operator = await cb.add_operator(code, reserves=RESERVES)
@@ -155,11 +157,11 @@ async def running_network(make_database: Callable[[], Awaitable[str]], redis_url
                     central_bank_url=cb.url, operator_key_id=operator.key_id,
                     operator_key=operator.key, ledger_key=SigningKey.generate(),
                     admin_token=TELLER_TOKEN, preset=PRESET_2020,
-                    float_policy=FloatPolicy(target=float_target))
+                    float_policy=FloatPolicy(target=float_target), peers=peers)
                 runner = web.AppRunner(create_app(config))
                 await runner.setup()
                 runners.append(runner)
-                port = unused_port()
+                port = ports[code]
                 await web.TCPSite(runner, "127.0.0.1", port).start()
                 network.banks[code] = BankUnderTest(code, f"http://127.0.0.1:{port}",
                                                     database_url, cb.session, runner)

@@ -221,3 +221,66 @@ async def test_concurrent_payments_never_overspend(network: Network) -> None:
     assert total == 11 * 90 * CNY
     assert (await payer.summary())["balance"] == 1_000 * CNY - total
 
+
+
+@pytest.fixture
+async def two_banks(make_database: Callable[[], Awaitable[str]], redis_url: str,
+                    tmp_path: Path) -> AsyncIterator[Network]:
+    async with running_network(make_database, redis_url, tmp_path,
+                               codes=("BANKA", "BANKB")) as network:
+        yield network
+        await asyncio.sleep(0.3)  # let the payee bank book the last credits
+        for code in network.banks:
+            held, position = await bank_ecny(network, code)
+            assert held == position, f"{code}: ledger holds {held}, central bank says {position}"
+        assert (await network.central_bank.supply())["balanced"]
+
+
+async def wait_for_balance(wallet: object, expected: int, seconds: float = 5.0) -> int:
+    balance = -1
+    for _ in range(int(seconds / 0.05)):
+        balance = (await wallet.summary())["balance"]  # type: ignore[attr-defined]
+        if balance == expected:
+            break
+        await asyncio.sleep(0.05)
+    return balance
+
+
+async def test_payment_to_another_bank_settles_through_the_central_bank(
+        two_banks: Network) -> None:
+    """Alice at bank A pays Bob at bank B: A debits Alice, the central bank moves e-CNY
+    from A's position to B's, and B credits Bob from its events feed; both histories
+    show the payment, and the same order sent again pays nothing more."""
+    alice = await two_banks.wallet("BANKA", balance=500 * CNY)
+    bob = await two_banks.wallet("BANKB")
+    order = alice.order(bob.address, 120 * CNY, memo="rent share")
+    reply = await two_banks.banks["BANKA"].call("POST", "/v1/payments", raw=order)
+    assert reply.status == 201, reply.body
+    assert reply.body["status"] == "settled"
+    assert await wait_for_balance(bob, 120 * CNY) == 120 * CNY
+    assert (await alice.summary())["balance"] == 380 * CNY
+    again = await two_banks.banks["BANKA"].call("POST", "/v1/payments", raw=order)
+    assert (again.status, again.body["status"]) == (201, "settled")
+    history = (await bob.get("/history")).body["entries"]
+    assert [(e["direction"], e["amount"], e["counterparty"], e["memo"]) for e in history] == [
+        ("in", 120 * CNY, alice.address, "rent share")]
+    await asyncio.sleep(0.2)
+    assert (await bob.summary())["balance"] == 120 * CNY
+
+
+async def test_a_payee_that_cannot_receive_fails_before_money_moves(two_banks: Network) -> None:
+    """Paying a frozen, unknown or full wallet at another bank is refused with the reason,
+    and the payer keeps the money."""
+    alice = await two_banks.wallet("BANKA", balance=900 * CNY)
+    bob = await two_banks.wallet("BANKB", balance=950 * CNY)
+    reply = await alice.pay(bob.address, 51 * CNY)  # would take Bob over 1,000 CNY
+    assert (reply.status, reply.body["code"]) == (422, "payee_cannot_receive")
+    assert "balance cap" in reply.body["detail"]
+    await bob.post("/status", {"status": "frozen"})
+    reply = await alice.pay(bob.address, 1)
+    assert (reply.status, reply.body["code"]) == (422, "payee_cannot_receive")
+    from cbdc.addresses import address_for
+
+    reply = await alice.pay(address_for("BANKB", 999_999), 1)
+    assert (reply.status, reply.body["code"]) == (422, "payee_cannot_receive")
+    assert (await alice.summary())["balance"] == 900 * CNY

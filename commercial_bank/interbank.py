@@ -1,0 +1,240 @@
+"""Payments between banks, through the central bank.
+
+Out: the payer bank asks the payee's bank whether the payee can receive, reserves the
+amount with a pending transfer (wallet -> in_flight, no timeout: it must never expire
+while the central bank's outcome is unknown), and asks the central bank to settle with
+the same id. Settled: post it, and book in_flight -> cb_position. Refused: void it.
+Unreachable: the payment stays pending, and `resend_open` keeps retrying with the same
+id (the central bank answers a retry the same way, never settling twice) until a
+definite answer. The outbox is the ledger itself: open pending OUTGOING transfers.
+
+In: the payee bank follows the central bank's events feed and books each credit
+(cb_position -> wallet) under the central bank's transfer id, so a credit delivered
+twice is booked once. A credit that can no longer be applied (the wallet was frozen or
+filled up in between) is sent back to the payer's bank.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from hashlib import sha256
+from typing import Any
+
+import aiohttp
+
+from cbdc.addresses import AddressError, WalletAddress, parse_address
+from cbdc.bank_client import CentralBankClient, CentralBankError, CentralBankUnreachable
+from cbdc.payment_orders import SignedOrder
+from cbdc.problems import rejected
+from commercial_bank import accounts as chart
+from settlement import CreateTransferResult, LedgerWriter, TransferFlags
+
+log = logging.getLogger(__name__)
+
+R = CreateTransferResult
+_SUCCESS = (R.OK, R.EXISTS)
+RETURN_PREFIX = "return:"
+
+
+class Interbank:
+    def __init__(self, code: str, ledger: LedgerWriter, central_bank: CentralBankClient,
+                 peers: Mapping[str, str], session: aiohttp.ClientSession) -> None:
+        self.code = code
+        self.ledger = ledger
+        self.central_bank = central_bank
+        self.peers = dict(peers)
+        self.session = session
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------- out
+    async def payee_problem(self, payee: WalletAddress, amount: int) -> str | None:
+        """Why the payee cannot receive `amount`, asked of the payee's bank (None: it can)."""
+        url = self.peers.get(payee.bank)
+        if url is None:
+            return f"{payee.bank} is not a bank this bank can pay"
+        try:
+            async with self.session.get(
+                f"{url}/v1/receivable/{payee}", params={"amount": str(amount)},
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as response:
+                data = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError):
+            return f"{payee.bank} cannot be reached to check the payee; try again shortly"
+        if not isinstance(data, dict) or response.status != 200:
+            return "the payee's bank did not confirm the payee"
+        return None if data.get("receivable") else str(data.get("reason"))
+
+    async def send(self, signed: SignedOrder, transfer_id: int, note: bytes) -> dict[str, Any]:
+        order = signed.order
+        problem = await self.payee_problem(order.payee, order.amount)
+        if problem is not None:
+            raise rejected("payee_cannot_receive", problem, field="order.payee")
+        hold = chart.transfer(
+            transfer_id, chart.wallet_id(self.code, order.payer.number),
+            chart.system_id(self.code, "in_flight"), order.amount, chart.OUTGOING,
+            flags=TransferFlags.PENDING,
+            user_data=int.from_bytes(sha256(note).digest()[:16], "big"))
+        [result] = await self.ledger.create_transfers([hold], [note])
+        if result not in _SUCCESS:
+            return {"result": result}
+        status = await self.settle(transfer_id, order.payee.bank, order.amount,
+                                   str(order.payer), str(order.payee), order.memo)
+        return {"result": result, "status": status}
+
+    async def settle(self, transfer_id: int, payee_bank: str, amount: int, payer_ref: str,
+                     payee_ref: str, memo: str) -> str:
+        """Ask the central bank to settle an outgoing pending transfer and book the
+        answer: 'settled', 'rejected: <code>' or 'pending' (no answer yet)."""
+        try:
+            await self.central_bank.transfer(transfer_id, payee_bank, amount, payer_ref,
+                                             payee_ref, memo[:128] or None)
+        except CentralBankUnreachable as exc:
+            log.warning("payment %s: central bank unreachable, will retry: %s",
+                        uuid.UUID(int=transfer_id), exc)
+            return "pending"
+        except CentralBankError as exc:
+            if exc.status >= 500 or exc.status == 429:
+                return "pending"
+            await self._void(transfer_id)
+            return f"rejected: {exc.problem.get('code') or exc.problem.get('detail')}"
+        await self._post(transfer_id, amount)
+        return "settled"
+
+    async def _post(self, transfer_id: int, amount: int) -> None:
+        results = await self.ledger.create_transfers([
+            chart.transfer(chart.derived_id("cbdc/bank/post", transfer_id.to_bytes(16, "big")),
+                           0, 0, 0, chart.OUTGOING, pending_id=transfer_id,
+                           flags=TransferFlags.POST_PENDING_TRANSFER | TransferFlags.LINKED),
+            chart.transfer(chart.second_leg(transfer_id), chart.system_id(self.code, "in_flight"),
+                           chart.system_id(self.code, "cb_position"), amount,
+                           chart.SETTLED_OUT),
+        ])
+        if any(r not in _SUCCESS for r in results):
+            raise RuntimeError(f"posting settled payment failed: {results}")
+
+    async def _void(self, transfer_id: int) -> None:
+        [result] = await self.ledger.create_transfers([chart.transfer(
+            chart.derived_id("cbdc/bank/void", transfer_id.to_bytes(16, "big")), 0, 0, 0,
+            chart.OUTGOING, pending_id=transfer_id, flags=TransferFlags.VOID_PENDING_TRANSFER)])
+        if result not in _SUCCESS:
+            raise RuntimeError(f"voiding refused payment failed: {result.name}")
+
+    async def resend_open(self) -> int:
+        """Settle every outgoing payment still pending (after a restart, or after the
+        central bank was unreachable). Returns how many are still pending."""
+        rows = await self.ledger.store.pool.fetch(
+            "SELECT t.id, t.amount, n.note FROM transfers t "
+            "JOIN transfer_notes n ON n.ledger = t.ledger AND n.id = t.id "
+            "WHERE t.ledger = $1 AND t.code = $2 AND (t.flags & $3) <> 0 "
+            "AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.ledger = t.ledger "
+            "                AND r.pending_id = t.id)",
+            chart.LEDGER, chart.OUTGOING, int(TransferFlags.PENDING))
+        still = 0
+        for row in rows:
+            order = _outgoing_order(bytes(row["note"]))
+            status = await self.settle(int.from_bytes(row["id"], "big"), order["payee_bank"],
+                                       row["amount"], order["payer"], order["payee"],
+                                       order["memo"])
+            still += status == "pending"
+        return still
+
+    # -------------------------------------------------------------------- in
+    async def apply_credit(self, bank: Any, event: Mapping[str, Any]) -> None:
+        """Book one credit from the central bank's feed to its wallet (idempotent)."""
+        view = event["transfer"]
+        transfer_id = uuid.UUID(view["id"]).int
+        amount = int(view["amount"])
+        note = json.dumps({"payer": view.get("payer_ref"), "memo": view.get("memo_ref") or "",
+                           "payer_bank": view.get("payer_bank")}).encode()
+        problem: str | None
+        try:
+            payee = parse_address(view.get("payee_ref") or "")
+            problem = None if payee.bank == self.code else "the payee is not ours"
+        except AddressError as exc:
+            problem = str(exc)
+        if problem is None:
+            [result] = await self.ledger.create_transfers([chart.transfer(
+                transfer_id, chart.system_id(self.code, "cb_position"),
+                chart.wallet_id(self.code, payee.number), amount, chart.INCOMING)], [note])
+            if result in _SUCCESS:
+                return
+            problem = result.name.lower()
+        await self._send_back(transfer_id, view, amount, problem)
+
+    async def _send_back(self, transfer_id: int, view: Mapping[str, Any], amount: int,
+                         problem: str) -> None:
+        memo = str(view.get("memo_ref") or "")
+        payer_bank = view.get("payer_bank")
+        if memo.startswith(RETURN_PREFIX) or not payer_bank:
+            # A returned payment that cannot be returned again stays with the bank.
+            await self.ledger.create_transfers([chart.transfer(
+                transfer_id, chart.system_id(self.code, "cb_position"),
+                chart.system_id(self.code, "float"), amount, chart.INCOMING)])
+            log.error("credit %s could not be applied (%s); kept in the float", view["id"],
+                      problem)
+            return
+        return_id = chart.derived_id("cbdc/bank/return", transfer_id.to_bytes(16, "big"))
+        note = json.dumps({"returning": view["id"], "reason": problem}).encode()
+        [result] = await self.ledger.create_transfers([
+            chart.transfer(transfer_id, chart.system_id(self.code, "cb_position"),
+                           chart.system_id(self.code, "in_flight"), amount, chart.INCOMING),
+        ], [note])
+        if result not in _SUCCESS:
+            raise RuntimeError(f"booking a credit to return failed: {result.name}")
+        hold = chart.transfer(return_id, chart.system_id(self.code, "in_flight"),
+                              chart.system_id(self.code, "cb_position"), amount,
+                              chart.SETTLED_OUT)
+        try:
+            await self.central_bank.transfer(
+                return_id, str(payer_bank), amount, str(view.get("payee_ref") or "unknown"),
+                str(view.get("payer_ref")), f"{RETURN_PREFIX}{view['id']}")
+        except (CentralBankUnreachable, CentralBankError) as exc:
+            log.error("returning credit %s failed (%s); retried on the next delivery",
+                      view["id"], exc)
+            raise
+        await self.ledger.create_transfers([hold])
+
+    async def follow_feed(self, bank: Any) -> None:
+        """Book credits from the central bank's feed, forever (one task per bank)."""
+        cursor: str | None = None
+        delay = 0.2
+        while True:
+            try:
+                page = await self.central_bank.events(after=cursor, wait=20)
+                for event in page["events"]:
+                    await self.apply_credit(bank, event)
+                cursor = page["cursor"]
+                delay = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the feed resumes from the acknowledged cursor
+                log.warning("events feed: %s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def retry_forever(self, every: float = 2.0) -> None:
+        while True:
+            await asyncio.sleep(every)
+            with contextlib.suppress(Exception):
+                await self.resend_open()
+
+    def start(self, bank: Any) -> None:
+        self._tasks = [asyncio.create_task(self.follow_feed(bank), name="events-feed"),
+                       asyncio.create_task(self.retry_forever(), name="outbox")]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _outgoing_order(note: bytes) -> dict[str, str]:
+    order = SignedOrder.from_json(note).order
+    return {"payer": str(order.payer), "payee": str(order.payee),
+            "payee_bank": order.payee.bank, "memo": order.memo}
