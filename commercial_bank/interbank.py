@@ -161,6 +161,11 @@ class Interbank:
             [result] = await self.ledger.create_transfers([chart.transfer(
                 transfer_id, chart.system_id(self.code, "cb_position"),
                 chart.wallet_id(self.code, payee.number), amount, chart.INCOMING)], [note])
+            if result is R.OK:
+                await bank.announce(str(payee), {
+                    "type": "payment_in", "id": view["id"], "status": "settled",
+                    "amount": amount, "payer": view.get("payer_ref"), "payee": str(payee),
+                    "memo": view.get("memo_ref") or ""})
             if result in _SUCCESS:
                 return
             problem = result.name.lower()

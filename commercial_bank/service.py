@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any
@@ -41,6 +42,7 @@ from settlement import (
 
 R = CreateTransferResult
 _SUCCESS = (R.OK, R.EXISTS)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,17 @@ class Bank:
         self.zone = ZoneInfo(timezone)
         self._float_lock = asyncio.Lock()
         self.interbank: Any = None  # commercial_bank.interbank.Interbank, set by the app
+        # Told of every payment in or out, after it is durable: (wallet address, event).
+        # Live delivery to wallets hangs here; a failure in it never fails a payment.
+        self.notify: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
+
+    async def announce(self, address: str, event: dict[str, Any]) -> None:
+        if self.notify is None:
+            return
+        try:
+            await self.notify(address, event)
+        except Exception as exc:  # live events wait; money never does
+            log.warning("live event for %s not delivered: %s", address, exc)
 
     # ---------------------------------------------------------------- helpers
     def address(self, number: int) -> str:
@@ -334,10 +347,14 @@ class Bank:
                 raise rejected(status.removeprefix("rejected: ") or "rejected",
                                "the central bank refused the payment; nothing was taken",
                                field="order.payee")
-            return {"id": str(uuid.UUID(int=transfer_id)),
-                    "status": "settled" if status == "settled" else "pending",
-                    "amount": order.amount, "payer": str(order.payer),
-                    "payee": str(order.payee)}
+            payment = {"id": str(uuid.UUID(int=transfer_id)),
+                       "status": "settled" if status == "settled" else "pending",
+                       "amount": order.amount, "payer": str(order.payer),
+                       "payee": str(order.payee)}
+            if result is R.OK:
+                await self.announce(str(order.payer), {"type": "payment_out", **payment,
+                                                       "memo": order.memo})
+            return payment
         payee = await self.wallets.get(payee_address.number)
         if payee is None:
             raise rejected("payee_unknown", f"no wallet {order.payee} exists",
@@ -359,8 +376,15 @@ class Bank:
             raise rejected("exceeds_balance_cap", "the payee's wallet would go over its "
                            "balance cap", field="order.payee")
         await self._raise_with_limits(results, payer, "the wallet")
-        return {"id": str(uuid.UUID(int=transfer_id)), "status": "settled",
-                "amount": order.amount, "payer": str(order.payer), "payee": str(order.payee)}
+        payment = {"id": str(uuid.UUID(int=transfer_id)), "status": "settled",
+                   "amount": order.amount, "payer": str(order.payer),
+                   "payee": str(order.payee)}
+        if results[0] is R.OK:
+            await self.announce(str(order.payer), {"type": "payment_out", **payment,
+                                                   "memo": order.memo})
+            await self.announce(str(order.payee), {"type": "payment_in", **payment,
+                                                   "memo": order.memo})
+        return payment
 
     async def outgoing_status(self, transfer_id: int) -> str:
         """'settled', 'rejected' or 'pending' for a payment to another bank."""
