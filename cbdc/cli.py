@@ -21,10 +21,10 @@ import importlib.util
 import inspect
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 from cbdc.errors import CbdcError, StorageError
+from cbdc.migrations import migration_sources
 from cbdc.settings import Settings, load_settings
 from cbdc.storage import Endpoints, database_url_for, redact, running_storage
 
@@ -87,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     central.add_argument("--host", help="address to listen on (CBDC_CENTRAL_BANK_HOST)")
     central.add_argument("--port", type=_positive_int, help="port (CBDC_CENTRAL_BANK_PORT)")
     central.set_defaults(handler=_central_bank)
+
+    retail = commands.add_parser("commercial-bank",
+                                 help="run one commercial bank (an operator's wallet service)")
+    retail.add_argument("--code", required=True, help="the bank's operator code, e.g. BANKA")
+    retail.add_argument("--port", type=_positive_int, required=True)
+    retail.add_argument("--central-bank", metavar="URL",
+                        help="the central bank (default: CBDC_CENTRAL_BANK_HOST/_PORT)")
+    retail.add_argument("--peer", action="append", default=[], metavar="CODE=URL",
+                        help="another bank's wallet API, for payments to it (repeatable)")
+    retail.set_defaults(handler=_commercial_bank)
 
     migrate = commands.add_parser("migrate", help="apply pending schema migrations")
     migrate.set_defaults(handler=_migrate)
@@ -168,18 +178,36 @@ async def _up_async(args: argparse.Namespace, endpoints: Endpoints, settings: Se
     _print_applied(await _apply_project_migrations(endpoints))
     if args.demo:
         await run_demo(endpoints, settings)
+    from central_bank.app import admin_token
+    from commercial_bank import demo as retail_demo
+    from commercial_bank import run as bank_run
+
     _, runner = await central_bank_run.start_central_bank(settings, endpoints)
+    runners = [runner]
     try:
         for line in central_bank_run.describe(settings):
             print(line, flush=True)
+        url = f"http://{settings.central_bank_host}:{settings.central_bank_port}"
         if args.demo:
-            url = f"http://{settings.central_bank_host}:{settings.central_bank_port}"
             await central_bank_demo.run_demo(url, settings)
+        ports = settings.bank_ports()
+        peers = {code: bank_run.bank_url(settings, port) for code, port in ports.items()}
+        for code, port in ports.items():
+            await bank_run.register_operator(url, admin_token(settings), code,
+                                             bank_run.operator_key(settings, code),
+                                             reserves=1_000_000_000)
+            runners.append(await bank_run.start_bank(settings, endpoints, code, port,
+                                                     central_bank_url=url, peers=peers))
+            for line in bank_run.describe(settings, code, port):
+                print(line, flush=True)
+        if args.demo and {"BANKA", "BANKB"} <= set(ports):
+            await retail_demo.run_demo(settings, ports)
         if args.serve:
             print("running; press Ctrl-C to stop", flush=True)
             await asyncio.Event().wait()  # until cancelled by Ctrl-C or ended by SIGTERM
     finally:
-        await runner.cleanup()
+        for running in reversed(runners):
+            await running.cleanup()
     return 0
 
 
@@ -193,6 +221,38 @@ def _central_bank(args: argparse.Namespace) -> int:
         for line in describe_storage(settings, endpoints):
             print(line)
         return _call(run_forever, settings, endpoints)
+
+
+def _commercial_bank(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    peers = {}
+    for item in args.peer:
+        code, sep, url = item.partition("=")
+        if not sep or not url.startswith("http"):
+            _fail(f"--peer takes CODE=URL, got {item!r}")
+        peers[code] = url
+    with running_storage(settings) as endpoints:
+        for line in describe_storage(settings, endpoints):
+            print(line)
+        return _call(_run_commercial_bank, settings, endpoints, args, peers)
+
+
+async def _run_commercial_bank(settings: Settings, endpoints: Endpoints,
+                               args: argparse.Namespace, peers: dict[str, str]) -> int:
+    from commercial_bank import run as bank_run
+
+    url = args.central_bank or (
+        f"http://{settings.central_bank_host}:{settings.central_bank_port}")
+    runner = await bank_run.start_bank(settings, endpoints, args.code, args.port,
+                                       central_bank_url=url, peers=peers)
+    try:
+        for line in bank_run.describe(settings, args.code, args.port):
+            print(line, flush=True)
+        print("running; press Ctrl-C to stop", flush=True)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+    return 0
 
 
 def _bench_central_bank(args: argparse.Namespace) -> int:
@@ -260,23 +320,6 @@ def describe_storage(settings: Settings, endpoints: Endpoints) -> list[str]:
     else:
         cache = redact(endpoints.redis_url)
     return [f"PostgreSQL: {postgres}", f"Redis: {cache}"]
-
-
-def migration_sources() -> list[tuple[str, Path]]:
-    """Every migration source of the project, in the order they apply."""
-    return [
-        ("settlement", _package_dir("settlement") / "migrations"),
-        ("central_bank", _package_dir("central_bank") / "migrations"),
-        ("commercial_bank", _package_dir("commercial_bank") / "migrations"),
-    ]
-
-
-def _package_dir(package: str) -> Path:
-    # find_spec locates the package without running its __init__ (and its imports).
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise CbdcError(f"the package {package!r} is not installed")
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 async def _apply_project_migrations(endpoints: Endpoints) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,3 +166,19 @@ async def _apply_one(conn: asyncpg.Connection, migration: Migration) -> None:
             f"{migration.path} failed and was rolled back: {exc}",
             namespace=migration.namespace, file=str(migration.path),
         ) from None
+
+
+def migration_sources() -> list[tuple[str, Path]]:
+    """Every migration source of the project, in the order they apply. Found without
+    importing the packages (find_spec does not run their __init__)."""
+    return [
+        (package, _package_dir(package) / "migrations")
+        for package in ("settlement", "central_bank", "commercial_bank")
+    ]
+
+
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MigrationError(f"the package {package!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))

@@ -11,6 +11,10 @@
     CBDC_ADMIN_TOKEN       bearer token for the central bank's admin calls; unset: one is
                            generated into the data folder (central-bank-admin-token)
     CBDC_OPERATOR_RATE     signed requests per second one operator may send (20000)
+    CBDC_BANKS             the commercial banks `cbdc up` runs, CODE:PORT,... (BANKA:8201,
+                           BANKB:8202)
+    CBDC_LIMIT_PRESET      wallet class limits: "2020" (published agreement) or "later"
+    CBDC_FLOAT_TARGET      e-CNY float a bank keeps in hand, in fen (10000000 = 100,000 CNY)
 """
 
 from __future__ import annotations
@@ -45,6 +49,15 @@ class Settings(BaseSettings):
     central_bank_port: int = Field(default=8100, ge=1, le=65535)
     admin_token: str | None = Field(default=None, min_length=16)
     operator_rate: float = Field(default=20_000, gt=0, allow_inf_nan=False)
+    banks: str = Field(default="BANKA:8201,BANKB:8202",
+                       pattern=r"^[A-Z0-9]{2,12}:[0-9]{1,5}(,[A-Z0-9]{2,12}:[0-9]{1,5})*$")
+    limit_preset: str = Field(default="2020", pattern=r"^(2020|later)$")
+    float_target: int = Field(default=10_000_000, ge=0, lt=1 << 62)
+
+    def bank_ports(self) -> dict[str, int]:
+        """The banks `cbdc up` runs: code -> port."""
+        return {code: int(port) for code, port in
+                (item.split(":") for item in self.banks.split(","))}
 
     @field_validator("database_url", "redis_url", mode="before")
     @classmethod

@@ -747,8 +747,7 @@ def database_name(pid: int | None = None) -> str:
 
 
 async def create_database(server_dsn: str, name: str) -> None:
-    from cbdc.cli import migration_sources
-    from cbdc.migrations import apply_migrations
+    from cbdc.migrations import apply_migrations, migration_sources
 
     admin = await asyncpg.connect(server_dsn)
     try:

@@ -16,7 +16,9 @@ from cbdc.settings import Settings
 from cbdc.signing import VerifyingKey
 from central_bank.app import admin_token
 
-DEMO_BANKS = ("BANKA", "BANKB")
+# Operators of their own, so the demo's issuance and transfers never touch the positions
+# of the commercial banks `cbdc up` runs (whose ledgers mirror their positions).
+DEMO_BANKS = ("CBDEMOA", "CBDEMOB")
 
 
 def _id() -> str:
@@ -34,26 +36,26 @@ async def run_demo(url: str, settings: Settings) -> None:
             key_id = f"{code.lower()}-demo"
             if code not in known:
                 async with admin.post(url + "/v1/admin/operators", json={
-                    "code": code, "name": f"Demo bank {code[-1]}", "key_id": key_id,
+                    "code": code, "name": f"Central bank demo {code[-1]}", "key_id": key_id,
                     "public_key_pem": key.public.to_pem().decode()}) as response:
                     response.raise_for_status()
             clients[code] = CentralBankClient(url, key_id=key_id, key=key)
-        async with admin.post(url + "/v1/admin/operators/BANKA/reserves",
+        async with admin.post(url + "/v1/admin/operators/CBDEMOA/reserves",
                               json={"id": _id(), "amount": 100_000_000}) as response:
             response.raise_for_status()
         async with admin.get(url + "/v1/ledger-key") as response:
             ledger_key = VerifyingKey.from_pem((await response.json())["public_key_pem"].encode())
-        a, b = clients["BANKA"], clients["BANKB"]
+        a, b = clients["CBDEMOA"], clients["CBDEMOB"]
         try:
-            print(f"central bank: RTGS funds BANKA's reserves with {format_fen(100_000_000)}")
+            print(f"central bank: RTGS funds CBDEMOA's reserves with {format_fen(100_000_000)}")
             await a.issue(_id(), 20_000_000)
-            print(f"  BANKA swaps {format_fen(20_000_000)} of reserves for e-CNY")
+            print(f"  CBDEMOA swaps {format_fen(20_000_000)} of reserves for e-CNY")
             cursor = (await b.events())["cursor"]
             transfer_id = _id()
-            await a.transfer(transfer_id, "BANKB", 1_234_500, "demo-wallet-a", "demo-wallet-b",
+            await a.transfer(transfer_id, "CBDEMOB", 1_234_500, "demo-wallet-a", "demo-wallet-b",
                              "demo")
             events = await b.events(after=cursor, wait=5)
-            print(f"  BANKA pays BANKB {format_fen(1_234_500)}; BANKB's feed shows "
+            print(f"  CBDEMOA pays CBDEMOB {format_fen(1_234_500)}; CBDEMOB's feed shows "
                   f"{len(events['events'])} new credit(s)")
             receipt = Receipt.from_json((await b.receipt(transfer_id))["receipt"])
             print(f"  receipt: block {receipt.header.height}, "

@@ -22,7 +22,7 @@ async def start_central_bank(settings: Settings, endpoints: Endpoints
     database_url = await ensure_database(endpoints.database_url, DATABASE)
     conn = await asyncpg.connect(database_url)
     try:
-        from cbdc.cli import migration_sources
+        from cbdc.migrations import migration_sources
 
         await apply_migrations(conn, *migration_sources())
     finally:

@@ -144,31 +144,30 @@ class Bank:
             raise rejected("wallet_closed", "the wallet is closed")
         if wallet_class == 1 and not by_teller:
             raise forbidden("class 1 needs identification in person at a branch")
-        evidence = {"name": wallet.name, "resident_id": wallet.resident_id,
-                    "bank_card": wallet.bank_card or bank_card,
-                    "in_person": wallet.in_person or (in_person and by_teller)}
+        name_held, id_held = wallet.name, wallet.resident_id
+        card_held = wallet.bank_card or bank_card
+        seen_in_person = wallet.in_person or (in_person and by_teller)
         try:
             if name is not None:
-                evidence["name"] = validate_name(name)
+                name_held = validate_name(name)
             if resident_id is not None:
-                evidence["resident_id"] = validate_resident_id(resident_id)
+                id_held = validate_resident_id(resident_id)
         except KycError as exc:
             raise _kyc_problem(exc) from None
         needs = WalletClass(wallet_class).kyc
-        if "resident_id" in needs and not (evidence["resident_id"] and evidence["name"]):
+        if "resident_id" in needs and not (id_held and name_held):
             raise validation("resident_id", "required",
                              f"class {wallet_class} needs a name and a resident ID number")
-        if "bank_card" in needs and not evidence["bank_card"]:
+        if "bank_card" in needs and not card_held:
             raise validation("bank_card", "required",
                              f"class {wallet_class} needs a linked bank card")
-        if "in_person" in needs and not evidence["in_person"]:
+        if "in_person" in needs and not seen_in_person:
             raise validation("in_person", "required",
                              f"class {wallet_class} needs identification in person")
         await self._redefine(wallet, wallet_class=wallet_class)
         return await self.wallets.set_kyc(
-            wallet, wallet_class=wallet_class, name=evidence["name"],
-            resident_id=evidence["resident_id"], bank_card=bool(evidence["bank_card"]),
-            in_person=bool(evidence["in_person"]))
+            wallet, wallet_class=wallet_class, name=name_held, resident_id=id_held,
+            bank_card=card_held, in_person=seen_in_person)
 
     async def set_status(self, wallet: Wallet, status: str) -> Wallet:
         if wallet.status == "closed":

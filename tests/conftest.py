@@ -76,7 +76,7 @@ async def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
 
 @pytest.fixture(scope="session")
 async def template_database(pg_server_url: str) -> AsyncIterator[str]:
-    from cbdc.cli import migration_sources  # the sources `cbdc migrate` applies
+    from cbdc.migrations import migration_sources  # the sources `cbdc migrate` applies
 
     name = f"cbdc_tmpl_{os.getpid()}"
     admin = await asyncpg.connect(pg_server_url)

@@ -26,7 +26,7 @@ async def test_each_test_gets_a_fresh_database(database_url: str, run: int) -> N
 
 
 def _settlement_migrations() -> list[str]:
-    from cbdc.cli import migration_sources
+    from cbdc.migrations import migration_sources
 
     return sorted(path.name for path in migration_sources()[0][1].glob("*.sql"))
 

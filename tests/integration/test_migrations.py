@@ -68,7 +68,7 @@ async def test_namespaces_are_independent(
 
 
 async def test_the_project_migrations_are_in_the_template(conn: asyncpg.Connection) -> None:
-    from cbdc.cli import migration_sources
+    from cbdc.migrations import migration_sources
 
     folder = migration_sources()[0][1]
     on_disk = sorted(path.name for path in folder.glob("*.sql"))
