@@ -124,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "cbdc_central_bank)")
     export.set_defaults(handler=_audit_export)
 
+    reconcile = commands.add_parser(
+        "reconcile", help="check every bank against the central bank; exit 1 on a break")
+    reconcile.add_argument("--grace", type=_positive_float, default=30.0, metavar="S",
+                           help="transfers younger than this count as in flight (default 30)")
+    reconcile.add_argument("--json", action="store_true", help="print the report as JSON")
+    reconcile.set_defaults(handler=_reconcile)
+
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True,
                                           metavar="COMMAND")
@@ -221,6 +228,42 @@ def _central_bank(args: argparse.Namespace) -> int:
         for line in describe_storage(settings, endpoints):
             print(line)
         return _call(run_forever, settings, endpoints)
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    with running_storage(settings) as endpoints:
+        return _call(_run_reconcile, settings, endpoints, args)
+
+
+async def _run_reconcile(settings: Settings, endpoints: Endpoints,
+                         args: argparse.Namespace) -> int:
+    import json
+
+    import asyncpg
+
+    from commercial_bank.run import database_name
+    from loadtest.reconcile import reconcile
+
+    server = endpoints.database_url
+    conn = await asyncpg.connect(server)
+    try:
+        existing = {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}
+    finally:
+        await conn.close()
+    if "cbdc_central_bank" not in existing:
+        raise CbdcError("there is no central bank database here yet; run cbdc up first")
+    banks = {code: database_url_for(server, database_name(code))
+             for code in settings.bank_ports() if database_name(code) in existing}
+    report = await reconcile(database_url_for(server, "cbdc_central_bank"), banks,
+                             grace_seconds=args.grace)
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print("\n".join(report.lines))
+        print("reconciled: clean" if report.clean else
+              f"reconciled: {len(report.breaks)} break(s)")
+    return 0 if report.clean else 1
 
 
 def _commercial_bank(args: argparse.Namespace) -> int:

@@ -37,6 +37,12 @@ def test_cbdc_up_brings_the_system_up_and_runs_the_demos(tmp_path: Path) -> None
     assert "bob: class 4, balance ¥88.88" in out
     assert "Traceback" not in first.stderr
 
+    reconciled = subprocess.run([sys.executable, "-m", "cbdc.cli", "reconcile"], cwd=REPO_ROOT,
+                                env=env, capture_output=True, text=True, timeout=120,
+                                check=False)
+    assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
+    assert "reconciled: clean" in reconciled.stdout
+
     second = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                             timeout=240, check=False)
     assert second.returncode == 0, second.stderr
