@@ -251,11 +251,12 @@ async def _run_reconcile(settings: Settings, endpoints: Endpoints,
         existing = {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}
     finally:
         await conn.close()
-    if "cbdc_central_bank" not in existing:
+    central = settings.service_database("central_bank")
+    if central not in existing:
         raise CbdcError("there is no central bank database here yet; run cbdc up first")
-    banks = {code: database_url_for(server, database_name(code))
-             for code in settings.bank_ports() if database_name(code) in existing}
-    report = await reconcile(database_url_for(server, "cbdc_central_bank"), banks,
+    banks = {code: database_url_for(server, database_name(settings, code))
+             for code in settings.bank_ports() if database_name(settings, code) in existing}
+    report = await reconcile(database_url_for(server, central), banks,
                              grace_seconds=args.grace)
     if args.json:
         print(json.dumps(report.to_json()))

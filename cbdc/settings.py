@@ -15,6 +15,8 @@
                            BANKB:8202)
     CBDC_LIMIT_PRESET      wallet class limits: "2020" (published agreement) or "later"
     CBDC_FLOAT_TARGET      e-CNY float a bank keeps in hand, in fen (10000000 = 100,000 CNY)
+    CBDC_DATABASE_PREFIX   services' databases on the server are <prefix>central_bank and
+                           <prefix>bank_<code> (cbdc_), so several systems can share one
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ class Settings(BaseSettings):
                        pattern=r"^[A-Z0-9]{2,12}:[0-9]{1,5}(,[A-Z0-9]{2,12}:[0-9]{1,5})*$")
     limit_preset: str = Field(default="2020", pattern=r"^(2020|later)$")
     float_target: int = Field(default=10_000_000, ge=0, lt=1 << 62)
+    database_prefix: str = Field(default="cbdc_", pattern=r"^[a-z][a-z0-9_]{0,30}$")
+
+    def service_database(self, service: str) -> str:
+        """The database a service keeps on the server: central_bank, or bank_<code>."""
+        return f"{self.database_prefix}{service.lower()}"
 
     def bank_ports(self) -> dict[str, int]:
         """The banks `cbdc up` runs: code -> port."""

@@ -13,13 +13,14 @@ from cbdc.settings import Settings
 from cbdc.storage import Endpoints, ensure_database
 from central_bank.app import admin_token, ledger_key_path, serve
 
-DATABASE = "cbdc_central_bank"
+SERVICE = "central_bank"
 
 
 async def start_central_bank(settings: Settings, endpoints: Endpoints
                              ) -> tuple[str, web.AppRunner]:
     """The database URL and the running AppRunner of the central bank."""
-    database_url = await ensure_database(endpoints.database_url, DATABASE)
+    database_url = await ensure_database(endpoints.database_url,
+                                         settings.service_database(SERVICE))
     conn = await asyncpg.connect(database_url)
     try:
         from cbdc.migrations import migration_sources
@@ -38,7 +39,7 @@ def describe(settings: Settings) -> list[str]:
     return [
         f"central bank: {url} (OpenAPI at {url}/openapi.json, metrics at {url}/metrics)",
         f"  admin token: {token_hint}; ledger key: {ledger_key_path(settings)}",
-        f"  database: {DATABASE}",
+        f"  database: {settings.service_database(SERVICE)}",
     ]
 
 

@@ -23,8 +23,8 @@ from commercial_bank.service import FloatPolicy
 from commercial_bank.wallet_classes import preset_by_name
 
 
-def database_name(code: str) -> str:
-    return f"cbdc_bank_{code.lower()}"
+def database_name(settings: Settings, code: str) -> str:
+    return settings.service_database(f"bank_{code}")
 
 
 def operator_key_id(code: str) -> str:
@@ -75,7 +75,7 @@ async def register_operator(central_bank_url: str, admin_token: str, code: str,
 
 async def start_bank(settings: Settings, endpoints: Endpoints, code: str, port: int, *,
                      central_bank_url: str, peers: dict[str, str]) -> web.AppRunner:
-    database_url = await ensure_database(endpoints.database_url, database_name(code))
+    database_url = await ensure_database(endpoints.database_url, database_name(settings, code))
     conn = await asyncpg.connect(database_url)
     try:
         from cbdc.migrations import migration_sources
@@ -101,4 +101,4 @@ def describe(settings: Settings, code: str, port: int) -> list[str]:
     url = bank_url(settings, port)
     token = Path(settings.data_dir) / f"bank-{code.lower()}-teller-token"
     return [f"{code}: {url} (wallet API at {url}/v1; teller token: {token}; "
-            f"database: {database_name(code)})"]
+            f"database: {database_name(settings, code)})"]

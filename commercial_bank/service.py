@@ -327,7 +327,9 @@ class Bank:
                              str(exc)) from None
         self._require_active(payer)
         payee_address = order.payee
-        transfer_id = chart.derived_id("cbdc/bank/payment", payer.number, order.sequence)
+        # The payer's full address (bank included) makes ids unique across banks too:
+        # they travel to the central bank and into the payee bank's ledger.
+        transfer_id = chart.derived_id("cbdc/bank/payment", str(order.payer), order.sequence)
         note = signed.to_json().encode()
         if payee_address.bank != self.code:
             if self.interbank is None:
