@@ -8,7 +8,8 @@ client.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -45,6 +46,7 @@ class BankConfig:
     float_policy: FloatPolicy = field(default_factory=FloatPolicy)
     timezone: str = "Asia/Shanghai"
     peers: Mapping[str, str] = field(default_factory=dict)  # other banks' wallet APIs
+    clock: Callable[[], int] = time.time_ns  # ns since the epoch; tests move it by hand
 
 
 def create_app(config: BankConfig) -> web.Application:
@@ -54,7 +56,7 @@ def create_app(config: BankConfig) -> web.Application:
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         engine = await Engine.open(config.database_url, key=config.ledger_key,
-                                   timezone=config.timezone)
+                                   timezone=config.timezone, clock=config.clock)
         cache = redis.asyncio.Redis.from_url(config.redis_url, socket_timeout=2,
                                              socket_connect_timeout=2)
         central = CentralBankClient(config.central_bank_url, key_id=config.operator_key_id,
@@ -62,7 +64,7 @@ def create_app(config: BankConfig) -> web.Application:
         try:
             writer = await engine.ledger(chart.LEDGER)
             bank = Bank(config.code, writer, Wallets(engine.pool), central, config.preset,
-                        config.float_policy, config.timezone)
+                        config.float_policy, config.timezone, clock=config.clock)
             await bank.open_books()
             peer_session = aiohttp.ClientSession()
             bank.interbank = Interbank(config.code, writer, central, config.peers,

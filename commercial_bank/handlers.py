@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
@@ -214,7 +213,8 @@ async def pay(request: web.Request) -> web.StreamResponse:
     except OrderRejected as exc:
         raise validation(f"order.{exc.field}" if exc.field else "order", exc.reason,
                          str(exc)) from None
-    result = await request.app[BANK].pay(signed, int(time.time()))
+    bank = request.app[BANK]
+    result = await bank.pay(signed, bank.now_seconds())
     return json_response(result, status=201)
 
 

@@ -13,6 +13,7 @@ import asyncio
 import datetime
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -68,7 +69,8 @@ def _kyc_problem(exc: KycError) -> ProblemError:
 class Bank:
     def __init__(self, code: str, ledger: LedgerWriter, wallets: Wallets,
                  central_bank: CentralBankClient, preset: LimitPreset,
-                 float_policy: FloatPolicy, timezone: str = "Asia/Shanghai") -> None:
+                 float_policy: FloatPolicy, timezone: str = "Asia/Shanghai",
+                 clock: Callable[[], int] = time.time_ns) -> None:
         self.code = code
         self.ledger = ledger
         self.wallets = wallets
@@ -76,6 +78,7 @@ class Bank:
         self.preset = preset
         self.float_policy = float_policy
         self.zone = ZoneInfo(timezone)
+        self.clock = clock
         self._float_lock = asyncio.Lock()
         self.interbank: Any = None  # commercial_bank.interbank.Interbank, set by the app
         # Told of every payment in or out, after it is durable: (wallet address, event).
@@ -225,7 +228,7 @@ class Bank:
     async def summary(self, wallet: Wallet) -> dict[str, Any]:
         balance = await self.balance(wallet)
         lim = limits(self.preset, WalletClass(wallet.wallet_class))
-        now = datetime.datetime.now(self.zone)
+        now = datetime.datetime.fromtimestamp(self.clock() / 1e9, self.zone)
         new_year = datetime.datetime(now.year + 1, 1, 1, tzinfo=self.zone)
         deposit = None
         if wallet.deposit_number is not None:
@@ -310,6 +313,9 @@ class Bank:
         await self.return_surplus()
 
     # ---------------------------------------------------------------- payments
+    def now_seconds(self) -> int:
+        return self.clock() // 1_000_000_000
+
     async def pay(self, signed: SignedOrder, now: int) -> dict[str, Any]:
         order = signed.order
         payer_address = order.payer
@@ -419,10 +425,33 @@ class Bank:
             account, after_timestamp=max(after, (since or 0) - 1), limit=limit,
             direction={"in": "credits", "out": "debits"}.get(direction, "both"))
         notes = await self.ledger.store.lookup_notes([r.id for r in records])
-        entries = [self._entry(r, account, notes.get(r.id)) for r in records
-                   if until is None or r.timestamp <= until]
+        resolving = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
+        # A payment to another bank is one entry: its pending debit, with the outcome.
+        shown = [r for r in records if not r.flags & resolving
+                 and (until is None or r.timestamp <= until)]
+        outcomes = await self._outcomes([r.id for r in shown
+                                         if r.flags & int(TransferFlags.PENDING)])
+        entries = []
+        for record in shown:
+            entry = self._entry(record, account, notes.get(record.id))
+            if record.flags & int(TransferFlags.PENDING):
+                entry["status"] = outcomes.get(record.id, "pending")
+            else:
+                entry["status"] = "settled"
+            entries.append(entry)
         next_after = str(records[-1].timestamp) if len(records) == limit else None
         return {"entries": entries, "next_after": next_after}
+
+    async def _outcomes(self, pending_ids: list[int]) -> dict[int, str]:
+        if not pending_ids:
+            return {}
+        rows = await self.ledger.store.pool.fetch(
+            "SELECT pending_id, flags FROM transfers WHERE ledger = $1 "
+            "AND pending_id = ANY($2::bytea[])", chart.LEDGER,
+            [i.to_bytes(16, "big") for i in pending_ids])
+        post = int(TransferFlags.POST_PENDING_TRANSFER)
+        return {int.from_bytes(r["pending_id"], "big"):
+                "settled" if r["flags"] & post else "rejected" for r in rows}
 
     def _entry(self, record: TransferRecord, account: int, note: bytes | None
                ) -> dict[str, Any]:

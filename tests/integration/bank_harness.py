@@ -110,12 +110,12 @@ class WalletUnderTest:
         assert reply.status == 200, reply.body
 
     def order(self, payee: str, amount: int, *, memo: str = "", sequence: int | None = None,
-              expires_in: int = 300) -> bytes:
+              expires_in: int = 300, now: int | None = None) -> bytes:
         if sequence is None:
             self.sequence += 1
             sequence = self.sequence
         order = PaymentOrder(payer=self.address, payee=payee, amount=amount, sequence=sequence,
-                             expires=int(time.time()) + expires_in, memo=memo)
+                             expires=(now or int(time.time())) + expires_in, memo=memo)
         return order.sign(self.key).to_json().encode()
 
     async def pay(self, payee: str, amount: int, **kwargs: Any) -> Reply:
@@ -142,7 +142,8 @@ class Network:
 @asynccontextmanager
 async def running_network(make_database: Callable[[], Awaitable[str]], redis_url: str,
                           data_dir: Path, codes: tuple[str, ...] = ("BANKA",),
-                          float_target: int = 1_000_000) -> AsyncIterator[Network]:
+                          float_target: int = 1_000_000,
+                          clock: Callable[[], int] = time.time_ns) -> AsyncIterator[Network]:
     async with running_central_bank(await make_database(), data_dir / "central-bank") as cb:
         network = Network(cb)
         runners = []
@@ -157,7 +158,7 @@ async def running_network(make_database: Callable[[], Awaitable[str]], redis_url
                     central_bank_url=cb.url, operator_key_id=operator.key_id,
                     operator_key=operator.key, ledger_key=SigningKey.generate(),
                     admin_token=TELLER_TOKEN, preset=PRESET_2020,
-                    float_policy=FloatPolicy(target=float_target), peers=peers)
+                    float_policy=FloatPolicy(target=float_target), peers=peers, clock=clock)
                 runner = web.AppRunner(create_app(config))
                 await runner.setup()
                 runners.append(runner)

@@ -6,9 +6,11 @@ bank's e-CNY (wallets + float + in flight) equals its position at the central ba
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -286,3 +288,98 @@ async def test_a_payee_that_cannot_receive_fails_before_money_moves(two_banks: N
     reply = await alice.pay(address_for("BANKB", 999_999), 1)
     assert (reply.status, reply.body["code"]) == (422, "payee_cannot_receive")
     assert (await alice.summary())["balance"] == 900 * CNY
+
+
+class HandClock:
+    """The banks' clock, moved by the test (ns since the epoch)."""
+
+    def __init__(self, local: datetime.datetime) -> None:
+        self.now = int(local.timestamp()) * 1_000_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+    def set(self, local: datetime.datetime) -> None:
+        self.now = int(local.timestamp()) * 1_000_000_000
+
+    @property
+    def seconds(self) -> int:
+        return self.now // 1_000_000_000
+
+
+BEIJING = ZoneInfo("Asia/Shanghai")
+
+
+async def test_daily_limit_rolls_over_at_midnight_and_yearly_at_new_year(
+        make_database: Callable[[], Awaitable[str]], redis_url: str, tmp_path: Path) -> None:
+    """A class 4 wallet spends its 1,000 CNY day by 23:59:59 Beijing time and is refused
+    one fen more; at 00:00:00 it may pay again. Spending 10,000 CNY over ten days uses up
+    the year; at New Year it may pay again."""
+    clock = HandClock(datetime.datetime(2026, 12, 21, 9, 0, tzinfo=BEIJING))
+    async with running_network(make_database, redis_url, tmp_path, clock=clock) as network:
+        payer = await network.wallet("BANKA")
+        payees = [await network.wallet("BANKA") for _ in range(11)]
+        await payer.post("/deposit-account")
+        cash = await network.banks["BANKA"].teller(
+            "POST", f"/v1/teller/deposits/{(await payer.summary())['deposit_account']['number']}"
+            "/cash-in", {"id": new_id(), "amount": 11_000 * CNY})
+        assert cash.status == 201
+        start = datetime.datetime(2026, 12, 12, 23, 59, 59, tzinfo=BEIJING)
+        for day in range(10):  # every other day, so the midnight check has a day to itself
+            clock.set(start + datetime.timedelta(days=2 * day))
+            reply = await payer.post("/top-up", {"id": new_id(), "amount": 1_000 * CNY})
+            assert reply.status == 200, reply.body
+            # 10,000 CNY in all with the fen paid just after midnight below.
+            amounts = (500 * CNY, 500 * CNY - 1 if day == 9 else 500 * CNY)
+            for amount in amounts:
+                reply = await payer.pay(payees[day].address, amount, now=clock.seconds)
+                assert reply.status == 201, (day, reply.body)
+            if day == 0:
+                await payer.post("/top-up", {"id": new_id(), "amount": 1})
+                reply = await payer.pay(payees[10].address, 1, now=clock.seconds)
+                assert (reply.status, reply.body["code"]) == (422, "exceeds_daily_limit")
+                clock.set(datetime.datetime(2026, 12, 13, 0, 0, 0, tzinfo=BEIJING))
+                reply = await payer.pay(payees[10].address, 1, now=clock.seconds)
+                assert reply.status == 201, reply.body  # a new day
+                summary = await payer.summary()
+                assert summary["limits"]["daily"]["used"] == 1
+                assert summary["limits"]["yearly"]["used"] == 1_000 * CNY + 1
+        # Ten days in, across the year end: 2026 ran out on 31 December...
+        clock.set(datetime.datetime(2026, 12, 31, 23, 59, 59, tzinfo=BEIJING))
+        assert (await payer.summary())["limits"]["yearly"]["left"] == 0
+        await payer.post("/top-up", {"id": new_id(), "amount": 100})
+        reply = await payer.pay(payees[10].address, 1, now=clock.seconds)
+        assert (reply.status, reply.body["code"]) == (422, "exceeds_yearly_limit")
+        assert "resets at 2027-01-01T00:00:00+08:00" in reply.body["detail"]
+        # ...and 2027 starts fresh.
+        clock.set(datetime.datetime(2027, 1, 1, 0, 0, 0, tzinfo=BEIJING))
+        reply = await payer.pay(payees[10].address, 1, now=clock.seconds)
+        assert reply.status == 201, reply.body
+        summary = await payer.summary()
+        assert (summary["limits"]["daily"]["used"], summary["limits"]["yearly"]["used"]) == (1, 1)
+        await assert_reconciled(network)
+
+
+async def test_a_payment_made_while_the_central_bank_is_down_settles_when_it_is_back(
+        two_banks: Network) -> None:
+    """With the central bank unreachable, a payment to another bank is accepted as
+    pending: the payer's money is held, not lost and not moved. When the central bank
+    returns, the bank settles it by retrying with the same id; it settles once."""
+    alice = await two_banks.wallet("BANKA", balance=300 * CNY)
+    bob = await two_banks.wallet("BANKB")
+    await two_banks.central_bank.stop()
+    try:
+        reply = await alice.pay(bob.address, 75 * CNY, memo="while down")
+        assert reply.status == 201, reply.body
+        assert reply.body["status"] == "pending"
+        summary = await alice.summary()
+        assert (summary["balance"], summary["available"]) == (300 * CNY, 225 * CNY)
+        assert (await bob.summary())["balance"] == 0
+    finally:
+        await two_banks.central_bank.start()
+    assert await wait_for_balance(bob, 75 * CNY, seconds=15) == 75 * CNY
+    summary = await alice.summary()
+    assert (summary["balance"], summary["available"]) == (225 * CNY, 225 * CNY)
+    history = (await alice.get("/history")).body["entries"]
+    assert [(e["direction"], e["amount"]) for e in history if e["kind"] == "payment"] == [
+        ("out", 75 * CNY)]
