@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
+from cbdc.http_metrics import METRICS, Metrics, metrics_middleware
 from cbdc.keyfiles import load_or_create_key
 from cbdc.problems import problem_middleware
 from cbdc.settings import Settings
@@ -23,12 +24,10 @@ from central_bank.keys import (
     ADMIN_TOKEN,
     CENTRAL_BANK,
     LEDGER_KEY,
-    METRICS,
     OPENAPI,
     RATE_LIMITER,
     REQUEST_LOG,
 )
-from central_bank.metrics import Metrics, now, route_name
 from central_bank.openapi import build_openapi
 from central_bank.operators import OperatorRegistry
 from central_bank.request_log import RequestLog
@@ -58,25 +57,6 @@ def admin_token(settings: Settings) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
     return token
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request,
-                             handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                             ) -> web.StreamResponse:
-    started = now()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        metrics = request.app.get(METRICS)
-        if metrics is not None:
-            metrics.observe(route_name(request), status, now() - started)
 
 
 def create_app(settings: Settings, database_url: str) -> web.Application:

@@ -14,12 +14,10 @@ from central_bank.keys import (
     ADMIN_TOKEN,
     CENTRAL_BANK,
     LEDGER_KEY,
-    METRICS,
     OPENAPI,
     RATE_LIMITER,
     REQUEST_LOG,
 )
-from central_bank.metrics import CONTENT_TYPE
 from central_bank.operators import OperatorBank
 from settlement.audit import export_lines
 
@@ -240,11 +238,6 @@ async def chain(request: web.Request) -> web.StreamResponse:
 async def health(request: web.Request) -> web.StreamResponse:
     return json_response({"status": "ok",
                           "ledger_height": request.app[CENTRAL_BANK].ledger.tip.height})
-
-
-async def metrics(request: web.Request) -> web.StreamResponse:
-    return web.Response(body=request.app[METRICS].exposition(),
-                        headers={"Content-Type": CONTENT_TYPE})
 
 
 async def openapi(request: web.Request) -> web.StreamResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from cbdc.http_metrics import metrics_handler
 from central_bank import handlers as h
 
 
@@ -32,7 +33,7 @@ def add_routes(app: web.Application) -> None:
         web.get("/v1/admin/chain", h.chain),
         # Anyone.
         web.get("/health", h.health),
-        web.get("/metrics", h.metrics),
+        web.get("/metrics", metrics_handler),
         web.get("/openapi.json", h.openapi),
         web.get("/v1/ledger-key", h.ledger_key),
     ])

@@ -1,17 +1,32 @@
-"""Prometheus metrics of the central bank: HTTP requests and the ledger writer."""
+"""Prometheus metrics of a service: its HTTP requests and its ledger writer.
+
+Both tiers use it: `Metrics(writer)` owns a registry, `metrics_middleware` records each
+request by route and status, and the writer's own counters are read at scrape time.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from settlement.metrics import Histogram as WriterHistogram
-from settlement.writer import LedgerWriter
+
+class WriterHistogram(Protocol):
+    buckets: Sequence[float]
+    counts: list[int]
+    total: float
+
+
+class LedgerWriter(Protocol):
+    """What is read of a settlement writer (settlement.writer.LedgerWriter)."""
+
+    metrics: Any
+    tip: Any
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -67,6 +82,37 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request,
+                             handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                             ) -> web.StreamResponse:
+    """Count each request by route and status, and time it."""
+    started = now()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except Exception as exc:
+        status = getattr(exc, "status", 500)
+        raise
+    finally:
+        metrics = request.app.get(METRICS)
+        if metrics is not None:
+            metrics.observe(route_name(request), status, now() - started)
+
+
+async def metrics_handler(request: web.Request) -> web.StreamResponse:
+    return web.Response(body=request.app[METRICS].exposition(),
+                        headers={"Content-Type": CONTENT_TYPE})
 
 
 def route_name(request: web.Request) -> str:
