@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "cbdc_central_bank)")
     export.set_defaults(handler=_audit_export)
 
+    wallet = commands.add_parser("wallet", help="open the terminal wallet")
+    wallet.add_argument("--bank", metavar="URL",
+                        help="the bank's wallet API (default: the first bank `cbdc up` runs)")
+    wallet.add_argument("--profile", help="the wallet profile to open")
+    wallet.set_defaults(handler=_wallet)
+
     reconcile = commands.add_parser(
         "reconcile", help="check every bank against the central bank; exit 1 on a break")
     reconcile.add_argument("--grace", type=_positive_float, default=30.0, metavar="S",
@@ -228,6 +234,18 @@ def _central_bank(args: argparse.Namespace) -> int:
         for line in describe_storage(settings, endpoints):
             print(line)
         return _call(run_forever, settings, endpoints)
+
+
+def _wallet(args: argparse.Namespace) -> int:
+    from wallet_tui.cli import main as wallet_main
+
+    settings = load_settings()
+    bank = args.bank
+    if bank is None:
+        port = next(iter(settings.bank_ports().values()))
+        bank = f"http://{settings.central_bank_host}:{port}"
+    argv = ["--bank", bank] + (["--profile", args.profile] if args.profile else [])
+    return wallet_main(argv)
 
 
 def _reconcile(args: argparse.Namespace) -> int:

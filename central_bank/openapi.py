@@ -16,21 +16,16 @@ Every 4xx and 5xx answer is an RFC 9457 problem (`application/problem+json`, `Pr
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import msgspec
 
+from cbdc import openapi_support as oas
 from cbdc import wire
+from cbdc.openapi_support import JSON, NDJSON, PROBLEM_JSON, Schema
 
 __all__ = ["JSON", "NDJSON", "PROBLEM_JSON", "WIRE_TYPES", "build_openapi"]
 
-OPENAPI_VERSION = "3.1.0"
-REF_TEMPLATE = "#/components/schemas/{name}"
-JSON = "application/json"
-PROBLEM_JSON = "application/problem+json"
-NDJSON = "application/x-ndjson"
-TEXT = "text/plain"
 CHAIN_EXPORT_FORMAT = "cbdc-ledger-chain/1"  # settlement.audit.EXPORT_FORMAT
 
 # Every struct that travels on the wire; each becomes components/schemas/<class name>.
@@ -54,35 +49,18 @@ WIRE_TYPES: tuple[type[msgspec.Struct], ...] = (
     wire.Supply,
 )
 
-Schema = dict[str, Any]
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": REF_TEMPLATE.format(name=name)}
+# The shared helpers (cbdc.openapi_support) under the short names used below.
+_ref = oas.ref
+_hex = oas.hex_string
+_uint = oas.uint
+_object = oas.closed_object
+_param = oas.parameter_ref
+_json = oas.json_response
+_problem = oas.problem_response
+_body = oas.json_body
 
 
 # ------------------------------------------------------------- hand-written schemas
-def _hex(description: str, *, size: int | None = None) -> Schema:
-    pattern = f"^[0-9a-f]{{{2 * size}}}$" if size else "^(?:[0-9a-f]{2})+$"
-    return {"type": "string", "pattern": pattern, "description": description}
-
-
-def _uint(bits: int, description: str, *, minimum: int = 0) -> Schema:
-    return {"type": "integer", "minimum": minimum, "maximum": (1 << bits) - 1,
-            "description": description}
-
-
-def _object(properties: dict[str, Schema], *, title: str, description: str) -> Schema:
-    return {
-        "title": title,
-        "description": description,
-        "type": "object",
-        "properties": properties,
-        "required": list(properties),
-        "additionalProperties": False,
-    }
-
-
 def _hand_written_schemas() -> dict[str, Schema]:
     sha256_hex = "SHA-256 digest, 64 lower-case hex digits"
     return {
@@ -183,13 +161,7 @@ def _hand_written_schemas() -> dict[str, Schema]:
 
 def component_schemas() -> dict[str, Schema]:
     """components/schemas: generated from cbdc.wire, then the hand-written ones."""
-    _, generated = msgspec.json.schema_components(WIRE_TYPES, ref_template=REF_TEMPLATE)
-    schemas: dict[str, Schema] = dict(generated)
-    for name, schema in _hand_written_schemas().items():
-        if name in schemas:
-            raise ValueError(f"schema {name} is both generated from cbdc.wire and hand-written")
-        schemas[name] = schema
-    return schemas
+    return oas.component_schemas(WIRE_TYPES, _hand_written_schemas())
 
 
 # -------------------------------------------------------------------- parameters
@@ -257,27 +229,14 @@ def _parameters() -> dict[str, Schema]:
     }
 
 
-def _param(name: str) -> Schema:
-    return {"$ref": f"#/components/parameters/{name}"}
-
-
 SIGNED_HEADERS = ("Signature", "SignatureInput", "ContentDigest", "IdempotencyKey")
 
 
 # --------------------------------------------------------------------- responses
-def _json(schema: Schema, description: str, media: str = JSON) -> Schema:
-    return {"description": description, "content": {media: {"schema": schema}}}
-
-
-def _problem(description: str) -> Schema:
-    return _json(_ref("Problem"), description, PROBLEM_JSON)
-
-
 def _too_many() -> Schema:
-    response = _problem("Too many requests from this operator; retry after the delay.")
-    response["headers"] = {"Retry-After": {
-        "description": "seconds to wait", "schema": {"type": "integer", "minimum": 0}}}
-    return response
+    return _problem("Too many requests from this operator; retry after the delay.",
+                    headers={"Retry-After": {"description": "seconds to wait",
+                                             "schema": {"type": "integer", "minimum": 0}}})
 
 
 SERVER_ERRORS = {
@@ -315,14 +274,7 @@ def _admin_errors(has_body: bool) -> dict[str, Schema]:
 
 
 def _sorted_responses(responses: dict[str, Schema]) -> dict[str, Schema]:
-    with_server_errors = {**{code: _problem(text) for code, text in SERVER_ERRORS.items()},
-                          **responses}
-    return dict(sorted(with_server_errors.items()))
-
-
-def _body(name: str, description: str, *, required: bool = True) -> Schema:
-    return {"required": required, "description": description,
-            "content": {JSON: {"schema": _ref(name)}}}
+    return oas.with_server_errors(responses, SERVER_ERRORS)
 
 
 def _empty_body() -> Schema:
@@ -512,11 +464,10 @@ def _paths() -> dict[str, Schema]:
             {"200": _json(_ref("Health"), "Up, ledger loaded.")})},
         "/metrics": {"get": _public_op(
             "metrics", "Prometheus metrics",
-            {"200": {"description": "Prometheus text exposition format.",
-                     "content": {TEXT: {"schema": {"type": "string"}}}}})},
+            {"200": oas.metrics_response()})},
         "/openapi.json": {"get": _public_op(
             "openapi", "This document",
-            {"200": _json({"type": "object"}, "The OpenAPI 3.1 document.")})},
+            {"200": oas.openapi_response()})},
         "/v1/ledger-key": {"get": _public_op(
             "getLedgerKey", "The public key that signs the ledger's blocks",
             {"200": _json(_ref("LedgerKey"), "The key.")})},
@@ -548,17 +499,13 @@ calls carry a bearer token. Every error is an RFC 9457 problem.
 
 def build_openapi(server_url: str | None = None) -> dict[str, Any]:
     """A fresh OpenAPI 3.1.0 document (the caller may change it)."""
-    document: dict[str, Any] = {
-        "openapi": OPENAPI_VERSION,
-        "info": {
-            "title": "CBDC central bank",
-            "version": "0.1.0",
-            "description": DESCRIPTION,
-            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
-        },
-        "tags": copy.deepcopy(TAGS),
-        "paths": _paths(),
-        "components": {
+    return oas.openapi_document(
+        title="CBDC central bank",
+        version="0.1.0",
+        description=DESCRIPTION,
+        tags=TAGS,
+        paths=_paths(),
+        components={
             "schemas": component_schemas(),
             "parameters": _parameters(),
             "securitySchemes": {
@@ -566,7 +513,5 @@ def build_openapi(server_url: str | None = None) -> dict[str, Any]:
                                "description": "The central bank operator's admin token."},
             },
         },
-    }
-    if server_url is not None:
-        document["servers"] = [{"url": server_url}]
-    return document
+        server_url=server_url,
+    )

@@ -17,11 +17,15 @@ import redis.asyncio
 from aiohttp import web
 
 from cbdc.bank_client import CentralBankClient
+from cbdc.http_metrics import METRICS, Metrics, metrics_middleware
 from cbdc.problems import problem_middleware
 from cbdc.signing import SigningKey
 from commercial_bank import accounts as chart
 from commercial_bank.interbank import Interbank
 from commercial_bank.keys import ADMIN_TOKEN, BANK, SESSIONS
+from commercial_bank.live import LIVE, LiveEvents, Notifier, close_streams
+from commercial_bank.openapi import OPENAPI, build_openapi
+from commercial_bank.payment_requests import PAYMENT_REQUESTS, PaymentRequests
 from commercial_bank.routes import add_routes
 from commercial_bank.service import Bank, FloatPolicy
 from commercial_bank.sessions import Sessions
@@ -50,9 +54,12 @@ class BankConfig:
 
 
 def create_app(config: BankConfig) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024, middlewares=[problem_middleware(log)])
+    app = web.Application(client_max_size=64 * 1024,
+                          middlewares=[metrics_middleware, problem_middleware(log)])
     app[ADMIN_TOKEN] = config.admin_token
+    app[OPENAPI] = build_openapi(config.code)
     add_routes(app)
+    app.on_shutdown.append(close_streams)  # else cleanup waits for open event streams
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         engine = await Engine.open(config.database_url, key=config.ledger_key,
@@ -70,12 +77,23 @@ def create_app(config: BankConfig) -> web.Application:
             bank.interbank = Interbank(config.code, writer, central, config.peers,
                                        peer_session)
             app[BANK] = bank
+            app[METRICS] = Metrics(writer)
             app[SESSIONS] = Sessions(cache, prefix=f"cbdc:{config.code}:", bank=config.code)
+            # Payment events: request matching, then live delivery, off the payment path.
+            live = app[LIVE] = LiveEvents(cache, prefix=f"cbdc:{config.code}:")
+            requests = app[PAYMENT_REQUESTS] = PaymentRequests(
+                cache, prefix=f"cbdc:{config.code}:", bank=bank)
+            notifier = Notifier(requests.on_payment, live.publish)
+            bank.notify = notifier
+            live.start()
+            notifier.start()
             bank.interbank.start(bank)
             try:
                 yield
             finally:
                 await bank.interbank.close()
+                await notifier.close()
+                await live.close()
                 await peer_session.close()
         finally:
             await central.close()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from cbdc.http_metrics import metrics_handler
 from commercial_bank import handlers as h
+from commercial_bank import live, payment_requests
+from commercial_bank.openapi import openapi
 
 
 def add_routes(app: web.Application) -> None:
@@ -20,9 +23,15 @@ def add_routes(app: web.Application) -> None:
         web.post("/v1/wallets/{address}/top-up", h.top_up),
         web.post("/v1/wallets/{address}/redeem", h.redeem),
         web.get("/v1/wallets/{address}/history", h.history),
+        web.get("/v1/wallets/{address}/events", live.wallet_events),
+        web.post("/v1/wallets/{address}/payment-requests", payment_requests.create_request),
+        web.get("/v1/wallets/{address}/payment-requests/{request_id}",
+                payment_requests.request_status),
         web.post("/v1/payments", h.pay),
         web.get("/v1/receivable/{address}", h.receivable),
         web.post("/v1/teller/wallets/{address}/class", h.teller_class),
         web.post("/v1/teller/deposits/{number}/cash-in", h.cash_in),
         web.get("/health", h.health),
+        web.get("/metrics", metrics_handler),
+        web.get("/openapi.json", openapi),
     ])

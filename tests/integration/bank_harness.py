@@ -1,5 +1,8 @@
 """Commercial banks for tests: the real wallet service of each bank, with its own database
-and the shared Redis, settling with a real central bank; wallets whose keys tests hold."""
+and the shared Redis, settling with a real central bank; wallets whose keys tests hold.
+
+Every answer a test gets through `BankUnderTest.call` is checked against the bank's own
+OpenAPI document (fetched once from its `/openapi.json`), as the central bank's are."""
 
 from __future__ import annotations
 
@@ -23,9 +26,11 @@ from commercial_bank.service import FloatPolicy
 from commercial_bank.sessions import login_message
 from commercial_bank.wallet_classes import PRESET_2020
 from tests.integration.central_bank_harness import CentralBankUnderTest, running_central_bank
+from tests.openapi_check import OpenApiChecker
 
 TELLER_TOKEN = "test-teller-token-0123456789abcdef"
 RESERVES = 1_000_000_000  # 10,000,000 CNY of reserves per bank
+EVENT_STREAM = "text/event-stream"
 
 
 def new_id() -> str:
@@ -45,14 +50,32 @@ class BankUnderTest:
     database_url: str
     session: aiohttp.ClientSession
     runner: web.AppRunner
+    checker: OpenApiChecker | None = None
 
     async def call(self, method: str, path: str, body: Any = None, *, token: str | None = None,
                    raw: bytes | None = None) -> Reply:
+        """One request; the answer must be what the bank's OpenAPI document says (an event
+        stream is not read: its body is None)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         kwargs: dict[str, Any] = {"json": body} if raw is None else {"data": raw}
         async with self.session.request(method, self.url + path, headers=headers,
                                         **kwargs) as response:
-            return Reply(response.status, await response.json(content_type=None))
+            if response.content_type == EVENT_STREAM:
+                return Reply(response.status, None)
+            if response.content_type.startswith("text/"):
+                data: Any = await response.text()
+            else:
+                data = await response.json(content_type=None)
+            if self.checker is not None:
+                self.checker.check(method, path.split("?", maxsplit=1)[0], response.status,
+                                   response.content_type, data)
+            return Reply(response.status, data)
+
+    async def load_document(self) -> None:
+        """Fetch the bank's OpenAPI document; `call` checks every answer against it."""
+        async with self.session.get(self.url + "/openapi.json") as response:
+            assert response.status == 200, await response.text()
+            self.checker = OpenApiChecker(await response.json())
 
     async def teller(self, method: str, path: str, body: Any = None) -> Reply:
         return await self.call(method, path, body, token=TELLER_TOKEN)
@@ -164,8 +187,10 @@ async def running_network(make_database: Callable[[], Awaitable[str]], redis_url
                 runners.append(runner)
                 port = ports[code]
                 await web.TCPSite(runner, "127.0.0.1", port).start()
-                network.banks[code] = BankUnderTest(code, f"http://127.0.0.1:{port}",
-                                                    database_url, cb.session, runner)
+                bank = BankUnderTest(code, f"http://127.0.0.1:{port}", database_url,
+                                     cb.session, runner)
+                await bank.load_document()
+                network.banks[code] = bank
             yield network
         finally:
             for runner in runners:

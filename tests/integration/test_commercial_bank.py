@@ -383,3 +383,105 @@ async def test_a_payment_made_while_the_central_bank_is_down_settles_when_it_is_
     history = (await alice.get("/history")).body["entries"]
     assert [(e["direction"], e["amount"]) for e in history if e["kind"] == "payment"] == [
         ("out", 75 * CNY)]
+
+
+async def test_metrics_count_requests_and_ledger_commits(network: Network) -> None:
+    """After a payment, /metrics shows the HTTP requests by route and status and the
+    ledger writer's commits (Prometheus text, as the document says)."""
+    payer = await network.wallet("BANKA", balance=50 * CNY)
+    payee = await network.wallet("BANKA")
+    assert (await payer.pay(payee.address, 5 * CNY)).status == 201
+    reply = await network.banks["BANKA"].call("GET", "/metrics")
+    assert reply.status == 200
+    lines = reply.body.splitlines()
+    assert 'cbdc_http_requests_total{route="/v1/payments",status="201"} 1.0' in lines
+    commits = [line for line in lines if line.startswith("cbdc_ledger_commits_total ")]
+    assert commits, reply.body
+    assert float(commits[0].split()[1]) >= 1
+
+
+async def test_public_calls_and_the_document(network: Network) -> None:
+    """/health, /openapi.json and the receivable check other banks ask: each answer is
+    what the document says (the harness checks), and the document names this bank."""
+    bank = network.banks["BANKA"]
+    wallet = await network.wallet("BANKA", balance=990 * CNY)
+    reply = await bank.call("GET", "/health")
+    assert (reply.status, reply.body["bank"]) == (200, "BANKA")
+    reply = await bank.call("GET", "/openapi.json")
+    assert reply.status == 200
+    assert reply.body["openapi"] == "3.1.0"
+    assert reply.body["components"]["schemas"]["OwnAddress"]["pattern"].startswith("^BANKA-")
+    reply = await bank.call("GET", f"/v1/receivable/{wallet.address}?amount={10 * CNY}")
+    assert reply.body == {"receivable": True, "reason": None}
+    reply = await bank.call("GET", f"/v1/receivable/{wallet.address}?amount={10 * CNY + 1}")
+    assert reply.body["receivable"] is False
+    assert "balance cap" in reply.body["reason"]
+    reply = await bank.call("GET", "/v1/receivable/BANKB-000000000001-00")
+    assert (reply.status, reply.body["field"]) == (422, "address")
+    reply = await bank.call("GET", f"/v1/receivable/{wallet.address}?amount=0")
+    assert (reply.status, reply.body["field"]) == (422, "amount")
+
+
+async def test_error_answers_are_documented_problems(network: Network) -> None:
+    """Refusals the other tests do not reach: each is an RFC 9457 problem with a status
+    the document gives for that operation (the harness checks every answer)."""
+    bank = network.banks["BANKA"]
+    wallet = await network.wallet("BANKA", balance=100 * CNY)
+    # 400: no body, or not JSON; 413: too large.
+    assert (await bank.call("POST", "/v1/wallets", raw=b"")).status == 400
+    assert (await bank.call("POST", "/v1/sessions", raw=b"{nope")).status == 400
+    assert (await wallet.post("/top-up")).status == 400
+    big = b'{"x": "' + b"a" * 70_000 + b'"}'
+    assert (await bank.call("POST", "/v1/payments", raw=big)).status == 413
+    assert (await bank.call("POST", "/v1/sessions/challenge", raw=big)).status == 413
+    # 409: a key that already holds a wallet; an id reused for another amount.
+    reply = await bank.call("POST", "/v1/wallets", {
+        "public_key_pem": wallet.key.public.to_pem().decode(), "phone": "13800138000"})
+    assert reply.status == 409
+    move = {"id": new_id(), "amount": 1 * CNY}
+    assert (await wallet.post("/redeem", move)).status == 200
+    assert (await wallet.post("/redeem", move | {"amount": 2 * CNY})).status == 409
+    # 401: a bad login, a wrong session, no teller token.
+    reply = await bank.call("POST", "/v1/sessions/challenge", {"address": wallet.address})
+    reply = await bank.call("POST", "/v1/sessions", {
+        "address": wallet.address, "challenge": reply.body["challenge"], "signature": "AAAA"})
+    assert reply.status == 401
+    other = await network.wallet("BANKA")
+    reply = await bank.call("GET", f"/v1/wallets/{wallet.address}", token=other.token)
+    assert reply.status == 401
+    reply = await bank.call("GET", f"/v1/wallets/{wallet.address}", token="x" * 43)
+    assert reply.status == 401
+    reply = await bank.call("POST", f"/v1/teller/deposits/{wallet.deposit_number}/cash-in",
+                            {"id": new_id(), "amount": 1})
+    assert reply.status == 401
+    # 404: a wallet this bank does not have.
+    from cbdc.addresses import address_for
+
+    nobody = address_for("BANKA", 999_999)
+    reply = await bank.call("POST", "/v1/sessions", {
+        "address": nobody, "challenge": "A" * 22, "signature": "AAAA"})
+    assert reply.status == 404
+    reply = await bank.teller("POST", f"/v1/teller/wallets/{nobody}/class", {"class": 2})
+    assert reply.status == 404
+    # 422: parameters and ledger refusals.
+    for query in ("direction=sideways", "limit=0", "after=x", "since=yesterday"):
+        reply = await wallet.get(f"/history?{query}")
+        assert reply.status == 422, query
+    reply = await bank.teller("POST", "/v1/teller/deposits/12x/cash-in",
+                              {"id": new_id(), "amount": 1})
+    assert (reply.status, reply.body["field"]) == (422, "number")
+    reply = await bank.teller("POST", "/v1/teller/deposits/987654/cash-in",
+                              {"id": new_id(), "amount": 1})
+    assert (reply.status, reply.body["code"]) == (422, "credit_account_not_found")
+    reply = await other.post("/top-up", {"id": new_id(), "amount": 1})
+    assert (reply.status, reply.body["code"]) == (422, "no_deposit_account")
+    # The teller may raise a wallet to class 1, which the wallet itself may not.
+    reply = await bank.teller("POST", f"/v1/teller/wallets/{other.address}/class", {
+        "class": 1, "name": "Li Si", "resident_id": "110105199003070017", "bank_card": True,
+        "in_person": True})
+    assert (reply.status, reply.body["class"]) == (200, 1), reply.body
+    history = await wallet.get("/history?direction=out&limit=1")
+    assert history.status == 200
+    assert history.body["next_after"] is not None
+    page = await wallet.get(f"/history?direction=out&after={history.body['next_after']}")
+    assert page.status == 200

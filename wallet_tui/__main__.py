@@ -1,0 +1,3 @@
+from wallet_tui.cli import main
+
+raise SystemExit(main())

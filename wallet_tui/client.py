@@ -1,0 +1,202 @@
+"""A small async client for a commercial bank's wallet API, and the signed-in wallet.
+
+`BankClient` speaks HTTP (aiohttp) and turns every problem answer (RFC 9457) into a
+`BankError` whose message is the bank's `detail`: one sentence a person understands
+("over the daily limit of ¥1,000.00: ¥200.00 left, resets at ...").
+`WalletSession` is an unlocked profile logged in to its bank: it builds and signs
+payment orders here, with the next sequence number, stored before the order is sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+
+from cbdc.addresses import parse_address
+from cbdc.errors import CbdcError
+from cbdc.login import login_message
+from cbdc.payment_orders import PaymentOrder
+from cbdc.signing import SigningKey
+from wallet_tui.keystore import Keystore, UnlockedProfile
+
+ORDER_LIFETIME_S = 300
+TIMEOUT = aiohttp.ClientTimeout(total=30)
+
+
+class BankError(CbdcError):
+    """The bank refused a request or could not be reached; `str()` is for a person."""
+
+    def __init__(self, message: str, *, status: int = 0, code: str | None = None,
+                 field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.field = field
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+class BankClient:
+    """HTTP calls to one bank; `token` is the session once logged in."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = ""
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(self, method: str, path: str, body: Any = None, *,
+                      raw: bytes | None = None, params: dict[str, str] | None = None) -> Any:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=TIMEOUT)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        kwargs: dict[str, Any] = {"json": body} if raw is None else {
+            "data": raw, "headers": {**headers, "Content-Type": "application/json"}}
+        kwargs.setdefault("headers", headers)
+        try:
+            async with self._session.request(method, self.base_url + path, params=params,
+                                             **kwargs) as response:
+                data = await response.json(content_type=None) if response.content_length != 0 \
+                    else None
+                if response.status >= 400:
+                    raise self._problem(response.status, data)
+                return data
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise BankError(f"Cannot reach the bank at {self.base_url}: "
+                            f"{exc or type(exc).__name__}.") from None
+        except (aiohttp.ContentTypeError, ValueError):
+            raise BankError(f"The bank at {self.base_url} answered with something that is "
+                            "not JSON.") from None
+
+    @staticmethod
+    def _problem(status: int, data: Any) -> BankError:
+        if not isinstance(data, dict):
+            return BankError(f"The bank refused the request (HTTP {status}).", status=status)
+        detail = data.get("detail") or data.get("title") or f"HTTP {status}"
+        field = data.get("field")
+        return BankError(_sentence(str(detail)), status=status, code=data.get("code"),
+                         field=field if isinstance(field, str) else None)
+
+    # ------------------------------------------------------------- wallet API
+    async def open_wallet(self, key: SigningKey, phone: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/v1/wallets", {
+            "public_key_pem": key.public.to_pem().decode("ascii"), "phone": phone})
+        return result
+
+    async def login(self, address: str, key: SigningKey) -> None:
+        bank = parse_address(address).bank
+        issued = await self.request("POST", "/v1/sessions/challenge", {"address": address})
+        challenge = str(issued["challenge"])
+        signature = key.sign(login_message(bank, address, challenge))
+        session = await self.request("POST", "/v1/sessions", {
+            "address": address, "challenge": challenge, "signature": _b64url(signature)})
+        self.token = str(session["token"])
+
+    async def summary(self, address: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", f"/v1/wallets/{address}")
+        return result
+
+    async def history(self, address: str, limit: int = 50) -> list[dict[str, Any]]:
+        page = await self.request("GET", f"/v1/wallets/{address}/history",
+                                  params={"limit": str(limit)})
+        return list(page["entries"])
+
+    async def pay(self, signed_json: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/v1/payments",
+                                                    raw=signed_json.encode("utf-8"))
+        return result
+
+    async def link_deposit(self, address: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "POST", f"/v1/wallets/{address}/deposit-account")
+        return result
+
+    async def move(self, address: str, what: str, amount: int) -> dict[str, Any]:
+        """`what` is "top-up" (deposit account to wallet) or "redeem" (the reverse)."""
+        result: dict[str, Any] = await self.request(
+            "POST", f"/v1/wallets/{address}/{what}", {"id": str(uuid.uuid4()),
+                                                      "amount": amount})
+        return result
+
+
+class WalletSession:
+    """An unlocked profile and its bank: what the screens call."""
+
+    def __init__(self, keystore: Keystore, profile: UnlockedProfile, client: BankClient
+                 ) -> None:
+        self.keystore = keystore
+        self.profile = profile
+        self.client = client
+
+    @property
+    def address(self) -> str:
+        return self.profile.address
+
+    @classmethod
+    async def onboard(cls, keystore: Keystore, client: BankClient, *, name: str,
+                      passphrase: str, phone: str) -> WalletSession:
+        """Open a class-4 wallet (phone number only) at the bank and save its profile."""
+        keystore.path(name)  # refuse a bad name before the bank opens anything
+        if keystore.exists(name):
+            raise BankError(f"Profile {name!r} already exists; unlock it instead.")
+        key = SigningKey.generate()
+        opened = await client.open_wallet(key, phone)
+        profile = keystore.create(name, passphrase, bank_url=client.base_url,
+                                  address=str(opened["address"]), key=key)
+        await client.login(profile.address, key)
+        return cls(keystore, profile, client)
+
+    @classmethod
+    async def unlock(cls, keystore: Keystore, client: BankClient, *, name: str,
+                     passphrase: str) -> WalletSession:
+        profile = keystore.unlock(name, passphrase)
+        await client.login(profile.address, profile.key)
+        return cls(keystore, profile, client)
+
+    async def summary(self) -> dict[str, Any]:
+        return await self.client.summary(self.address)
+
+    async def history(self, limit: int = 50) -> list[dict[str, Any]]:
+        return await self.client.history(self.address, limit)
+
+    def sign_order(self, payee: str, amount: int, memo: str = "",
+                   now: int | None = None) -> str:
+        """A signed order with the next sequence number, which is stored first: a crash
+        after sending can never lead to a second order under the same number."""
+        sequence = self.profile.last_sequence + 1
+        order = PaymentOrder(payer=parse_address(self.address), payee=parse_address(payee),
+                             amount=amount, sequence=sequence,
+                             expires=(now or int(time.time())) + ORDER_LIFETIME_S, memo=memo)
+        self.profile.last_sequence = sequence
+        self.keystore.update(self.profile)
+        return order.sign(self.profile.key).to_json()
+
+    async def pay(self, payee: str, amount: int, memo: str = "") -> dict[str, Any]:
+        return await self.client.pay(self.sign_order(payee, amount, memo))
+
+    async def top_up(self, amount: int) -> dict[str, Any]:
+        return await self.client.move(self.address, "top-up", amount)
+
+    async def redeem(self, amount: int) -> dict[str, Any]:
+        return await self.client.move(self.address, "redeem", amount)
+
+    async def link_deposit(self) -> dict[str, Any]:
+        return await self.client.link_deposit(self.address)

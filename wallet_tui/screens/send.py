@@ -1,0 +1,143 @@
+"""Pay another wallet: the address is checked as it is typed, then confirmed, then sent."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Label, Static
+
+from cbdc.addresses import AddressError, check_partial, parse_address
+from cbdc.errors import CbdcError
+from cbdc.money import format_fen, parse_cny
+from cbdc.payment_orders import memo_problem
+from wallet_tui.screens.confirm import ConfirmPayment, PaymentDraft
+
+if TYPE_CHECKING:
+    from wallet_tui.app import WalletApp
+
+
+def amount_problem(text: str) -> str | None:
+    if not text.strip():
+        return None
+    try:
+        amount = parse_cny(text)
+    except ValueError as exc:
+        return str(exc)
+    return None if amount > 0 else "the amount must be more than ¥0.00"
+
+
+class SendScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "Back"),
+                Binding("ctrl+s", "review", "Review and send")]
+
+    def __init__(self, payer: str) -> None:
+        super().__init__()
+        self.payer = payer
+
+    @property
+    def wallet_app(self) -> WalletApp:
+        return cast("WalletApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        with Vertical(id="send-form", classes="form"):
+            yield Static(f"From {self.payer}", id="send-from")
+            yield Label("Pay to (address)")
+            yield Input(placeholder="BANKB-000000000001-23", id="payee")
+            yield Static("", id="payee-error", classes="error")
+            yield Label("Amount in CNY (at most two decimals)")
+            yield Input(placeholder="12.34", id="amount")
+            yield Static("", id="amount-error", classes="error")
+            yield Label("Memo (optional)")
+            yield Input(placeholder="Tea", id="memo", max_length=140)
+            yield Button("Review", id="review", variant="primary")
+            yield Static("", id="send-result", classes="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#payee", Input).focus()
+
+    @on(Input.Changed, "#payee")
+    def payee_changed(self, event: Input.Changed) -> None:
+        problem = check_partial(event.value)
+        self.query_one("#payee-error", Static).update(problem or "")
+
+    @on(Input.Changed, "#amount")
+    def amount_changed(self, event: Input.Changed) -> None:
+        self.query_one("#amount-error", Static).update(amount_problem(event.value) or "")
+
+    def draft(self) -> PaymentDraft | None:
+        """The payment the form describes, or None after showing what is wrong."""
+        payee_text = self.query_one("#payee", Input).value
+        amount_text = self.query_one("#amount", Input).value
+        memo = self.query_one("#memo", Input).value
+        payee_error = self.query_one("#payee-error", Static)
+        amount_error = self.query_one("#amount-error", Static)
+        try:
+            payee = str(parse_address(payee_text))
+        except AddressError as exc:
+            payee_error.update(str(exc) if payee_text.strip() else "Enter the payee's address.")
+            self.query_one("#payee", Input).focus()
+            return None
+        if payee == self.payer:
+            payee_error.update("That is this wallet's own address.")
+            return None
+        problem = amount_problem(amount_text) if amount_text.strip() else "Enter an amount."
+        if problem is not None:
+            amount_error.update(problem)
+            self.query_one("#amount", Input).focus()
+            return None
+        memo_error = memo_problem(memo)
+        if memo_error is not None:
+            self._result(memo_error, error=True)
+            return None
+        return PaymentDraft(payee, int(parse_cny(amount_text)), memo)
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#review")
+    def action_review(self) -> None:
+        draft = self.draft()
+        if draft is not None:
+            self._result("Checking your limits…")
+            self.review(draft)
+
+    @work(exclusive=True)
+    async def review(self, draft: PaymentDraft) -> None:
+        session = self.wallet_app.require_session()
+        try:
+            summary = await session.summary()
+        except CbdcError as exc:
+            self._result(str(exc), error=True)
+            return
+        self._result("")
+        if await self.app.push_screen_wait(ConfirmPayment(draft, summary)):
+            self._result(f"Sending {format_fen(draft.amount)}…")
+            self.send(draft)
+        else:
+            self._result("Not sent.")
+
+    @work(exclusive=True, group="pay")
+    async def send(self, draft: PaymentDraft) -> None:
+        session = self.wallet_app.require_session()
+        try:
+            payment = await session.pay(draft.payee, draft.amount, draft.memo)
+        except CbdcError as exc:
+            self._result(f"Not sent: {exc}", error=True)
+            return
+        self.show_sent(payment)
+
+    def show_sent(self, payment: dict[str, Any]) -> None:
+        self._result(f"Sent {format_fen(int(payment['amount']))} to {payment['payee']}: "
+                     f"{payment['status']}. Press Esc to go back.")
+        for field in ("#payee", "#amount", "#memo"):
+            self.query_one(field, Input).value = ""
+
+    def _result(self, text: str, *, error: bool = False) -> None:
+        result = self.query_one("#send-result", Static)
+        result.update(text)
+        result.set_class(error, "error")
