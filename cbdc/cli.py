@@ -171,6 +171,20 @@ def build_parser() -> argparse.ArgumentParser:
                                help="concurrent clients of the single-transfer phase")
     central_bench.add_argument("--json", action="store_true", help="print the report as JSON")
     central_bench.set_defaults(handler=_bench_central_bank)
+    retail_bench = bench_commands.add_parser(
+        "retail", help="measure signed wallet payments, same bank and across banks")
+    retail_bench.add_argument("--duration", type=_positive_float, metavar="S",
+                              help="seconds per phase (default 10)")
+    retail_bench.add_argument("--wallets", type=_positive_int, metavar="N",
+                              help="wallets per bank (default 200)")
+    retail_bench.add_argument("--clients", type=_positive_int, metavar="N",
+                              help="concurrent same-bank clients (default 32)")
+    retail_bench.add_argument("--cross-rate", type=_positive_float, metavar="R",
+                              help="paced cross-bank payments per second (default 500)")
+    retail_bench.add_argument("--force", action="store_true",
+                              help="replace the benchmark's own databases if they exist")
+    retail_bench.add_argument("--json", action="store_true", help="print the report as JSON")
+    retail_bench.set_defaults(handler=_bench_retail)
     return parser
 
 
@@ -315,6 +329,13 @@ async def _run_commercial_bank(settings: Settings, endpoints: Endpoints,
     finally:
         await runner.cleanup()
     return 0
+
+
+def _bench_retail(args: argparse.Namespace) -> int:
+    bench = importlib.import_module("loadtest.retail_bench")
+    settings = load_settings()
+    with running_storage(settings) as endpoints:
+        return _call(bench.main, args, endpoints, settings)
 
 
 def _bench_central_bank(args: argparse.Namespace) -> int:

@@ -51,6 +51,7 @@ class BankConfig:
     timezone: str = "Asia/Shanghai"
     peers: Mapping[str, str] = field(default_factory=dict)  # other banks' wallet APIs
     clock: Callable[[], int] = time.time_ns  # ns since the epoch; tests move it by hand
+    redis_prefix: str = "cbdc:"  # keys and channels are <redis_prefix><code>:...
 
 
 def create_app(config: BankConfig) -> web.Application:
@@ -78,11 +79,12 @@ def create_app(config: BankConfig) -> web.Application:
                                        peer_session)
             app[BANK] = bank
             app[METRICS] = Metrics(writer)
-            app[SESSIONS] = Sessions(cache, prefix=f"cbdc:{config.code}:", bank=config.code)
+            keys = f"{config.redis_prefix}{config.code}:"
+            app[SESSIONS] = Sessions(cache, prefix=keys, bank=config.code)
             # Payment events: request matching, then live delivery, off the payment path.
-            live = app[LIVE] = LiveEvents(cache, prefix=f"cbdc:{config.code}:")
+            live = app[LIVE] = LiveEvents(cache, prefix=keys)
             requests = app[PAYMENT_REQUESTS] = PaymentRequests(
-                cache, prefix=f"cbdc:{config.code}:", bank=bank)
+                cache, prefix=keys, bank=bank)
             notifier = Notifier(requests.on_payment, live.publish)
             bank.notify = notifier
             live.start()

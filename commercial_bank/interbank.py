@@ -50,6 +50,7 @@ class Interbank:
         self.peers = dict(peers)
         self.session = session
         self._tasks: list[asyncio.Task[None]] = []
+        self._sending: set[int] = set()  # payments being settled by `send` right now
 
     # ------------------------------------------------------------------- out
     async def payee_problem(self, payee: WalletAddress, amount: int) -> str | None:
@@ -79,11 +80,15 @@ class Interbank:
             chart.system_id(self.code, "in_flight"), order.amount, chart.OUTGOING,
             flags=TransferFlags.PENDING,
             user_data=int.from_bytes(sha256(note).digest()[:16], "big"))
-        [result] = await self.ledger.create_transfers([hold], [note])
-        if result not in _SUCCESS:
-            return {"result": result}
-        status = await self.settle(transfer_id, order.payee.bank, order.amount,
-                                   str(order.payer), str(order.payee), order.memo)
+        self._sending.add(transfer_id)
+        try:
+            [result] = await self.ledger.create_transfers([hold], [note])
+            if result not in _SUCCESS:
+                return {"result": result}
+            status = await self.settle(transfer_id, order.payee.bank, order.amount,
+                                       str(order.payer), str(order.payee), order.memo)
+        finally:
+            self._sending.discard(transfer_id)
         return {"result": result, "status": status}
 
     async def settle(self, transfer_id: int, payee_bank: str, amount: int, payer_ref: str,
@@ -136,40 +141,53 @@ class Interbank:
             chart.LEDGER, chart.OUTGOING, int(TransferFlags.PENDING))
         still = 0
         for row in rows:
+            transfer_id = int.from_bytes(row["id"], "big")
+            if transfer_id in self._sending:
+                continue  # its own request is still waiting for the central bank
             order = _outgoing_order(bytes(row["note"]))
-            status = await self.settle(int.from_bytes(row["id"], "big"), order["payee_bank"],
+            status = await self.settle(transfer_id, order["payee_bank"],
                                        row["amount"], order["payer"], order["payee"],
                                        order["memo"])
             still += status == "pending"
         return still
 
     # -------------------------------------------------------------------- in
-    async def apply_credit(self, bank: Any, event: Mapping[str, Any]) -> None:
-        """Book one credit from the central bank's feed to its wallet (idempotent)."""
-        view = event["transfer"]
-        transfer_id = uuid.UUID(view["id"]).int
-        amount = int(view["amount"])
-        note = json.dumps({"payer": view.get("payer_ref"), "memo": view.get("memo_ref") or "",
-                           "payer_bank": view.get("payer_bank")}).encode()
-        problem: str | None
-        try:
-            payee = parse_address(view.get("payee_ref") or "")
-            problem = None if payee.bank == self.code else "the payee is not ours"
-        except AddressError as exc:
-            problem = str(exc)
-        if problem is None:
-            [result] = await self.ledger.create_transfers([chart.transfer(
-                transfer_id, chart.system_id(self.code, "cb_position"),
-                chart.wallet_id(self.code, payee.number), amount, chart.INCOMING)], [note])
+    async def apply_credits(self, bank: Any, events: list[Mapping[str, Any]]) -> None:
+        """Book a page of credits from the central bank's feed to their wallets, in one
+        ledger request (one commit); each is booked under the central bank's transfer
+        id, so a page delivered again books nothing twice."""
+        transfers, notes, booked = [], [], []
+        for event in events:
+            view = event["transfer"]
+            try:
+                payee = parse_address(view.get("payee_ref") or "")
+                problem = None if payee.bank == self.code else "the payee is not ours"
+            except AddressError as exc:
+                problem = str(exc)
+            if problem is not None:
+                await self._send_back(uuid.UUID(view["id"]).int, view, int(view["amount"]),
+                                      problem)
+                continue
+            transfers.append(chart.transfer(
+                uuid.UUID(view["id"]).int, chart.system_id(self.code, "cb_position"),
+                chart.wallet_id(self.code, payee.number), int(view["amount"]),
+                chart.INCOMING))
+            notes.append(json.dumps({"payer": view.get("payer_ref"),
+                                     "memo": view.get("memo_ref") or "",
+                                     "payer_bank": view.get("payer_bank")}).encode())
+            booked.append((view, payee))
+        if not transfers:
+            return
+        results = await self.ledger.create_transfers(transfers, notes)
+        for (view, payee), result in zip(booked, results, strict=True):
             if result is R.OK:
                 await bank.announce(str(payee), {
                     "type": "payment_in", "id": view["id"], "status": "settled",
-                    "amount": amount, "payer": view.get("payer_ref"), "payee": str(payee),
-                    "memo": view.get("memo_ref") or ""})
-            if result in _SUCCESS:
-                return
-            problem = result.name.lower()
-        await self._send_back(transfer_id, view, amount, problem)
+                    "amount": int(view["amount"]), "payer": view.get("payer_ref"),
+                    "payee": str(payee), "memo": view.get("memo_ref") or ""})
+            elif result is not R.EXISTS:
+                await self._send_back(uuid.UUID(view["id"]).int, view, int(view["amount"]),
+                                      result.name.lower())
 
     async def _send_back(self, transfer_id: int, view: Mapping[str, Any], amount: int,
                          problem: str) -> None:
@@ -211,8 +229,8 @@ class Interbank:
         while True:
             try:
                 page = await self.central_bank.events(after=cursor, wait=20)
-                for event in page["events"]:
-                    await self.apply_credit(bank, event)
+                if page["events"]:
+                    await self.apply_credits(bank, page["events"])
                 cursor = page["cursor"]
                 delay = 0.2
             except asyncio.CancelledError:

@@ -1,0 +1,1258 @@
+"""`cbdc bench retail`: wallets paying each other through two commercial banks, end to end.
+
+One run, on one PostgreSQL server and one Redis:
+
+* the central bank and two commercial banks, BANKA and BANKB, each a process of its own
+  (`python -m cbdc.cli central-bank ...`, `... commercial-bank --code ... --central-bank
+  URL --peer CODE=URL`) on unused loopback ports, sharing a temporary `CBDC_DATA_DIR` (so
+  the operator keys, the admin token and the teller tokens match) and a database prefix
+  of their own (`CBDC_DATABASE_PREFIX`, default `cbdc_rbench_`: the databases are
+  `cbdc_rbench_central_bank`, `cbdc_rbench_bank_banka` and `cbdc_rbench_bank_bankb`, so a
+  developer's `cbdc_central_bank` is never touched). If any of the three already exists
+  (a run that was killed), the benchmark refuses to start unless `--force`, which drops
+  them first. The banks are registered with the central bank (operator key, reserves)
+  before they start. Everything is stopped and dropped when the run ends, also on error
+  or Ctrl-C; the servers also get SIGTERM if this process dies (Linux).
+* `wallets` wallets at each bank: opened (phone only), logged in, upgraded to class 1 by a
+  teller (`POST /v1/teller/wallets/{address}/class`: in person, name, resident ID, bank
+  card) so the limits never cut the run short, a deposit account linked, cash paid in by
+  a teller and topped up into the wallet (`WALLET_FUNDING` fen each);
+* phase 1, same bank: `clients` closed-loop tasks, split between the two banks, POST
+  `/v1/payments` with signed payment orders between random wallets of the same bank
+  (1..100 fen) for `duration` seconds; a payment counts once the bank answered settled.
+  Orders are signed before the clock starts (a warm-up sizes the pool; a pool that runs
+  dry is topped up on the clock, and the report says so);
+* phase 2, cross bank: orders from BANKA wallets to BANKB wallets sent open-loop at
+  `cross_rate` per second for `duration` seconds. A payment's latency runs from sending
+  the order to BANKA until the payee's wallet at BANKB shows it: the benchmark follows
+  each payee wallet's live event stream (`GET /v1/wallets/{address}/events`, Server-Sent
+  Events) and matches each `payment_in` by its memo. Afterwards each payee's history
+  gives the time BANKB booked each credit (its ledger timestamp): the "booked" latency,
+  and the figure used if the streams cannot be opened;
+* then the servers are stopped and `loadtest.reconcile.reconcile` checks the central bank
+  against both banks (`reconciled`).
+
+Per phase the report also has each process's CPU (share of one core: the load generator,
+the three servers, PostgreSQL and Redis when they run on this machine) and, from each
+server's `/metrics`, the server-side mean time of the busy routes and its ledger writer's
+batches. Progress goes to stderr, the report to stdout.
+
+Options (argparse fields; a missing or None one keeps its default):
+
+    --duration S           seconds of each timed phase (10)
+    --wallets N            wallets per bank (200)
+    --clients N            closed-loop clients of the same-bank phase, split between the
+                           two banks (32)
+    --cross-rate R         cross-bank payments sent per second in phase 2 (500)
+    --force                drop the benchmark's databases if a killed run left them
+    --json                 print exactly one JSON object instead of the table
+    --seed N               seed of the random payments
+    --drain S              seconds to wait after phase 2 for the last credits to show (10)
+    --database-prefix P    the services' database prefix (cbdc_rbench_)
+
+The servers' time zone, writer batch settings, limit preset and operator rate are taken
+from the `cbdc` settings (`CBDC_TIMEZONE`, `CBDC_BATCH_MAX_EVENTS`, ...).
+
+Targets reported against: same bank >= 2,000 payments/s; cross bank p99 < 100 ms at
+500 payments/s. The exit code of `main` is 0 when the books reconcile and no payment
+went missing, else 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ctypes
+import datetime
+import json
+import math
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import asyncpg
+import psutil
+from stdnum.cn import ric
+
+from cbdc.addresses import WalletAddress, parse_address
+from cbdc.errors import CbdcError, ConfigError
+from cbdc.login import login_message
+from cbdc.payment_orders import PaymentOrder
+from cbdc.settings import Settings
+from cbdc.signing import SigningKey
+from cbdc.storage import database_url_for, redact
+from central_bank.bench import drop_database, percentile_ms, progress, unused_port
+from commercial_bank.run import database_name, operator_key, register_operator, teller_token
+
+T = TypeVar("T")
+CODES = ("BANKA", "BANKB")  # BANKA pays BANKB in the cross-bank phase
+CENTRAL_BANK_SERVICE = "central_bank"
+DEFAULT_PREFIX = "cbdc_rbench_"
+WALLET_FUNDING = 1_000_000  # fen topped up into each wallet (10,000 CNY)
+WALLET_CLASS = 1  # class 1: 500,000 CNY cap, 100,000 CNY a day; nothing here comes near
+MAX_AMOUNT = 100  # fen per payment, at most
+ORDER_LIFETIME_S = 3600  # orders are signed before the clock starts; this keeps them valid
+SEED_CONCURRENCY = 16
+MAX_STREAMS = 256  # payee wallets followed live (and paid) in the cross-bank phase
+MAX_IN_FLIGHT = 5_000  # cross-bank orders waiting for an answer before sending pauses
+POOL_HEADROOM = 1.6  # the warm-up signs on the clock, so it runs slower than the phase
+MAX_POOL = 200_000  # signed orders per bank, at most (about 0.2 ms each to sign)
+SERVER_START_S = 60.0
+SERVER_STOP_S = 20.0
+STREAM_OPEN_S = 15.0
+TARGET_SAME_BANK_TPS = 2_000
+TARGET_CROSS_RATE = 500
+TARGET_CROSS_P99_MS = 100.0
+PAY_PATH = "/v1/payments"
+JSON_HEADERS = {"Content-Type": "application/json"}
+_PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,30}")
+# Server-side routes whose mean time the report shows, per service.
+ROUTES = {
+    CENTRAL_BANK_SERVICE: ("/v1/transfers", "/v1/issuance"),
+    "BANKA": (PAY_PATH, "/v1/receivable/{address}"),
+    "BANKB": (PAY_PATH, "/v1/receivable/{address}", "/v1/wallets/{address}/history"),
+}
+
+
+# --------------------------------------------------------------------- options
+@dataclass(frozen=True)
+class RetailBenchOptions:
+    duration: float = 10.0
+    wallets: int = 200  # per bank
+    clients: int = 32  # same-bank phase, over both banks
+    cross_rate: float = 500.0  # cross-bank payments per second
+    json: bool = False
+    force: bool = False  # drop the benchmark's databases left by a killed run
+    seed: int | None = None
+    warmup: float | None = None  # seconds of same-bank warm-up; None: 20% of duration
+    drain: float = 10.0  # seconds to wait for the last cross-bank credits to show
+    database_prefix: str = DEFAULT_PREFIX
+    request_timeout: float = 30.0
+    # The servers' settings (from the `cbdc` settings when `from_args` is given them).
+    timezone: str = "Asia/Shanghai"
+    max_events: int = 8190
+    max_wait_ms: float = 1.0
+    limit_preset: str = "2020"
+    operator_rate: float = 20_000.0
+
+    @property
+    def warmup_seconds(self) -> float:
+        if self.warmup is not None:
+            return self.warmup
+        return min(2.0, max(0.5, self.duration * 0.2))
+
+    def validate(self) -> None:
+        """Refuse options that cannot run, with a sentence saying why."""
+        problems = []
+        if not (math.isfinite(self.duration) and self.duration > 0):
+            problems.append("duration must be a positive number of seconds")
+        if self.wallets < 2:
+            problems.append("wallets must be at least 2 per bank (a payment needs two)")
+        if self.clients < 2:
+            problems.append("clients must be at least 2 (one per bank)")
+        if not (math.isfinite(self.cross_rate) and self.cross_rate > 0):
+            problems.append("cross_rate must be a positive number of payments per second")
+        if not (math.isfinite(self.drain) and self.drain >= 0):
+            problems.append("drain must not be negative")
+        if not self.warmup_seconds >= 0:
+            problems.append("warmup must not be negative")
+        if not self.request_timeout > 0:
+            problems.append("request_timeout must be positive")
+        if not _PREFIX_PATTERN.fullmatch(self.database_prefix):
+            problems.append("database_prefix must be a lower-case letter and then up to 30 "
+                            "lower-case letters, digits or underscores")
+        if problems:
+            raise ConfigError("bench retail: " + "; ".join(problems))
+
+    @classmethod
+    def from_args(cls, args: Any, settings: Any = None) -> RetailBenchOptions:
+        """Options from an argparse namespace (missing or None fields keep their
+        defaults) and the servers' settings from `settings` when it has them."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            value = getattr(args, f.name, None)
+            if value is not None:
+                values[f.name] = value
+        if settings is not None:
+            for option, setting in (("max_events", "batch_max_events"),
+                                    ("max_wait_ms", "batch_max_wait_ms"),
+                                    ("timezone", "timezone"),
+                                    ("limit_preset", "limit_preset"),
+                                    ("operator_rate", "operator_rate")):
+                value = getattr(settings, setting, None)
+                if value is not None and option not in values:
+                    values[option] = value
+        return cls(**values)
+
+
+# ------------------------------------------------------------------ processes
+@dataclass
+class Service:
+    """One server process: `python -m cbdc.cli <argv>`."""
+
+    name: str
+    url: str
+    proc: asyncio.subprocess.Process
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
+    """Linux: SIGTERM this child when the benchmark dies (kill -9 included)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+
+
+async def start_service(name: str, url: str, argv: Sequence[str], env: dict[str, str],
+                        log_path: Path) -> Service:
+    with log_path.open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cbdc.cli", *argv, env=env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us; we stop them in order
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    return Service(name, url, proc, log_path)
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return " | ".join(line for line in text.strip().splitlines()[-lines:] if line.strip())
+
+
+async def wait_healthy(session: aiohttp.ClientSession, service: Service) -> None:
+    deadline = time.monotonic() + SERVER_START_S
+    while time.monotonic() < deadline:
+        if service.proc.returncode is not None:
+            break
+        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+            async with session.get(service.url + "/health",
+                                   timeout=aiohttp.ClientTimeout(total=2)) as response:
+                if response.status == 200:
+                    return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(service.proc.wait(), 0.1)
+    state = (f"exited with {service.proc.returncode}" if service.proc.returncode is not None
+             else f"did not answer /health within {SERVER_START_S:g} s")
+    tail = _tail(service.log_path)
+    raise CbdcError(f"bench: {service.name} {state}" + (f": {tail}" if tail else ""))
+
+
+async def stop_service(service: Service, grace: float = SERVER_STOP_S) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds; never raises."""
+    proc = service.proc
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            progress(f"{service.name} did not stop within {grace:g} s; killing it")
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+async def stop_all(services: Sequence[Service]) -> None:
+    """The banks first (they call the central bank while stopping), then the central
+    bank."""
+    await asyncio.gather(*(stop_service(s) for s in services
+                           if s.name != CENTRAL_BANK_SERVICE))
+    for service in services:
+        if service.name == CENTRAL_BANK_SERVICE:
+            await stop_service(service)
+
+
+async def uninterrupted(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` to the end even if this task is cancelled meanwhile (Ctrl-C, again
+    and again); then let the cancellation go on."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done() and task.cancelled():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+async def clean_up(services: Sequence[Service], database_url: str, names: dict[str, str],
+                   data_dir: Path) -> dict[str, bool]:
+    """Stop the servers, drop the databases, remove the data folder; database name ->
+    dropped."""
+    await stop_all(services)
+    dropped = {name: await drop_database(database_url, name) for name in names.values()}
+    progress("databases dropped: " + ", ".join(
+        f"{name} {'yes' if ok else 'NO'}" for name, ok in dropped.items()))
+    shutil.rmtree(data_dir, ignore_errors=True)
+    return dropped
+
+
+# ------------------------------------------------------------------ databases
+def database_names(prefix: str) -> dict[str, str]:
+    """The databases the three services create: service name -> database name."""
+    settings = Settings(database_prefix=prefix)
+    names = {CENTRAL_BANK_SERVICE: settings.service_database(CENTRAL_BANK_SERVICE)}
+    names.update({code: database_name(settings, code) for code in CODES})
+    return names
+
+
+async def existing_databases(server_dsn: str, names: Iterable[str]) -> list[str]:
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname = ANY($1)",
+                                list(names))
+    finally:
+        await conn.close()
+    return sorted(r["datname"] for r in rows)
+
+
+async def claim_databases(server_dsn: str, names: Sequence[str], *, force: bool) -> None:
+    """Make sure none of `names` exists: refuse if one does (unless `force`: drop it)."""
+    existing = await existing_databases(server_dsn, names)
+    if not existing:
+        return
+    if not force:
+        raise CbdcError(
+            f"bench retail: database{'s' if len(existing) > 1 else ''} "
+            f"{', '.join(existing)} already exist{'' if len(existing) > 1 else 's'} on "
+            f"{redact(server_dsn)}, probably left by a run that was killed; run again with "
+            "--force to drop and recreate them, or choose another --database-prefix")
+    for name in existing:
+        progress(f"--force: dropping database {name} left by an earlier run")
+        if not await drop_database(server_dsn, name):
+            raise CbdcError(f"bench retail: could not drop database {name}")
+
+
+# -------------------------------------------------------------------- wallets
+@dataclass(slots=True)
+class BenchWallet:
+    code: str
+    key: SigningKey
+    address: WalletAddress | None = None
+    token: str = ""
+    sequence: int = 0
+
+    @property
+    def text(self) -> str:
+        assert self.address is not None
+        return str(self.address)
+
+
+class BenchError(CbdcError):
+    """A setup call failed: which call, and what the server said."""
+
+
+async def call(session: aiohttp.ClientSession, method: str, url: str, *, body: Any = None,
+               token: str | None = None, expect: int = 200, seconds: float = 30.0) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with session.request(method, url, json=body, headers=headers,
+                               timeout=aiohttp.ClientTimeout(total=seconds)) as response:
+        data = await response.json(content_type=None)
+        if response.status != expect:
+            detail = data.get("detail") if isinstance(data, dict) else data
+            raise BenchError(f"bench: {method} {url} answered {response.status}: {detail}")
+        return data
+
+
+def resident_id(index: int) -> str:
+    """A valid, distinct resident ID number for tester `index` (Beijing Dongcheng, born
+    some day from 1970 on)."""
+    born = datetime.date(1970, 1, 1) + datetime.timedelta(days=index // 1000)
+    body = f"110101{born:%Y%m%d}{index % 1000:03d}"
+    return body + ric.calc_check_digit(body + "?")
+
+
+async def seed_wallet(session: aiohttp.ClientSession, url: str, code: str, teller: str,
+                      index: int) -> BenchWallet:
+    """Open, log in, upgrade to class 1 at the teller, link a deposit, cash in, top up."""
+    wallet = BenchWallet(code, SigningKey.generate())
+    reply = await call(session, "POST", url + "/v1/wallets", expect=201, body={
+        "public_key_pem": wallet.key.public.to_pem().decode(),
+        "phone": f"139{index:08d}"})
+    wallet.address = parse_address(reply["address"])
+    address = wallet.text
+    reply = await call(session, "POST", url + "/v1/sessions/challenge",
+                       body={"address": address})
+    signature = wallet.key.sign(login_message(code, address, reply["challenge"]))
+    reply = await call(session, "POST", url + "/v1/sessions", body={
+        "address": address, "challenge": reply["challenge"],
+        "signature": base64.urlsafe_b64encode(signature).rstrip(b"=").decode()})
+    wallet.token = reply["token"]
+    await call(session, "POST", f"{url}/v1/teller/wallets/{address}/class", token=teller,
+               body={"class": WALLET_CLASS, "name": f"Bench Tester {index}",
+                     "resident_id": resident_id(index), "bank_card": True,
+                     "in_person": True})
+    reply = await call(session, "POST", f"{url}/v1/wallets/{address}/deposit-account",
+                       token=wallet.token)
+    deposit = reply["deposit_account"]["number"]
+    await call(session, "POST", f"{url}/v1/teller/deposits/{deposit}/cash-in", token=teller,
+               expect=201, body={"id": str(uuid.uuid4()), "amount": WALLET_FUNDING})
+    await call(session, "POST", f"{url}/v1/wallets/{address}/top-up", token=wallet.token,
+               body={"id": str(uuid.uuid4()), "amount": WALLET_FUNDING})
+    return wallet
+
+
+async def seed_wallets(session: aiohttp.ClientSession, urls: dict[str, str],
+                       tellers: dict[str, str], count: int) -> dict[str, list[BenchWallet]]:
+    limit = asyncio.Semaphore(SEED_CONCURRENCY)
+
+    async def one(code: str, index: int) -> BenchWallet:
+        async with limit:
+            return await seed_wallet(session, urls[code], code, tellers[code], index)
+
+    per_bank = await asyncio.gather(*(
+        asyncio.gather(*(one(code, bank_index * count + i) for i in range(count)))
+        for bank_index, code in enumerate(urls)))
+    return {code: list(made) for code, made in zip(urls, per_bank, strict=True)}
+
+
+# --------------------------------------------------------------------- orders
+class Orders:
+    """Signed payment orders with fresh per-wallet sequence numbers."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def order(self, payer: BenchWallet, payee: BenchWallet, memo: str = "") -> bytes:
+        payer.sequence += 1
+        assert payer.address is not None
+        assert payee.address is not None
+        order = PaymentOrder(payer=payer.address, payee=payee.address,
+                             amount=self.rng.randint(1, MAX_AMOUNT), sequence=payer.sequence,
+                             expires=int(time.time()) + ORDER_LIFETIME_S, memo=memo)
+        return order.sign(payer.key).to_json().encode()
+
+    def same_bank(self, wallets: Sequence[BenchWallet]) -> bytes:
+        payer, payee = self.rng.sample(wallets, 2)
+        return self.order(payer, payee)
+
+
+# ---------------------------------------------------------------- measurement
+@dataclass
+class PhaseResult:
+    requests: int = 0
+    ok: int = 0  # answered settled
+    pending: int = 0  # answered pending (cross bank: the central bank did not answer yet)
+    rejected: int = 0  # 4xx
+    errors: int = 0  # no answer or 5xx
+    elapsed: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # seconds, answered requests
+    ran_dry: bool = False
+    problems: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def tps(self) -> float:
+        return self.ok / self.elapsed if self.elapsed > 0 else 0.0
+
+    def merge(self, other: PhaseResult) -> None:
+        self.requests += other.requests
+        self.ok += other.ok
+        self.pending += other.pending
+        self.rejected += other.rejected
+        self.errors += other.errors
+        self.elapsed = max(self.elapsed, other.elapsed)
+        self.latencies.extend(other.latencies)
+        self.ran_dry = self.ran_dry or other.ran_dry
+        self.problems.update(other.problems)
+
+
+async def pay(session: aiohttp.ClientSession, url: str, body: bytes, result: PhaseResult,
+              seconds: float) -> str | None:
+    """POST one signed order; count it; its answered status ('settled', 'pending') or
+    None when refused or unanswered."""
+    result.requests += 1
+    started = time.perf_counter()
+    try:
+        async with session.post(url + PAY_PATH, data=body, headers=JSON_HEADERS,
+                                timeout=aiohttp.ClientTimeout(total=seconds)) as response:
+            data = await response.json(content_type=None)
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        result.errors += 1
+        result.problems[f"no answer: {type(exc).__name__}"] += 1
+        return None
+    result.latencies.append(time.perf_counter() - started)
+    if status == 201 and isinstance(data, dict):
+        if data.get("status") == "settled":
+            result.ok += 1
+            return "settled"
+        result.pending += 1
+        return "pending"
+    if status >= 500:
+        result.errors += 1
+    else:
+        result.rejected += 1
+    code = data.get("code") or data.get("title") if isinstance(data, dict) else None
+    result.problems[f"HTTP {status} {code or ''}".strip()] += 1
+    return None
+
+
+class CpuMeter:
+    """CPU seconds of the load generator, each server, and (when they run here)
+    PostgreSQL's and Redis's processes."""
+
+    def __init__(self, services: Sequence[Service]) -> None:
+        self.services = {s.name: s.pid for s in services}
+
+    def snapshot(self) -> dict[str, dict[int, float]]:
+        shot: dict[str, dict[int, float]] = {"load": {0: time.process_time()}}
+        for name, pid in self.services.items():
+            shot[name] = {pid: _cpu_of(pid)}
+        shot["postgres"], shot["redis"] = {}, {}
+        for proc in psutil.process_iter(["name"]):
+            group = _store_group(proc.info.get("name") or "")
+            if group is not None:
+                with contextlib.suppress(psutil.Error):
+                    times = proc.cpu_times()
+                    shot[group][proc.pid] = float(times.user + times.system)
+        return shot
+
+    @staticmethod
+    def shares(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]],
+               elapsed: float) -> dict[str, float | None]:
+        """CPU per group over the interval, as a share of one core."""
+        shares: dict[str, float | None] = {}
+        for group, now in after.items():
+            then = before.get(group, {})
+            used = sum(max(0.0, value - then.get(pid, 0.0)) for pid, value in now.items())
+            shares[group] = round(used / elapsed, 3) if elapsed > 0 and now else None
+        return shares
+
+
+def _store_group(name: str) -> str | None:
+    if name in ("postgres", "postmaster"):
+        return "postgres"
+    if name.startswith("redis-server"):
+        return "redis"
+    return None
+
+
+def _cpu_of(pid: int) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
+# name, labels (a route may hold braces: /v1/wallets/{address}), value, optional timestamp
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+-?\d+)?$")
+
+
+def parse_samples(text: str) -> dict[str, float]:
+    """Prometheus text exposition: 'name{labels}' (or 'name') -> value."""
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None:
+            continue
+        with contextlib.suppress(ValueError):
+            samples[match[1] + (match[2] or "")] = float(match[3])
+    return samples
+
+
+async def scrape(session: aiohttp.ClientSession, services: Sequence[Service]
+                 ) -> dict[str, dict[str, float]]:
+    out = {}
+    for service in services:
+        try:
+            async with session.get(service.url + "/metrics",
+                                   timeout=aiohttp.ClientTimeout(total=10)) as response:
+                out[service.name] = parse_samples(await response.text())
+        except (aiohttp.ClientError, TimeoutError):
+            out[service.name] = {}
+    return out
+
+
+def server_stats(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]],
+                 elapsed: float) -> dict[str, dict[str, Any]]:
+    """Per service, over the interval: the ledger writer's commits/s, mean batch and
+    mean commit time, and the server-side mean time (and count) of its busy routes."""
+    stats = {}
+    for name, now in after.items():
+        then = before.get(name, {})
+
+        def delta(key: str, now: dict[str, float] = now, then: dict[str, float] = then
+                  ) -> float:
+            return now.get(key, 0.0) - then.get(key, 0.0)
+
+        commits = delta("cbdc_ledger_commits_total")
+        entries = delta("cbdc_ledger_batch_entries_sum")
+        commit_s = delta("cbdc_ledger_commit_seconds_sum")
+        routes = {}
+        for route in ROUTES.get(name, ()):
+            count = delta(f'cbdc_http_request_seconds_count{{route="{route}"}}')
+            total = delta(f'cbdc_http_request_seconds_sum{{route="{route}"}}')
+            if count > 0:
+                routes[route] = {"count": int(count), "mean_ms": round(total / count * 1e3, 3)}
+        stats[name] = {
+            "commits_per_s": round(commits / elapsed, 1) if elapsed > 0 else None,
+            "mean_batch": round(entries / commits, 2) if commits else None,
+            "mean_commit_ms": round(commit_s / commits * 1e3, 3) if commits else None,
+            "routes": routes,
+        }
+    return stats
+
+
+@dataclass
+class Probe:
+    """What one phase cost: CPU per process group and the servers' own figures."""
+
+    cpu: dict[str, float | None] = field(default_factory=dict)
+    servers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class Measure:
+    def __init__(self, session: aiohttp.ClientSession, services: Sequence[Service]) -> None:
+        self.session, self.services = session, services
+        self.meter = CpuMeter(services)
+
+    async def start(self) -> tuple[float, dict[str, Any], dict[str, Any]]:
+        metrics = await scrape(self.session, self.services)
+        return time.perf_counter(), self.meter.snapshot(), metrics
+
+    async def stop(self, started: tuple[float, dict[str, Any], dict[str, Any]]) -> Probe:
+        elapsed = time.perf_counter() - started[0]
+        cpu = self.meter.snapshot()
+        metrics = await scrape(self.session, self.services)
+        return Probe(CpuMeter.shares(started[1], cpu, elapsed),
+                     server_stats(started[2], metrics, elapsed))
+
+
+# ------------------------------------------------------------ same-bank phase
+async def closed_loop(session: aiohttp.ClientSession, url: str, pool: deque[bytes],
+                      make: Callable[[], bytes], tasks: int, duration: float,
+                      seconds: float, *, count_dry: bool = True) -> PhaseResult:
+    result = PhaseResult()
+    started = time.perf_counter()
+    deadline = started + duration
+
+    async def client() -> None:
+        while time.perf_counter() < deadline:
+            if pool:
+                body = pool.popleft()
+            else:
+                result.ran_dry = result.ran_dry or count_dry
+                body = make()
+            await pay(session, url, body, result, seconds)
+
+    await asyncio.gather(*(client() for _ in range(tasks)))
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
+def client_shares(clients: int, codes: Sequence[str]) -> dict[str, int]:
+    return {code: clients // len(codes) + (i < clients % len(codes))
+            for i, code in enumerate(codes)}
+
+
+async def same_bank_phase(session: aiohttp.ClientSession, urls: dict[str, str],
+                          wallets: dict[str, list[BenchWallet]], orders: Orders,
+                          options: RetailBenchOptions, measure: Measure
+                          ) -> tuple[dict[str, PhaseResult], Probe]:
+    shares = client_shares(options.clients, list(urls))
+    makers = {code: (lambda w=wallets[code]: orders.same_bank(w)) for code in urls}
+    warm: dict[str, PhaseResult] = {}
+    if options.warmup_seconds > 0:
+        progress(f"same bank: warm-up for {options.warmup_seconds:g} s")
+        results = await asyncio.gather(*(
+            closed_loop(session, urls[code], deque(), makers[code], shares[code],
+                        options.warmup_seconds, options.request_timeout, count_dry=False)
+            for code in urls))
+        warm = dict(zip(urls, results, strict=True))
+    pools = {}
+    for code in urls:
+        rate = warm[code].requests / warm[code].elapsed if code in warm else 1000.0
+        size = min(MAX_POOL, int(rate * options.duration * POOL_HEADROOM) + 2 * shares[code])
+        pools[code] = deque(makers[code]() for _ in range(size))
+    progress(f"same bank: signed {sum(map(len, pools.values())):,} orders (warm-up: "
+             + ", ".join(f"{code} {warm[code].tps:,.0f}/s" for code in warm)
+             + f"); {options.clients} clients for {options.duration:g} s")
+    mark = await measure.start()
+    results = await asyncio.gather(*(
+        closed_loop(session, urls[code], pools[code], makers[code], shares[code],
+                    options.duration, options.request_timeout) for code in urls))
+    probe = await measure.stop(mark)
+    return dict(zip(urls, results, strict=True)), probe
+
+
+# ----------------------------------------------------------- cross-bank phase
+class Arrivals:
+    """When each cross-bank payment was sent, and when the payee's stream showed it."""
+
+    def __init__(self) -> None:
+        self.sent: dict[str, float] = {}  # memo -> perf_counter at send
+        self.sent_wall: dict[str, int] = {}  # memo -> time_ns at send
+        self.shown: dict[str, float] = {}  # memo -> perf_counter when the stream showed it
+        self.settled: set[str] = set()
+        self.gaps = 0  # times a stream said it was not live (events may be missed)
+        self.drops = 0  # streams that ended and were opened again
+        self._changed = asyncio.Event()
+
+    def send(self, memo: str) -> None:
+        self.sent[memo] = time.perf_counter()
+        self.sent_wall[memo] = time.time_ns()
+
+    def show(self, memo: str) -> None:
+        if memo in self.sent and memo not in self.shown:
+            self.shown[memo] = time.perf_counter()
+            self._changed.set()
+
+    def latencies(self) -> list[float]:
+        return [self.shown[m] - self.sent[m] for m in self.settled if m in self.shown]
+
+    def missing(self) -> set[str]:
+        return self.settled - self.shown.keys()
+
+    async def wait_all_shown(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while self.missing():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
+
+
+class Streams:
+    """The live event streams of the payee wallets (`GET .../events`, SSE)."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, arrivals: Arrivals) -> None:
+        self.session, self.url, self.arrivals = session, url, arrivals
+        self.tasks: list[asyncio.Task[None]] = []
+        self.live: dict[str, asyncio.Event] = {}
+        self.unavailable = asyncio.Event()  # the bank has no live events at all
+        self.failure: str | None = None
+
+    async def open(self, wallets: Sequence[BenchWallet]) -> bool:
+        """Follow each wallet; True once every stream says it is live."""
+        for wallet in wallets:
+            self.live[wallet.text] = asyncio.Event()
+            self.tasks.append(asyncio.create_task(self._follow(wallet)))
+        all_live = asyncio.ensure_future(
+            asyncio.gather(*(e.wait() for e in self.live.values())))
+        none = asyncio.ensure_future(self.unavailable.wait())
+        try:
+            await asyncio.wait((all_live, none), timeout=STREAM_OPEN_S,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in (all_live, none):
+                future.cancel()
+        waiting = sum(not e.is_set() for e in self.live.values())
+        if waiting and self.failure is None:
+            self.failure = f"{waiting} streams not live after {STREAM_OPEN_S:g} s"
+        return not waiting and not self.unavailable.is_set()
+
+    async def _follow(self, wallet: BenchWallet) -> None:
+        url = f"{self.url}/v1/wallets/{wallet.text}/events"
+        headers = {"Authorization": f"Bearer {wallet.token}", "Accept": "text/event-stream"}
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=None)
+        opened = 0
+        while True:
+            try:
+                async with self.session.get(url, headers=headers, timeout=timeout) as response:
+                    if response.status != 200:
+                        self.failure = f"GET {url} answered {response.status}"
+                        if response.status in (404, 405):
+                            self.unavailable.set()  # no live events at this bank
+                            return
+                        await asyncio.sleep(0.2)
+                        continue
+                    opened += 1
+                    if opened > 1:
+                        self.arrivals.drops += 1
+                    await self._read(wallet.text, response)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                self.failure = f"stream of {wallet.text}: {type(exc).__name__}"
+                await asyncio.sleep(0.2)
+
+    async def _read(self, address: str, response: aiohttp.ClientResponse) -> None:
+        name, data = "message", ""
+        async for raw in response.content:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data += line[5:].strip()
+            elif not line:
+                if data:
+                    self._dispatch(address, name, data)
+                name, data = "message", ""
+
+    def _dispatch(self, address: str, name: str, data: str) -> None:
+        try:
+            event = json.loads(data)
+        except ValueError:
+            return
+        if not isinstance(event, dict):
+            return
+        if name == "status":
+            if event.get("live"):
+                self.live[address].set()
+            else:
+                self.arrivals.gaps += 1
+        elif name == "payment" and event.get("type") == "payment_in":
+            self.arrivals.show(str(event.get("memo") or ""))
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.tasks = []
+
+
+async def paced(session: aiohttp.ClientSession, url: str, orders: Sequence[tuple[str, bytes]],
+                rate: float, arrivals: Arrivals, seconds: float) -> tuple[PhaseResult, float]:
+    """Send `orders` open-loop at `rate` per second; the result and the largest lag
+    behind the schedule, in seconds."""
+    result = PhaseResult()
+    in_flight: set[asyncio.Task[None]] = set()
+    lag = 0.0
+
+    async def send(memo: str, body: bytes) -> None:
+        arrivals.send(memo)
+        if await pay(session, url, body, result, seconds) == "settled":
+            arrivals.settled.add(memo)
+
+    started = time.perf_counter()
+    sent = 0
+    while sent < len(orders):
+        now = time.perf_counter()
+        due = min(len(orders), int((now - started) * rate) + 1)
+        if sent < due:
+            lag = max(lag, now - (started + sent / rate))
+        while sent < due and len(in_flight) < MAX_IN_FLIGHT:
+            task = asyncio.create_task(send(*orders[sent]))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            sent += 1
+        await asyncio.sleep(max(0.0, started + sent / rate - time.perf_counter()))
+    result.elapsed = time.perf_counter() - started
+    if in_flight:
+        await asyncio.gather(*in_flight)
+    return result, lag
+
+
+async def booked_times(session: aiohttp.ClientSession, url: str,
+                       wallets: Sequence[BenchWallet], since_ns: int, memos: set[str]
+                       ) -> dict[str, int]:
+    """memo -> the payee bank's ledger timestamp (ns) of each credit, from the payees'
+    histories."""
+    booked: dict[str, int] = {}
+    since = max(0, since_ns // 1_000_000_000 - 1)
+    for wallet in wallets:
+        after = ""
+        while True:
+            query = f"direction=in&limit=500&since={since}" + (f"&after={after}" if after else "")
+            page = await call(session, "GET", f"{url}/v1/wallets/{wallet.text}/history?{query}",
+                              token=wallet.token)
+            for entry in page["entries"]:
+                memo = entry.get("memo")
+                if memo in memos:
+                    booked[memo] = int(entry["timestamp"])
+            after = page.get("next_after") or ""
+            if not after:
+                break
+    return booked
+
+
+@dataclass
+class CrossResult:
+    pay: PhaseResult
+    lag_s: float
+    arrivals: Arrivals
+    streams_live: bool
+    stream_failure: str | None
+    booked: dict[str, int]
+    window_s: float  # from the first send to the last credit shown (or answered)
+
+    @property
+    def shown_settled(self) -> int:
+        return len(self.arrivals.settled & self.arrivals.shown.keys())
+
+    def booked_latencies(self) -> list[float]:
+        sent = self.arrivals.sent_wall
+        return [(ns - sent[m]) / 1e9 for m, ns in self.booked.items()
+                if m in self.arrivals.settled]
+
+
+async def cross_bank_phase(session: aiohttp.ClientSession, payer_url: str, payee_url: str,
+                           payers: Sequence[BenchWallet], payees: Sequence[BenchWallet],
+                           orders: Orders, options: RetailBenchOptions,
+                           rng: random.Random, measure: Measure) -> tuple[CrossResult, Probe]:
+    arrivals = Arrivals()
+    streams = Streams(session, payee_url, arrivals)
+    try:
+        progress(f"cross bank: following {len(payees)} payee wallets' event streams")
+        live = await streams.open(payees)
+        if not live:
+            progress(f"cross bank: live events unavailable ({streams.failure}); latency "
+                     "from the payee bank's booking times instead")
+            await streams.close()
+        count = max(1, math.ceil(options.cross_rate * options.duration))
+        tag = f"rb{rng.getrandbits(24):06x}"
+        batch = [(f"{tag}:{i}", orders.order(rng.choice(payers), rng.choice(payees),
+                                             f"{tag}:{i}")) for i in range(count)]
+        progress(f"cross bank: {count:,} orders BANKA -> BANKB at {options.cross_rate:g}/s "
+                 f"for {options.duration:g} s")
+        mark = await measure.start()
+        since_ns = time.time_ns()
+        first = time.perf_counter()
+        result, lag = await paced(session, payer_url, batch, options.cross_rate, arrivals,
+                                  options.request_timeout)
+        if live:
+            await arrivals.wait_all_shown(options.drain)
+            missing = len(arrivals.missing())
+            if missing:
+                progress(f"cross bank: {missing} settled payments not shown after "
+                         f"{options.drain:g} s")
+        last = max(arrivals.shown.values(), default=first + result.elapsed)
+        probe = await measure.stop(mark)
+    finally:
+        await streams.close()
+    booked = await booked_times(session, payee_url, payees, since_ns, set(arrivals.sent))
+    return CrossResult(result, lag, arrivals, live, streams.failure, booked,
+                       max(last, first + result.elapsed) - first), probe
+
+
+# ---------------------------------------------------------------------- run
+def child_env(database_url: str, redis_url: str, data_dir: Path, token: str, cb_port: int,
+              ports: dict[str, int], float_target: int, options: RetailBenchOptions
+              ) -> dict[str, str]:
+    """The servers' settings as `CBDC_*` variables (not arguments: the DSN may hold a
+    password and the admin token is a secret; neither belongs in `ps`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CBDC_")}
+    env.update({
+        "CBDC_DATABASE_URL": database_url,
+        "CBDC_REDIS_URL": redis_url,
+        "CBDC_DATA_DIR": str(data_dir),
+        "CBDC_DATABASE_PREFIX": options.database_prefix,
+        "CBDC_ADMIN_TOKEN": token,
+        "CBDC_CENTRAL_BANK_HOST": "127.0.0.1",
+        "CBDC_CENTRAL_BANK_PORT": str(cb_port),
+        "CBDC_BANKS": ",".join(f"{code}:{port}" for code, port in ports.items()),
+        "CBDC_TIMEZONE": options.timezone,
+        "CBDC_BATCH_MAX_EVENTS": str(options.max_events),
+        "CBDC_BATCH_MAX_WAIT_MS": str(options.max_wait_ms),
+        "CBDC_LIMIT_PRESET": options.limit_preset,
+        "CBDC_OPERATOR_RATE": str(options.operator_rate),
+        "CBDC_FLOAT_TARGET": str(float_target),
+    })
+    return env
+
+
+async def start_system(session: aiohttp.ClientSession, database_url: str, redis_url: str,
+                       data_dir: Path, options: RetailBenchOptions, services: list[Service]
+                       ) -> tuple[dict[str, str], dict[str, str]]:
+    """Start the central bank, register the banks, start them; append each started
+    process to `services` at once (so a failure still stops it). Returns the banks'
+    URLs and teller tokens."""
+    token = secrets.token_urlsafe(32)
+    settings = Settings(data_dir=data_dir, admin_token=token,
+                        database_prefix=options.database_prefix)
+    cb_port = unused_port()
+    ports = {code: unused_port() for code in CODES}
+    urls = {code: f"http://127.0.0.1:{port}" for code, port in ports.items()}
+    funding = options.wallets * WALLET_FUNDING
+    env = child_env(database_url, redis_url, data_dir, token, cb_port, ports, funding, options)
+    cb_url = f"http://127.0.0.1:{cb_port}"
+    central = await start_service(CENTRAL_BANK_SERVICE, cb_url,
+                                  ["central-bank", "--host", "127.0.0.1", "--port",
+                                   str(cb_port)], env, data_dir / "central-bank.log")
+    services.append(central)
+    await wait_healthy(session, central)
+    progress(f"central bank (pid {central.pid}) answering at {cb_url}")
+    tellers = {}
+    for code in CODES:
+        # Reserves for one issuance of the float (wallets x funding, plus what is asked
+        # for on top) with room to spare.
+        await register_operator(cb_url, token, code, operator_key(settings, code),
+                                reserves=4 * funding + 10**9)
+        tellers[code] = teller_token(settings, code)
+    for code in CODES:
+        peers = [arg for other in CODES if other != code
+                 for arg in ("--peer", f"{other}={urls[other]}")]
+        services.append(await start_service(
+            code, urls[code], ["commercial-bank", "--code", code, "--port", str(ports[code]),
+                               "--central-bank", cb_url, *peers],
+            env, data_dir / f"bank-{code.lower()}.log"))
+    await asyncio.gather(*(wait_healthy(session, s) for s in services[1:]))
+    progress("banks answering: " + ", ".join(f"{s.name} (pid {s.pid}) at {s.url}"
+                                             for s in services[1:]))
+    return urls, tellers
+
+
+async def run(database_url: str, redis_url: str, options: RetailBenchOptions | None = None
+              ) -> dict[str, Any]:
+    """Run the whole benchmark against the PostgreSQL server of `database_url` and the
+    Redis of `redis_url`; return the report (JSON-ready)."""
+    from loadtest.reconcile import reconcile
+
+    options = options or RetailBenchOptions()
+    options.validate()
+    rng = random.Random(options.seed)
+    names = database_names(options.database_prefix)
+    await claim_databases(database_url, list(names.values()), force=options.force)
+    data_dir = Path(tempfile.mkdtemp(prefix="cbdc-rbench-"))
+    services: list[Service] = []
+    try:
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            urls, tellers = await start_system(session, database_url, redis_url, data_dir,
+                                               options, services)
+            progress(f"opening and funding {options.wallets} class-{WALLET_CLASS} wallets "
+                     "at each bank")
+            wallets = await seed_wallets(session, urls, tellers, options.wallets)
+            orders = Orders(rng)
+            measure = Measure(session, services)
+
+            same, same_probe = await same_bank_phase(session, urls, wallets, orders,
+                                                     options, measure)
+            payer, payee = CODES
+            cross, cross_probe = await cross_bank_phase(
+                session, urls[payer], urls[payee], wallets[payer],
+                wallets[payee][:MAX_STREAMS], orders, options, rng, measure)
+        progress("stopping the servers; reconciling")
+        await stop_all(services)
+        recon = await reconcile(database_url_for(database_url, names[CENTRAL_BANK_SERVICE]),
+                                {code: database_url_for(database_url, names[code])
+                                 for code in CODES})
+    finally:
+        dropped = await uninterrupted(clean_up(services, database_url, names, data_dir))
+    for phase, result in [*((f"same bank {c}", r) for c, r in same.items()),
+                          ("cross bank", cross.pay)]:
+        if result.problems:
+            progress(f"{phase}: " + ", ".join(f"{kind} x{count}" for kind, count
+                                              in result.problems.most_common(5)))
+    for line in recon.lines:
+        if line.startswith("BREAK"):
+            progress(f"reconcile: {line}")
+    return build_report(options, same, same_probe, cross, cross_probe, recon.to_json(),
+                        services, dropped)
+
+
+def _ms(latencies: Sequence[float], q: float) -> float | None:
+    value = percentile_ms(latencies, q)
+    return None if value is None else round(value, 3)
+
+
+def build_report(options: RetailBenchOptions, same: dict[str, PhaseResult], same_probe: Probe,
+                 cross: CrossResult, cross_probe: Probe, recon: dict[str, Any],
+                 services: Sequence[Service], dropped: dict[str, bool]) -> dict[str, Any]:
+    total = PhaseResult()
+    for result in same.values():
+        total.merge(result)
+    total.elapsed = max((r.elapsed for r in same.values()), default=0.0)
+    same_tps = sum(r.tps for r in same.values())
+    stream_latencies = cross.arrivals.latencies()
+    booked_latencies = cross.booked_latencies()
+    latencies = stream_latencies if cross.streams_live else booked_latencies
+    delivered = cross.shown_settled if cross.streams_live else len(booked_latencies)
+    cross_tps = delivered / cross.window_s if cross.window_s > 0 else 0.0
+    cross_p99 = _ms(latencies, 0.99)
+    settled = cross.pay.ok
+    return {
+        "same_bank_tps": round(same_tps, 1),
+        "same_bank_p50_ms": _ms(total.latencies, 0.5),
+        "same_bank_p99_ms": _ms(total.latencies, 0.99),
+        "same_bank_payments": total.ok,
+        "same_bank_rejected": total.rejected,
+        "same_bank_errors": total.errors,
+        "same_bank_ran_dry": total.ran_dry,
+        "same_bank_by_bank": {code: {"tps": round(r.tps, 1), "p50_ms": _ms(r.latencies, 0.5),
+                                     "p99_ms": _ms(r.latencies, 0.99), "payments": r.ok,
+                                     "rejected": r.rejected, "errors": r.errors}
+                              for code, r in same.items()},
+        "cross_bank_tps": round(cross_tps, 1),
+        "cross_bank_p50_ms": _ms(latencies, 0.5),
+        "cross_bank_p99_ms": cross_p99,
+        "cross_bank_latency_source": "stream" if cross.streams_live else "booked",
+        "cross_bank_rate": options.cross_rate,
+        "cross_bank_sent_per_s": round(cross.pay.requests / cross.pay.elapsed, 1)
+        if cross.pay.elapsed > 0 else 0.0,
+        "cross_bank_max_send_lag_ms": round(cross.lag_s * 1e3, 3),
+        "cross_bank_sent": cross.pay.requests,
+        "cross_bank_settled": settled,
+        "cross_bank_pending": cross.pay.pending,
+        "cross_bank_rejected": cross.pay.rejected,
+        "cross_bank_errors": cross.pay.errors,
+        "cross_bank_shown": cross.shown_settled,
+        "cross_bank_not_shown": len(cross.arrivals.missing()) if cross.streams_live else None,
+        "cross_bank_booked": len(booked_latencies),
+        "cross_bank_not_booked": settled - len(booked_latencies),
+        "cross_bank_answer_p50_ms": _ms(cross.pay.latencies, 0.5),
+        "cross_bank_answer_p99_ms": _ms(cross.pay.latencies, 0.99),
+        "cross_bank_booked_p50_ms": _ms(booked_latencies, 0.5),
+        "cross_bank_booked_p99_ms": _ms(booked_latencies, 0.99),
+        "cross_bank_stream_gaps": cross.arrivals.gaps,
+        "cross_bank_stream_reopened": cross.arrivals.drops,
+        "cross_bank_stream_problem": None if cross.streams_live else cross.stream_failure,
+        "reconciled": bool(recon["reconciled"]),
+        "reconcile_breaks": recon["breaks"],
+        "reconcile_in_flight": recon["in_flight"],
+        "meets_same_bank_target": same_tps >= TARGET_SAME_BANK_TPS,
+        "meets_cross_bank_target": (options.cross_rate >= TARGET_CROSS_RATE
+                                    and cross_p99 is not None
+                                    and cross_p99 < TARGET_CROSS_P99_MS
+                                    and delivered == settled == cross.pay.requests),
+        "targets": {"same_bank_tps": TARGET_SAME_BANK_TPS,
+                    "cross_bank_rate": TARGET_CROSS_RATE,
+                    "cross_bank_p99_ms": TARGET_CROSS_P99_MS},
+        "cpu_same_bank": same_probe.cpu,
+        "cpu_cross_bank": cross_probe.cpu,
+        "servers_same_bank": same_probe.servers,
+        "servers_cross_bank": cross_probe.servers,
+        "duration_s": options.duration,
+        "wallets": options.wallets,
+        "clients": options.clients,
+        "server_pids": {s.name: s.pid for s in services},
+        "server_exit_codes": {s.name: s.proc.returncode for s in services},
+        "databases": sorted(dropped),
+        "databases_dropped": all(dropped.values()),
+    }
+
+
+# --------------------------------------------------------------------- output
+def _num(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _yes_no(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f}%"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    r = report
+    rows = [
+        (f"same bank ({r['clients']} clients)", r["same_bank_tps"], r["same_bank_p50_ms"],
+         r["same_bank_p99_ms"], f">= {TARGET_SAME_BANK_TPS:,}/s: "
+         f"{_yes_no(r['meets_same_bank_target'])}"),
+    ]
+    rows += [(f"  {code}", b["tps"], b["p50_ms"], b["p99_ms"], "")
+             for code, b in r["same_bank_by_bank"].items()]
+    rows += [
+        (f"cross bank ({r['cross_bank_rate']:g}/s sent)", r["cross_bank_tps"],
+         r["cross_bank_p50_ms"], r["cross_bank_p99_ms"],
+         f"p99 < {TARGET_CROSS_P99_MS:g} ms at {TARGET_CROSS_RATE}/s: "
+         f"{_yes_no(r['meets_cross_bank_target'])}"),
+        ("  answered by BANKA", None, r["cross_bank_answer_p50_ms"],
+         r["cross_bank_answer_p99_ms"], ""),
+        ("  booked at BANKB", None, r["cross_bank_booked_p50_ms"],
+         r["cross_bank_booked_p99_ms"], ""),
+    ]
+    lines = [f"{'':30}{'payments/s':>12}{'p50 ms':>10}{'p99 ms':>10}   target"]
+    for name, tps, p50, p99, target in rows:
+        lines.append(f"{name:30}{_num(tps):>12}{_num(p50, 1):>10}{_num(p99, 1):>10}   "
+                     f"{target}".rstrip())
+    source = ("the payee's live event stream" if r["cross_bank_latency_source"] == "stream"
+              else "BANKB's booking time (no live stream)")
+    lines += [
+        f"(HTTP on loopback, each server its own process; cross-bank latency: order sent "
+        f"to BANKA until {source})",
+        f"same bank: {r['same_bank_payments']:,} settled, {r['same_bank_rejected']:,} "
+        f"refused, {r['same_bank_errors']:,} unanswered"
+        + ("; note: the signed orders ran out, the rest were signed on the clock"
+           if r["same_bank_ran_dry"] else ""),
+        f"cross bank: {r['cross_bank_sent']:,} sent, {r['cross_bank_settled']:,} settled, "
+        f"{r['cross_bank_shown']:,} shown live, {r['cross_bank_booked']:,} booked at BANKB, "
+        f"{r['cross_bank_rejected']:,} refused, {r['cross_bank_errors']:,} unanswered; "
+        f"send lag at most {_num(r['cross_bank_max_send_lag_ms'], 1)} ms",
+    ]
+    for phase in ("same_bank", "cross_bank"):
+        cpu = r[f"cpu_{phase}"]
+        lines.append(f"CPU, share of one core ({phase.replace('_', ' ')}): "
+                     + ", ".join(f"{name} {_pct(share)}" for name, share in cpu.items()))
+        for name, stats in r[f"servers_{phase}"].items():
+            routes = "; ".join(f"{route} {s['mean_ms']:.2f} ms x{s['count']:,}"
+                               for route, s in stats["routes"].items())
+            lines.append(f"  {name}: writer {_num(stats['commits_per_s'])} commits/s, mean "
+                         f"batch {_num(stats['mean_batch'], 1)}, commit "
+                         f"{_num(stats['mean_commit_ms'], 2)} ms"
+                         + (f"; server time {routes}" if routes else ""))
+    lines.append(f"reconciled: {str(r['reconciled']).lower()}"
+                 + (f" ({len(r['reconcile_breaks'])} breaks)" if r["reconcile_breaks"] else "")
+                 + f"; databases dropped: {str(r['databases_dropped']).lower()}")
+    return "\n".join(lines)
+
+
+def succeeded(report: dict[str, Any]) -> bool:
+    """Books reconciled and every settled cross-bank payment reached the payee."""
+    return bool(report["reconciled"]) and report["cross_bank_not_booked"] == 0
+
+
+async def main(args: Any, endpoints: Any, settings: Any) -> int:
+    """`cbdc bench retail`: run, print the table (or one JSON object); 0 when the books
+    reconcile and no settled payment went missing."""
+    options = RetailBenchOptions.from_args(args, settings)
+    report = await run(endpoints.database_url, endpoints.redis_url, options)
+    if options.json:
+        print(json.dumps(report))
+    else:
+        print(format_report(report))
+    return 0 if succeeded(report) else 1
+
+
+def _entry(argv: Sequence[str]) -> int:
+    """`python -m loadtest.retail_bench [options]`, until `cbdc bench retail` is wired."""
+    import argparse
+
+    from cbdc.settings import load_settings
+    from cbdc.storage import running_storage
+
+    parser = argparse.ArgumentParser(prog="python -m loadtest.retail_bench")
+    parser.add_argument("--duration", type=float)
+    parser.add_argument("--wallets", type=int)
+    parser.add_argument("--clients", type=int)
+    parser.add_argument("--cross-rate", type=float)
+    parser.add_argument("--drain", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--database-prefix")
+    parser.add_argument("--force", action="store_true", default=None)
+    parser.add_argument("--json", action="store_true", default=None)
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    try:
+        with running_storage(settings) as endpoints:
+            return asyncio.run(main(args, endpoints, settings))
+    except CbdcError as exc:
+        print(f"cbdc: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(_entry(sys.argv[1:]))
