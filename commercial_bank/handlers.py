@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
@@ -22,6 +23,7 @@ from commercial_bank.keys import ADMIN_TOKEN, BANK, SESSIONS
 from commercial_bank.sessions import LoginRefused, SessionStoreUnavailable, require_session
 from commercial_bank.wallets import Wallet, parse_public_key
 
+log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -146,7 +148,7 @@ async def change_status(request: web.Request) -> web.StreamResponse:
     bank = request.app[BANK]
     updated = await bank.set_status(wallet, body.status)
     if body.status == "lost":
-        await request.app[SESSIONS].end_all(bank.address(wallet.number))
+        await _end_sessions(request, bank.address(wallet.number))
     return json_response(await bank.summary(updated))
 
 
@@ -154,8 +156,16 @@ async def close_wallet(request: web.Request) -> web.StreamResponse:
     wallet = await session_wallet(request)
     bank = request.app[BANK]
     closed = await bank.close(wallet)
-    await request.app[SESSIONS].end_all(bank.address(wallet.number))
+    await _end_sessions(request, bank.address(wallet.number))
     return json_response(await bank.summary(closed))
+
+
+async def _end_sessions(request: web.Request, address: str) -> None:
+    """End a wallet's sessions; if Redis is away they expire on their own soon."""
+    try:
+        await request.app[SESSIONS].end_all(address)
+    except SessionStoreUnavailable:
+        log.warning("sessions of %s not ended (Redis unavailable); they will expire", address)
 
 
 async def link_deposit(request: web.Request) -> web.StreamResponse:
@@ -186,7 +196,7 @@ async def history(request: web.Request) -> web.StreamResponse:
     if direction not in ("both", "in", "out"):
         raise validation("direction", "enum", "direction must be both, in or out")
     after_text = request.query.get("after", "")
-    if after_text and not after_text.isdigit():
+    if after_text and (not after_text.isdigit() or int(after_text) >= 1 << 63):
         raise validation("after", "cursor", "after must be a cursor this API returned")
     page = await request.app[BANK].history(
         wallet, after=int(after_text or 0), limit=query_int(request, "limit", 50, 1, 500),
@@ -199,7 +209,7 @@ def _query_time(request: web.Request, name: str) -> int | None:
     text = request.query.get(name, "")
     if not text:
         return None
-    if not text.isdigit():
+    if not text.isdigit() or int(text) > 9_000_000_000:
         raise validation(name, "unix-seconds", f"{name} must be a time in unix seconds")
     return int(text) * 1_000_000_000
 

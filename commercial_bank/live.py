@@ -298,8 +298,9 @@ class LiveEvents:
         self._live.clear()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Bounded: redis-py's pub/sub read can swallow a cancellation now and then,
+            # and a shutdown must not hang on live events.
+            await asyncio.wait({self._task}, timeout=2.0)
             self._task = None
 
 
@@ -366,8 +367,7 @@ class Notifier:
             async with asyncio.timeout(drain):
                 await self._queue.join()
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await asyncio.wait({self._task}, timeout=2.0)
         self._task = None
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cbdc.addresses import AddressError, WalletAddress, address_for, parse_address
-from cbdc.bank_client import CentralBankClient
+from cbdc.bank_client import CentralBankClient, CentralBankError, CentralBankUnreachable
 from cbdc.kyc import KycError, validate_name, validate_phone, validate_resident_id
 from cbdc.money import format_fen
 from cbdc.payment_orders import OrderRejected, SignedOrder, verify
@@ -267,7 +267,16 @@ class Bank:
             if not amount:
                 return
             transfer_id = uuid.uuid4().int
-            await self.central_bank.issue(transfer_id, amount)
+            try:
+                await self.central_bank.issue(transfer_id, amount)
+            except CentralBankUnreachable:
+                raise ProblemError(503, "https://cbdc.example/problems/central-bank-unavailable",
+                                   "Service Unavailable", "the bank cannot reach the central "
+                                   "bank for e-CNY right now; try again shortly") from None
+            except CentralBankError as exc:
+                raise ProblemError(503, "https://cbdc.example/problems/float-unavailable",
+                                   "Service Unavailable", "the bank cannot get more e-CNY "
+                                   f"right now: {exc.problem.get('detail', exc)}") from None
             results = await self.ledger.create_transfers([chart.transfer(
                 transfer_id, chart.system_id(self.code, "cb_position"),
                 chart.system_id(self.code, "float"), amount, chart.ISSUANCE)])
@@ -297,6 +306,17 @@ class Bank:
         if wallet.deposit_number is None:
             raise rejected("no_deposit_account", "link a deposit account before topping up",
                            field="deposit_account")
+        [deposit] = await self.ledger.lookup_accounts(
+            [chart.deposit_id(self.code, wallet.deposit_number)])
+        if deposit is None or deposit.credit_balance - deposit.debits_pending < amount:
+            raise rejected("insufficient_funds", "the deposit account does not hold enough",
+                           field="amount")
+        lim = limits(self.preset, WalletClass(wallet.wallet_class))
+        balance = await self.balance(wallet)
+        if balance.credits_posted + balance.credits_pending - balance.debits_posted + amount \
+                > lim.balance_cap:
+            raise rejected("exceeds_balance_cap", f"the wallet would go over its balance cap "
+                           f"of {format_fen(lim.balance_cap)}", field="amount")
         await self.ensure_float(amount)
         results = await self.ledger.create_transfers(chart.top_up(
             transfer_id, self.code, wallet.number, wallet.deposit_number, amount))

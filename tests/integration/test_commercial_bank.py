@@ -485,3 +485,19 @@ async def test_error_answers_are_documented_problems(network: Network) -> None:
     assert history.body["next_after"] is not None
     page = await wallet.get(f"/history?direction=out&after={history.body['next_after']}")
     assert page.status == 200
+
+
+async def test_a_refused_top_up_asks_nothing_of_the_central_bank(network: Network) -> None:
+    """A top-up the deposit account cannot cover, or that would break the wallet's cap,
+    is refused before the bank swaps any reserves for e-CNY; absurd history cursors are
+    a 422, not a server error."""
+    wallet = await network.wallet("BANKA", balance=1 * CNY)
+    operator = network.central_bank.operators["BANKA"]
+    before = await operator.client.positions()
+    reply = await wallet.post("/top-up", {"id": new_id(), "amount": 5_000_000 * CNY})
+    assert (reply.status, reply.body["code"]) == (422, "insufficient_funds")
+    assert await operator.client.positions() == before
+    reply = await wallet.get("/history?after=99999999999999999999")
+    assert (reply.status, reply.body["field"]) == (422, "after")
+    reply = await wallet.get("/history?since=99999999999999999999")
+    assert (reply.status, reply.body["field"]) == (422, "since")
