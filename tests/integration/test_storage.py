@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import asyncpg
@@ -35,12 +36,22 @@ def redis_pid(data_dir: Path) -> int:
     return int(Path(registry["pidfile"]).read_text())
 
 
-def assert_stopped(pid: int) -> None:
+def assert_stopped(pid: int, within: float = 15.0) -> None:
+    """The server process has exited (or is a zombie) within `within` seconds: a stop
+    request is answered before the last backend is gone, more slowly on a busy machine."""
     try:
         process = psutil.Process(pid)
     except psutil.NoSuchProcess:
         return
-    assert process.status() == psutil.STATUS_ZOMBIE, f"process {pid} still runs"
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"process {pid} still runs {within:g} s after the stop")
 
 
 async def test_embedded_storage_starts_keeps_data_and_stops(tmp_path: Path) -> None:
