@@ -231,7 +231,10 @@ class LiveEvents:
     async def _follow_forever(self) -> None:
         delay = self.backoff[0]
         warned = False
-        while True:
+        # Ended by the flag as well as by cancellation: redis-py can swallow a
+        # cancellation inside a read, and asyncio.run would then wait for this task
+        # forever at exit.
+        while not self._closing:
             pubsub = self._redis.pubsub()
             try:
                 await self._follow(pubsub)
@@ -260,15 +263,17 @@ class LiveEvents:
                     break
         self._set_live(True)
         ping_every = self.ping_every
-        heard = time.monotonic()
-        while True:
+        heard = pinged = time.monotonic()
+        while not self._closing:
             message = await pubsub.get_message(ignore_subscribe_messages=True,
-                                               timeout=ping_every)
+                                               timeout=min(1.0, ping_every))
             now = time.monotonic()
             if message is None:
                 if now - heard > 3 * ping_every:
                     raise ConnectionError("Redis stopped answering pings")
-                await pubsub.ping()
+                if now - pinged >= ping_every:
+                    await pubsub.ping()
+                    pinged = now
                 continue
             heard = now
             if message["type"] == "pmessage":
@@ -294,7 +299,7 @@ class LiveEvents:
         self._streams.clear()
 
     async def close(self) -> None:
-        self.close_streams()
+        self.close_streams()  # sets _closing, which also ends the follower's loops
         self._live.clear()
         if self._task is not None:
             self._task.cancel()
