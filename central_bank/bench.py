@@ -66,7 +66,7 @@ import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,7 @@ import psutil
 
 from cbdc import wire
 from cbdc.bank_client import CentralBankClient, CentralBankError, CentralBankUnreachable
+from cbdc.bench_options import WRITER_SETTINGS, options_from_args
 from cbdc.errors import CbdcError, ConfigError
 from cbdc.signing import SigningKey
 
@@ -147,22 +148,10 @@ class CentralBankBenchOptions:
 
     @classmethod
     def from_args(cls, args: Any, settings: Any = None) -> CentralBankBenchOptions:
-        """Options from an argparse namespace (missing or None fields keep their
-        defaults) and the server's writer settings from `settings` when it has them."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            value = getattr(args, f.name, None)
-            if value is not None:
-                values[f.name] = value
-        if settings is not None:
-            for option, setting in (("max_events", "batch_max_events"),
-                                    ("max_wait_ms", "batch_max_wait_ms"),
-                                    ("timezone", "timezone"),
-                                    ("operator_rate", "operator_rate")):
-                value = getattr(settings, setting, None)
-                if value is not None and option not in values:
-                    values[option] = value
-        return cls(**values)
+        """Options from an argparse namespace and, where it leaves them out, from the
+        settings."""
+        return options_from_args(cls, args, settings,
+                                 (*WRITER_SETTINGS, ("operator_rate", "operator_rate")))
 
 
 def progress(message: str) -> None:

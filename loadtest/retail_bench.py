@@ -79,7 +79,7 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,6 +89,7 @@ import psutil
 from stdnum.cn import ric
 
 from cbdc.addresses import WalletAddress, parse_address
+from cbdc.bench_options import WRITER_SETTINGS, options_from_args
 from cbdc.errors import CbdcError, ConfigError
 from cbdc.login import login_message
 from cbdc.payment_orders import PaymentOrder
@@ -180,23 +181,11 @@ class RetailBenchOptions:
 
     @classmethod
     def from_args(cls, args: Any, settings: Any = None) -> RetailBenchOptions:
-        """Options from an argparse namespace (missing or None fields keep their
-        defaults) and the servers' settings from `settings` when it has them."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            value = getattr(args, f.name, None)
-            if value is not None:
-                values[f.name] = value
-        if settings is not None:
-            for option, setting in (("max_events", "batch_max_events"),
-                                    ("max_wait_ms", "batch_max_wait_ms"),
-                                    ("timezone", "timezone"),
-                                    ("limit_preset", "limit_preset"),
-                                    ("operator_rate", "operator_rate")):
-                value = getattr(settings, setting, None)
-                if value is not None and option not in values:
-                    values[option] = value
-        return cls(**values)
+        """Options from an argparse namespace and, where it leaves them out, from the
+        settings."""
+        return options_from_args(cls, args, settings,
+                                 (*WRITER_SETTINGS, ("limit_preset", "limit_preset"),
+                                  ("operator_rate", "operator_rate")))
 
 
 # ------------------------------------------------------------------ processes

@@ -41,7 +41,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -49,6 +49,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 import settlement
+from cbdc.bench_options import WRITER_SETTINGS, options_from_args
 from cbdc.errors import ConfigError, LedgerError
 from cbdc.signing import SigningKey
 from settlement.core.types import Account, CreateAccountResult, CreateTransferResult, Transfer
@@ -124,21 +125,9 @@ class BenchOptions:
 
     @classmethod
     def from_args(cls, args: Any, settings: Any = None) -> BenchOptions:
-        """Options from an argparse namespace (missing fields keep their defaults) and
-        the writer's batch settings from `settings` when it has them."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            value = getattr(args, f.name, None)
-            if value is not None:
-                values[f.name] = value
-        if settings is not None:
-            for option, setting in (("max_events", "batch_max_events"),
-                                    ("max_wait_ms", "batch_max_wait_ms"),
-                                    ("timezone", "timezone")):
-                value = getattr(settings, setting, None)
-                if value is not None and option not in values:
-                    values[option] = value
-        return cls(**values)
+        """Options from an argparse namespace and, where it leaves them out, from the
+        settings."""
+        return options_from_args(cls, args, settings, WRITER_SETTINGS)
 
 
 # ---------------------------------------------------------------- measurements
