@@ -158,6 +158,7 @@ class LiveEvents:
         self._live = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._pubsub: PubSub | None = None
 
     # --------------------------------------------------------------- publish
     def channel(self, address: str) -> str:
@@ -235,7 +236,7 @@ class LiveEvents:
         # cancellation inside a read, and asyncio.run would then wait for this task
         # forever at exit.
         while not self._closing:
-            pubsub = self._redis.pubsub()
+            pubsub = self._pubsub = self._redis.pubsub()
             try:
                 await self._follow(pubsub)
             except asyncio.CancelledError:
@@ -301,6 +302,12 @@ class LiveEvents:
     async def close(self) -> None:
         self.close_streams()  # sets _closing, which also ends the follower's loops
         self._live.clear()
+        if self._pubsub is not None:
+            # Close the subscription's connection ourselves: a read that swallowed its
+            # cancellation ends with it, and no connection outlives the app (an embedded
+            # Redis is only stopped once nobody is connected).
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         if self._task is not None:
             self._task.cancel()
             # Bounded: redis-py's pub/sub read can swallow a cancellation now and then,

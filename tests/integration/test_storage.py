@@ -51,7 +51,8 @@ def assert_stopped(pid: int, within: float = 15.0) -> None:
         except psutil.NoSuchProcess:
             return
         time.sleep(0.1)
-    raise AssertionError(f"process {pid} still runs {within:g} s after the stop")
+    raise AssertionError(f"process {pid} ({' '.join(process.cmdline())[:120]}) still runs "
+                         f"{within:g} s after the stop")
 
 
 async def test_embedded_storage_starts_keeps_data_and_stops(tmp_path: Path) -> None:
