@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,7 +18,6 @@ from cbdc.errors import ConfigError
 from settlement import bench
 from settlement.bench import BenchOptions, run
 
-DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 TINY = BenchOptions(duration=1.0, half_load_duration=1.0, accounts=2_000, submitters=2,
                     batch=64, naive_connections=2, hot_share=0.2, pgbench_scale=1,
                     pgbench_clients=2, seed=7)
@@ -31,23 +29,9 @@ REPORT_KEYS = {
 
 
 @pytest.fixture
-def server_dsn(request: pytest.FixtureRequest) -> str:
-    """The shared server fixture when the suite has one, else the local test server."""
-    try:
-        dsn = request.getfixturevalue("pg_server_url")
-    except pytest.FixtureLookupError:
-        dsn = os.environ.get("CBDC_TEST_DATABASE_URL", DEFAULT_DSN)
-    return str(dsn)
-
-
-@pytest.fixture
-async def reachable(server_dsn: str) -> str:
-    try:
-        conn = await asyncpg.connect(server_dsn, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"no PostgreSQL at {server_dsn}: {exc}")
-    await conn.close()
-    return server_dsn
+def reachable(pg_server_url: str) -> str:
+    """The suite's PostgreSQL: the shared server, or an embedded one (never skipped)."""
+    return pg_server_url
 
 
 async def bench_databases(dsn: str) -> list[str]:
