@@ -79,20 +79,23 @@ def query_number(request: web.Request, name: str, default: float, low: float, hi
 
 
 # -------------------------------------------------------------------- operator
+async def _swap(request: web.Request, bank: OperatorBank, kind: str) -> web.StreamResponse:
+    """Issuance or redemption: reserves and e-CNY swapped one to one."""
+    body = await read_json(request, wire.IssueRequest)
+    central = request.app[CENTRAL_BANK]
+    swap = central.issue if kind == "issue" else central.redeem
+    result = await swap(bank.code, wire.id_from_text(body.id), body.amount)
+    return json_response(result, status=201)
+
+
 @operator_call
 async def issue(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
-    body = await read_json(request, wire.IssueRequest)
-    result = await request.app[CENTRAL_BANK].issue(bank.code, wire.id_from_text(body.id),
-                                                   body.amount)
-    return json_response(result, status=201)
+    return await _swap(request, bank, "issue")
 
 
 @operator_call
 async def redeem(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
-    body = await read_json(request, wire.IssueRequest)
-    result = await request.app[CENTRAL_BANK].redeem(bank.code, wire.id_from_text(body.id),
-                                                    body.amount)
-    return json_response(result, status=201)
+    return await _swap(request, bank, "redeem")
 
 
 @operator_call

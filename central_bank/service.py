@@ -17,7 +17,13 @@ from cbdc import wire
 from cbdc.problems import conflict, not_found, rejected
 from central_bank import accounts as chart
 from central_bank.operators import OperatorBank, OperatorRegistry
-from settlement import CreateAccountResult, CreateTransferResult, LedgerWriter, TransferRecord
+from settlement import (
+    CreateAccountResult,
+    CreateTransferResult,
+    LedgerWriter,
+    TransferRecord,
+    first_failure,
+)
 
 R = CreateTransferResult
 _SUCCESS = (R.OK, R.EXISTS)
@@ -56,13 +62,6 @@ def describe(code: CreateTransferResult, what: str) -> str:
     return _REASONS.get(code, code.name.lower().replace("_", " "))
 
 
-def _first_failure(results: Sequence[CreateTransferResult]) -> CreateTransferResult | None:
-    for result in results:
-        if result not in _SUCCESS and result is not R.LINKED_EVENT_FAILED:
-            return result
-    return None
-
-
 class CentralBank:
     def __init__(self, ledger: LedgerWriter, registry: OperatorRegistry) -> None:
         self.ledger = ledger
@@ -90,7 +89,7 @@ class CentralBank:
     async def _settle(self, transfers: list[Any], what: str, transfer_id: int,
                       notes: list[bytes | None] | None = None) -> wire.TransferResult:
         results = await self.ledger.create_transfers(transfers, notes)
-        failure = _first_failure(results)
+        failure = first_failure(results)
         if failure is None:
             return wire.TransferResult(id=wire.id_to_text(transfer_id), status="settled")
         if failure in (R.EXISTS_WITH_DIFFERENT_FIELDS, R.ID_ALREADY_FAILED):

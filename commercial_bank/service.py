@@ -39,6 +39,7 @@ from settlement import (
     TransferFlags,
     TransferRecord,
     UpdateAccountResult,
+    first_failure,
 )
 
 R = CreateTransferResult
@@ -504,15 +505,13 @@ class Bank:
 
     @staticmethod
     def _raise_for(results: Sequence[CreateTransferResult], what: str) -> None:
-        failure = next((r for r in results if r not in _SUCCESS
-                        and r is not R.LINKED_EVENT_FAILED), None)
+        failure = first_failure(results)
         if failure is not None:
             raise rejected(failure.name.lower(), f"{what}: {failure.name.lower()}")
 
     async def _raise_with_limits(self, results: Sequence[CreateTransferResult],
                                  wallet: Wallet, what: str) -> None:
-        failure = next((r for r in results if r not in _SUCCESS
-                        and r is not R.LINKED_EVENT_FAILED), None)
+        failure = first_failure(results)
         if failure is None:
             return
         lim = limits(self.preset, WalletClass(wallet.wallet_class))

@@ -10,6 +10,7 @@ from settlement.core.types import (
     TransferFlags,
     TransferRecord,
     UpdateAccountResult,
+    first_failure,
     transfer_succeeded,
 )
 from settlement.engine import Engine
@@ -27,5 +28,6 @@ __all__ = [
     "TransferFlags",
     "TransferRecord",
     "UpdateAccountResult",
+    "first_failure",
     "transfer_succeeded",
 ]

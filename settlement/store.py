@@ -633,17 +633,9 @@ def _transfer(row: Any, ledger: int) -> Transfer:
 
 
 def _record(row: Any, ledger: int) -> TransferRecord:
+    t = _transfer(row, ledger)
     return TransferRecord(
-        id=i16(row["id"]),
-        debit_account_id=i16(row["debit_account_id"]),
-        credit_account_id=i16(row["credit_account_id"]),
-        amount=row["amount"],
-        ledger=ledger,
-        code=row["code"],
-        flags=row["flags"],
-        pending_id=i16(row["pending_id"]),
-        timeout=row["timeout"],
-        user_data=i16(row["user_data"]),
+        **{name: getattr(t, name) for name in t.__struct_fields__},
         timestamp=row["timestamp"],
         block_height=row["block_height"],
     )

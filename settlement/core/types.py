@@ -6,6 +6,7 @@ Amounts are integer fen. Ids are unsigned 128-bit integers chosen by the client
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum, IntFlag
 
 import msgspec
@@ -181,6 +182,16 @@ FIRST_STATE_RESULT = CreateTransferResult.DEBIT_ACCOUNT_NOT_FOUND
 def transfer_succeeded(result: CreateTransferResult) -> bool:
     """OK and EXISTS both mean the transfer is in the ledger."""
     return result is CreateTransferResult.OK or result is CreateTransferResult.EXISTS
+
+
+def first_failure(results: Sequence[CreateTransferResult]) -> CreateTransferResult | None:
+    """Why a request (a linked chain, say) failed: its first result that is neither a
+    success nor the mere echo of another member's failure; None when all succeeded."""
+    echo = CreateTransferResult.LINKED_EVENT_FAILED
+    for result in results:
+        if not transfer_succeeded(result) and result is not echo:
+            return result
+    return None
 
 
 class AccountBalance(msgspec.Struct, frozen=True, kw_only=True):
