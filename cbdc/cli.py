@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 from cbdc.errors import CbdcError, StorageError
 from cbdc.migrations import migration_sources
 from cbdc.settings import Settings, load_settings
+from cbdc.stopping import until_stopped
 from cbdc.storage import Endpoints, database_url_for, redact, running_storage
 
 PROG = "cbdc"
@@ -202,6 +203,7 @@ async def _up_async(args: argparse.Namespace, endpoints: Endpoints, settings: Se
     from central_bank import run as central_bank_run
     from settlement.demo import run_demo
 
+    exit_code = 0
     _print_applied(await _apply_project_migrations(endpoints))
     if args.demo:
         await run_demo(endpoints, settings)
@@ -231,11 +233,11 @@ async def _up_async(args: argparse.Namespace, endpoints: Endpoints, settings: Se
             await retail_demo.run_demo(settings, ports)
         if args.serve:
             print("running; press Ctrl-C to stop", flush=True)
-            await asyncio.Event().wait()  # until cancelled by Ctrl-C or ended by SIGTERM
+            exit_code = await until_stopped()
     finally:
         for running in reversed(runners):
             await running.cleanup()
-    return 0
+    return exit_code
 
 
 def _central_bank(args: argparse.Namespace) -> int:
@@ -325,10 +327,10 @@ async def _run_commercial_bank(settings: Settings, endpoints: Endpoints,
         for line in bank_run.describe(settings, args.code, args.port):
             print(line, flush=True)
         print("running; press Ctrl-C to stop", flush=True)
-        await asyncio.Event().wait()
+        code = await until_stopped()
     finally:
         await runner.cleanup()
-    return 0
+    return code
 
 
 def _bench_retail(args: argparse.Namespace) -> int:

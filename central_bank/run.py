@@ -3,13 +3,12 @@ the service on its port, and (for `cbdc up`) a short demo against it."""
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 from aiohttp import web
 
 from cbdc.migrations import apply_migrations
 from cbdc.settings import Settings
+from cbdc.stopping import until_stopped
 from cbdc.storage import Endpoints, ensure_database
 from central_bank.app import admin_token, ledger_key_path, serve
 
@@ -51,7 +50,7 @@ async def run_forever(settings: Settings, endpoints: Endpoints) -> int:
         for line in describe(settings):
             print(line, flush=True)
         print("running; press Ctrl-C to stop", flush=True)
-        await asyncio.Event().wait()
+        code = await until_stopped()
     finally:
         await runner.cleanup()
-    return 0
+    return code

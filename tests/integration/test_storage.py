@@ -5,11 +5,13 @@ shared servers are only connected to, never reconfigured."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -169,6 +171,19 @@ def test_redact_hides_only_the_password() -> None:
     assert redact("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
 
 
+@contextlib.contextmanager
+def ctrl_c_as_in_a_terminal() -> Iterator[None]:
+    """Children started in this block have SIGINT on, as a program in a terminal has.
+
+    A job a shell starts in the background (a test run may be one) ignores SIGINT, its
+    children inherit that, and `cbdc up` rightly keeps it ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_cbdc_up_serve_stops_storage_on_a_signal(
@@ -178,10 +193,12 @@ def test_cbdc_up_serve_stops_storage_on_a_signal(
     env = {k: v for k, v in os.environ.items() if not k.startswith("CBDC_")}
     env["CBDC_DATA_DIR"] = str(data_dir)
     env["CBDC_CENTRAL_BANK_PORT"] = str(unused_port())  # `up` also serves the central bank
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cbdc.cli", "up", "--no-demo", "--serve"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    with ctrl_c_as_in_a_terminal():
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cbdc.cli", "up", "--no-demo", "--serve"],
+            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )
     try:
         assert process.stdout is not None
         lines = []
