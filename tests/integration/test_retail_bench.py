@@ -27,9 +27,9 @@ from loadtest.retail_bench import (
     database_names,
     main,
     parse_samples,
-    resident_id,
     run,
 )
+from loadtest.seeding import resident_id
 
 REPORT_KEYS = {
     "same_bank_tps", "same_bank_p50_ms", "same_bank_p99_ms", "same_bank_by_bank",
