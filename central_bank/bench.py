@@ -405,8 +405,8 @@ class Bank:
     key: SigningKey
 
 
-def bank_codes(count: int) -> list[str]:
-    return [f"{BANK_PREFIX}{i:03d}" for i in range(1, count + 1)]
+def bank_codes(count: int, prefix: str = BANK_PREFIX) -> list[str]:
+    return [f"{prefix}{i:03d}" for i in range(1, count + 1)]
 
 
 def make_clients(url: str, banks: Sequence[Bank], session: aiohttp.ClientSession,
@@ -428,12 +428,13 @@ async def admin_call(session: aiohttp.ClientSession, url: str, token: str, metho
 
 async def open_banks(session: aiohttp.ClientSession, url: str, token: str,
                      clients_of: Callable[[Sequence[Bank]], dict[str, CentralBankClient]],
-                     count: int, amount: int, new_id: Callable[[], str]
+                     count: int, amount: int, new_id: Callable[[], str],
+                     prefix: str = BANK_PREFIX
                      ) -> tuple[list[Bank], dict[str, CentralBankClient]]:
-    """Register `count` operator banks with fresh keys, fund their reserves and swap
-    `amount` fen of them for e-CNY each."""
+    """Register `count` operator banks (`<prefix>001`, ...) with fresh keys, fund their
+    reserves and swap `amount` fen of them for e-CNY each."""
     banks = []
-    for code in bank_codes(count):
+    for code in bank_codes(count, prefix):
         key = SigningKey.generate()
         bank = Bank(code, f"{code.lower()}-bench-1", key)
         await admin_call(session, url, token, "POST", "/v1/admin/operators", {

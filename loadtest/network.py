@@ -237,7 +237,6 @@ def child_env(database_url: str, redis_url: str, data_dir: Path, token: str, cb_
         "CBDC_ADMIN_TOKEN": token,
         "CBDC_CENTRAL_BANK_HOST": "127.0.0.1",
         "CBDC_CENTRAL_BANK_PORT": str(cb_port),
-        "CBDC_BANKS": ",".join(f"{code}:{port}" for code, port in ports.items()),
         "CBDC_TIMEZONE": options.timezone,
         "CBDC_BATCH_MAX_EVENTS": str(options.max_events),
         "CBDC_BATCH_MAX_WAIT_MS": str(options.max_wait_ms),
@@ -245,6 +244,8 @@ def child_env(database_url: str, redis_url: str, data_dir: Path, token: str, cb_
         "CBDC_OPERATOR_RATE": str(options.operator_rate),
         "CBDC_FLOAT_TARGET": str(float_target),
     })
+    if ports:  # else the central bank alone: the setting's default is never used
+        env["CBDC_BANKS"] = ",".join(f"{code}:{port}" for code, port in ports.items())
     return env
 
 
