@@ -214,6 +214,12 @@ def _add_loadtest(commands: Any) -> None:
     loadtest.add_argument("--workers", type=_positive_int, metavar="N",
                           help="Locust worker processes under a master on loopback; 1: "
                           "one process (default: one per core)")
+    loadtest.add_argument("--external-workers", type=_positive_int, metavar="N",
+                          help="start no workers: wait for N started elsewhere (e.g. on "
+                          "other machines, or docker compose's locust-worker) to connect "
+                          "to --master-port on every interface")
+    loadtest.add_argument("--master-port", type=_positive_int, metavar="PORT",
+                          help="with --external-workers: where the master listens (5557)")
     loadtest.add_argument("--shape", choices=("ramp", "step", "spike", "soak"),
                           help="load shape (default: all users for the whole run)")
     loadtest.add_argument("--pace", type=_positive_float, metavar="R",

@@ -68,6 +68,7 @@ from loadtest.network import (
     claim_databases,
     clean_up,
     database_names,
+    existing_databases,
     start_system,
     stop_all,
     uninterrupted,
@@ -110,6 +111,8 @@ class LoadTestOptions:
     spawn_rate: float | None = None  # users started per second; None: all in a second
     duration: float = 30.0
     workers: int | None = None  # None: one per core
+    external_workers: int = 0  # workers started elsewhere (docker compose) connect to us
+    master_port: int = 5557  # where the master listens for external workers
     shape: str | None = None
     pace: float = 0.0  # requests/s per user; 0: closed loop
     batch_size: int = 4000
@@ -134,6 +137,8 @@ class LoadTestOptions:
 
     @property
     def worker_count(self) -> int:
+        if self.external_workers:
+            return self.external_workers
         return self.workers if self.workers is not None else (os.cpu_count() or 1)
 
     @property
@@ -151,6 +156,10 @@ class LoadTestOptions:
             problems.append("users must be at least 1")
         if self.workers is not None and not 1 <= self.workers <= 64:
             problems.append("workers must be from 1 to 64")
+        if not 0 <= self.external_workers <= 1000:
+            problems.append("external_workers must be from 0 to 1000")
+        if not 1 <= self.master_port <= 65535:
+            problems.append("master_port must be a port number")
         if self.shape is not None and self.shape not in SHAPES:
             problems.append(f"shape must be one of {', '.join(SHAPES)}")
         if not (math.isfinite(self.pace) and self.pace >= 0):
@@ -193,9 +202,9 @@ class Target:
     """The network under load, seeded: what the users need and where its books are."""
 
     central_bank_url: str
-    bank_urls: dict[str, str]
+    bank_urls: dict[str, str]  # the banks the users pay through
     databases: dict[str, str]  # ledger name (central_bank or a bank code) -> database URL
-    seed: dict[str, Any] = field(default_factory=dict)
+    reconciled_banks: list[str]  # the banks whose books are checked after the run
 
 
 async def seed_operators(session: aiohttp.ClientSession, url: str, token: str,
@@ -251,7 +260,12 @@ def locust_argv(options: LoadTestOptions, seed_file: Path, run_dir: Path, host: 
               "--csv", str(run_dir / "locust"), "--html", str(run_dir / "report.html"),
               "--exit-code-on-error", "0", "--only-summary"]
     workers = None
-    if options.worker_count > 1:
+    if options.external_workers:
+        # Workers on other machines (docker compose's locust-worker): all interfaces.
+        master += ["--master", "--master-bind-host", "0.0.0.0", "--master-bind-port",
+                   str(options.master_port), "--expect-workers", str(options.external_workers),
+                   "--expect-workers-max-wait", "300"]
+    elif options.worker_count > 1:
         port = unused_port()
         master += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port",
                    str(port), "--expect-workers", str(options.worker_count),
@@ -274,7 +288,9 @@ async def run_locust(options: LoadTestOptions, seed_file: Path, run_dir: Path, h
     try:
         count = options.worker_count if worker_argv else 0
         progress(f"locust: {options.peak_users} users, "
-                 + (f"a master and {count} workers on loopback" if count else "one process")
+                 + (f"a master and {count} workers on loopback" if count else
+                    f"a master waiting for {options.external_workers} workers on port "
+                    f"{options.master_port}" if options.external_workers else "one process")
                  + f", {options.duration:g} s" + (f", {options.shape} shape"
                                                   if options.shape else ""))
         for index in range(count):
@@ -462,7 +478,7 @@ async def start_embedded(session: aiohttp.ClientSession, endpoints: Any,
                                  float_target=options.wallets * WALLET_FUNDING, codes=codes)
     databases = {name: database_url_for(endpoints.database_url, db)
                  for name, db in names.items()}
-    return network, Target(network.central_bank_url, network.bank_urls, databases)
+    return network, Target(network.central_bank_url, network.bank_urls, databases, codes)
 
 
 async def attach(session: aiohttp.ClientSession, endpoints: Any, settings: Settings,
@@ -485,14 +501,22 @@ async def attach(session: aiohttp.ClientSession, endpoints: Any, settings: Setti
             await register_operator(url, token, code, operator_key(settings, code),
                                     reserves=10**9)
             tellers[code] = teller_token(settings, code)
-    else:
+    central = settings.service_database(CENTRAL_BANK_SERVICE)
+    wanted = {code: database_name(settings, code) for code in bank_urls}
+    existing = await existing_databases(endpoints.database_url, [central, *wanted.values()])
+    if central not in existing:
+        raise CbdcError(f"loadtest: there is no database {central} on the configured "
+                        "PostgreSQL, so the run could not be reconciled; set "
+                        "CBDC_DATABASE_URL (and CBDC_DATABASE_PREFIX) to the network's")
+    # The banks' books are reconciled too when they are on this server.
+    databases = {name: database_url_for(endpoints.database_url, db)
+                 for name, db in [(CENTRAL_BANK_SERVICE, central), *wanted.items()]
+                 if db in existing}
+    if not SCENARIOS[options.scenario].retail:
         bank_urls = {}
-    databases = {CENTRAL_BANK_SERVICE: database_url_for(
-        endpoints.database_url, settings.service_database(CENTRAL_BANK_SERVICE))}
-    databases.update({code: database_url_for(endpoints.database_url,
-                                             database_name(settings, code))
-                      for code in bank_urls})
-    return Network(url, token, bank_urls, tellers), Target(url, bank_urls, databases)
+    banks = [code for code in wanted if code in databases]
+    return (Network(url, token, bank_urls, tellers),
+            Target(url, bank_urls, databases, banks))
 
 
 def default_run_dir(scenario: str) -> Path:
@@ -544,7 +568,8 @@ async def run(endpoints: Any, settings: Settings | None, options: LoadTestOption
         acks = read_acks(run_dir)
         ack_check = await check_acks(acks, target.databases)
         recon = await reconcile(target.databases[CENTRAL_BANK_SERVICE],
-                                {code: target.databases[code] for code in target.bank_urls})
+                                {code: target.databases[code]
+                                 for code in target.reconciled_banks})
     finally:
         if options.host is None:
             await uninterrupted(clean_up(services, endpoints.database_url, names, data_dir))
