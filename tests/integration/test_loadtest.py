@@ -1,0 +1,145 @@
+"""`cbdc loadtest`: short real runs (seconds, a few users) of the runner, Locust in its own
+processes, its thresholds, distributed mode, and the reconciliation after the load."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import asyncpg
+import psutil
+import pytest
+
+from loadtest.runner import Acks, check_acks, main, read_acks
+
+SUMMARY_KEYS = {"requests_per_s", "transfers_per_s", "p50_ms", "p95_ms", "p99_ms",
+                "failures", "reconciled", "acknowledged", "server_mean_batch",
+                "server_mean_commit_ms", "crossed", "run_dir"}
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"cbdc_lt{os.getpid()}_{uuid.uuid4().hex[:6]}_"
+
+
+def args(prefix: str, run_dir: Path, scenario: str, **changes: Any) -> SimpleNamespace:
+    return SimpleNamespace(**{"scenario": scenario, "users": 4, "duration": 3.0,
+                              "workers": 1, "database_prefix": prefix,
+                              "run_dir": str(run_dir), "json": True, **changes})
+
+
+def children(word: str) -> list[psutil.Process]:
+    """Processes this test started (servers, locust) that still run."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if word in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+async def databases_like(server_dsn: str, prefix: str) -> list[str]:
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1",
+                                prefix.replace("_", r"\_") + "%")
+    finally:
+        await conn.close()
+    return [r["datname"] for r in rows]
+
+
+async def run_main(namespace: SimpleNamespace, pg_server_url: str, redis_url: str,
+                   capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
+    endpoints = SimpleNamespace(database_url=pg_server_url, redis_url=redis_url)
+    code = await main(namespace, endpoints, None)
+    summary = json.loads(capsys.readouterr().out)  # one JSON object, nothing else
+    assert summary.keys() >= SUMMARY_KEYS
+    assert not children("locust")
+    assert not children("cbdc.cli")
+    assert await databases_like(pg_server_url, namespace.database_prefix) == []
+    return code, summary
+
+
+async def test_settlement_run_reports_reconciles_and_exits_0(
+        pg_server_url: str, redis_url: str, prefix: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    code, summary = await run_main(
+        args(prefix, run_dir, "settlement", max_fail_ratio=0.0, max_p99_ms=60_000.0),
+        pg_server_url, redis_url, capsys)
+
+    assert code == 0, summary
+    assert summary["reconciled"] is True, (summary["ack_problems"],
+                                           summary["reconcile_breaks"])
+    assert summary["requests"] > 0
+    assert summary["failures"] == 0
+    assert summary["crossed"] == []
+    # Every single transfer the central bank settled was acknowledged and found.
+    assert summary["acknowledged"] > 0
+    assert summary["acks_missing"] == summary["acks_wrong_amount"] == 0
+    assert summary["transfers_per_s"] > 0
+    assert summary["p50_ms"] <= summary["p99_ms"]
+    assert summary["server_mean_batch"] >= 1
+    assert summary["server_mean_commit_ms"] > 0
+    for report in ("report.html", "locust_stats.csv", "locust_stats_history.csv",
+                   "summary.json"):
+        assert (run_dir / report).stat().st_size > 0
+    assert (run_dir / "seed.json").stat().st_mode & 0o077 == 0  # private keys inside
+    assert read_acks(run_dir).count == summary["acknowledged"]
+
+
+async def test_distributed_retail_run_crossing_a_threshold_exits_1(
+        pg_server_url: str, redis_url: str, prefix: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    code, summary = await run_main(
+        args(prefix, run_dir, "retail", workers=2, wallets=3, shape="step",
+             min_tps=10.0**9),
+        pg_server_url, redis_url, capsys)
+
+    assert code == 1
+    assert len(summary["crossed"]) == 1
+    assert summary["crossed"][0].startswith("settled transfers/s")
+    # The load itself went well, and the books still reconcile.
+    assert summary["workers"] == 2
+    assert summary["failures"] == 0
+    assert summary["reconciled"] is True, (summary["ack_problems"],
+                                           summary["reconcile_breaks"])
+    names = {row["name"] for row in summary["by_name"]}
+    assert names == {"/v1/payments (same bank)", "/v1/payments (cross bank)"}
+    # Each worker recorded what it was told: two processes, two acknowledgement logs.
+    assert len(list(run_dir.glob("acks-*.txt"))) == 2
+    assert len(list(run_dir.glob("locust-worker-*.log"))) == 2
+    assert summary["acknowledged"] == summary["requests"]
+
+
+@pytest.mark.tampers
+async def test_an_acknowledged_transfer_missing_or_changed_in_the_ledger_is_reported(
+        database_url: str) -> None:
+    kept, changed, lost = (str(uuid.uuid4()) for _ in range(3))
+    conn = await asyncpg.connect(database_url)
+    try:
+        # Two transfers in ledger 1, written the way the engine writes them.
+        for transfer_id, amount in ((kept, 25), (changed, 40)):
+            await conn.execute(
+                "INSERT INTO transfers (ledger, id, debit_account_id, credit_account_id, "
+                "amount, user_data, timeout, code, flags, timestamp, block_height) "
+                "VALUES (1, $1, $2, $3, $4, $5, 0, 1, 0, 1, 1)",
+                uuid.UUID(transfer_id).bytes, b"\x01" * 16, b"\x02" * 16, amount,
+                b"\x00" * 16)
+    finally:
+        await conn.close()
+    acks = Acks({"central_bank": {kept: 25, changed: 41, lost: 7}})
+
+    found = await check_acks(acks, {"central_bank": database_url})
+
+    assert found["acks_missing"] == 1
+    assert found["acks_wrong_amount"] == 1
+    assert any(lost in text for text in found["ack_problems"])
+    assert any(changed in text and "40" in text for text in found["ack_problems"])
