@@ -366,6 +366,13 @@ def _number(text: str) -> float | None:
 class Acks:
     by_ledger: dict[str, dict[str, int]] = field(default_factory=dict)  # ledger -> id -> fen
     repeated: int = 0  # the same id acknowledged twice
+    first: float | None = None  # unix time of the first and the last acknowledgement
+    last: float | None = None
+
+    @property
+    def span(self) -> float:
+        return self.last - self.first if self.first is not None and self.last is not None \
+            else 0.0
 
     @property
     def count(self) -> int:
@@ -376,7 +383,10 @@ def read_acks(run_dir: Path) -> Acks:
     acks = Acks()
     for path in sorted(run_dir.glob("acks-*.txt")):
         for line in path.read_text().splitlines():
-            ledger, transfer_id, amount = line.split()
+            ledger, transfer_id, amount, at = line.split()
+            moment = float(at)
+            acks.first = moment if acks.first is None else min(acks.first, moment)
+            acks.last = moment if acks.last is None else max(acks.last, moment)
             ids = acks.by_ledger.setdefault(ledger, {})
             if transfer_id in ids:
                 acks.repeated += 1
@@ -592,8 +602,10 @@ def build_summary(options: LoadTestOptions, run_dir: Path, stats: list[dict[str,
     if total is None:
         raise CbdcError(f"loadtest: no Aggregated row in {run_dir / 'locust_stats.csv'}")
     requests, rps = total["requests"], total["requests_per_s"] or 0.0
-    # Locust's own clock: requests / (requests/s) is how long it measured.
-    elapsed = requests / rps if rps > 0 else 0.0
+    # Locust's own clock: requests / (requests/s) is how long it measured. Requests that
+    # end while the run stops are acknowledged but may miss Locust's counts: settled
+    # transfers/s divides by the longer of that and the acknowledgements' own span.
+    elapsed = max(requests / rps if rps > 0 else 0.0, acks.span)
     acked = acks.count
     books_ok = (recon["reconciled"] and ack_check["acks_missing"] == 0
                 and ack_check["acks_wrong_amount"] == 0)

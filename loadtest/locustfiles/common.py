@@ -6,9 +6,9 @@ Options (Locust forwards them from the master to its workers):
     --seed-file PATH   JSON written by the runner: the services' URLs, the operator banks'
                        keys (settlement) and the wallets' keys (retail)
     --ack-dir DIR      each Locust process appends the transfers it was told succeeded to
-                       DIR/acks-<host>-<pid>.txt, one `<ledger> <id> <amount>` a line, where
-                       <ledger> is `central_bank` or the payer's bank code; the runner
-                       checks every one against the ledgers after the run
+                       DIR/acks-<host>-<pid>.txt, one `<ledger> <id> <amount> <unix time>`
+                       a line, where <ledger> is `central_bank` or the payer's bank code;
+                       the runner checks every one against the ledgers after the run
     --pace R           requests per second per user (constant throughput, for latency
                        runs: an overloaded server shows as latency, not as fewer
                        requests); 0 (default): back to back
@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any, TextIO
@@ -107,7 +108,7 @@ class AckLog:
                 return  # a run without reconciliation (e.g. by hand)
             path = Path(folder) / f"acks-{socket.gethostname()}-{os.getpid()}.txt"
             self._file = path.open("a", buffering=1 << 20)
-        self._file.write(f"{ledger} {transfer_id} {amount}\n")
+        self._file.write(f"{ledger} {transfer_id} {amount} {time.time():.3f}\n")
 
     def flush(self) -> None:
         if self._file is not None:

@@ -36,7 +36,8 @@ def summary(tmp_path: Path, options: LoadTestOptions, *, acked: int = 990,
             ack_check: dict[str, Any] | None = None, recon: dict[str, Any] | None = None
             ) -> dict[str, Any]:
     (tmp_path / "locust_stats.csv").write_text(STATS)
-    acks = Acks({"central_bank": {f"id-{i}": 1 for i in range(acked)}})
+    acks = Acks({"central_bank": {f"id-{i}": 1 for i in range(acked)}}, first=1000.0,
+                last=1004.0)
     servers = server_figures(
         {"cbdc_ledger_batch_entries_sum": 100.0, "cbdc_ledger_batch_entries_count": 10.0},
         {"cbdc_ledger_batch_entries_sum": 1100.0, "cbdc_ledger_batch_entries_count": 20.0,
@@ -51,7 +52,8 @@ def test_summary_reads_locusts_figures_and_counts_settled_transfers(tmp_path: Pa
     assert (s["requests"], s["failures"], s["fail_ratio"]) == (1000, 10, 0.01)
     assert (s["p50_ms"], s["p95_ms"], s["p99_ms"]) == (23.0, 48.0, 63.0)
     assert s["requests_per_s"] == 200.0
-    # 990 acknowledged over Locust's 5 s of measuring (1000 requests at 200/s).
+    # 990 acknowledged over Locust's 5 s of measuring (1000 requests at 200/s), which is
+    # longer than the 4 s from the first acknowledgement to the last.
     assert s["transfers_per_s"] == pytest.approx(198.0)
     assert s["server_mean_batch"] == 100.0  # (1100 - 100) / (20 - 10), during the run
     assert s["server_mean_commit_ms"] == pytest.approx(5.0)
@@ -145,3 +147,14 @@ def test_the_shapes_curves() -> None:
     assert [spike_users(t, 100, 100.0) for t in (0, 39, 40, 59, 60)] == [
         20, 20, 100, 100, 20]
     assert [soak_users(t, 100, 3600.0) for t in (0, 15, 30, 3599)] == [1, 50, 100, 100]
+
+
+def test_acknowledgements_after_locust_stopped_counting_do_not_inflate_the_rate(
+        tmp_path: Path) -> None:
+    (tmp_path / "locust_stats.csv").write_text(STATS)
+    acks = Acks({"central_bank": {f"id-{i}": 1 for i in range(1100)}}, first=1000.0,
+                last=1011.0)
+    s = build_summary(LoadTestOptions(), tmp_path, read_stats(tmp_path / "locust_stats.csv"),
+                      acks, NO_PROBLEMS, CLEAN, server_figures({}, {}), 0)
+
+    assert s["transfers_per_s"] == pytest.approx(100.0)  # 1100 over 11 s, not over 5 s
