@@ -17,14 +17,10 @@ Used by `cbdc bench retail` (`loadtest.retail_bench`) and `cbdc loadtest`
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import os
 import secrets
 import shutil
-import signal
 import sys
-import time
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,15 +30,21 @@ import aiohttp
 import asyncpg
 
 from cbdc.errors import CbdcError
+from cbdc.processes import (
+    Service,
+    die_with_parent,
+    stop_process,
+    unused_port,
+    wait_healthy,
+)
 from cbdc.settings import Settings
 from cbdc.storage import redact
-from central_bank.bench import drop_database, progress, unused_port
+from central_bank.bench import drop_database, progress
 from commercial_bank.run import database_name, operator_key, register_operator, teller_token
 
 T = TypeVar("T")
 CODES = ("BANKA", "BANKB")  # the commercial banks a retail run starts
 CENTRAL_BANK_SERVICE = "central_bank"
-SERVER_START_S = 60.0
 SERVER_STOP_S = 20.0
 
 
@@ -64,76 +66,21 @@ class ServerOptions(Protocol):
 
 
 # ------------------------------------------------------------------ processes
-@dataclass
-class Service:
-    """One server process: `python -m cbdc.cli <argv>`."""
-
-    name: str
-    url: str
-    proc: asyncio.subprocess.Process
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
-    """Linux: SIGTERM this child when the benchmark dies (kill -9 included)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-
-
 async def start_service(name: str, url: str, argv: Sequence[str], env: dict[str, str],
                         log_path: Path) -> Service:
+    """`python -m cbdc.cli <argv>` in a session of its own, its output in `log_path`."""
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "cbdc.cli", *argv, env=env,
             stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us; we stop them in order
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            preexec_fn=die_with_parent if sys.platform == "linux" else None)
     return Service(name, url, proc, log_path)
-
-
-def _tail(path: Path, lines: int = 5) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return " | ".join(line for line in text.strip().splitlines()[-lines:] if line.strip())
-
-
-async def wait_healthy(session: aiohttp.ClientSession, service: Service) -> None:
-    deadline = time.monotonic() + SERVER_START_S
-    while time.monotonic() < deadline:
-        if service.proc.returncode is not None:
-            break
-        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-            async with session.get(service.url + "/health",
-                                   timeout=aiohttp.ClientTimeout(total=2)) as response:
-                if response.status == 200:
-                    return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(service.proc.wait(), 0.1)
-    state = (f"exited with {service.proc.returncode}" if service.proc.returncode is not None
-             else f"did not answer /health within {SERVER_START_S:g} s")
-    tail = _tail(service.log_path)
-    raise CbdcError(f"{service.name} {state}" + (f": {tail}" if tail else ""))
 
 
 async def stop_service(service: Service, grace: float = SERVER_STOP_S) -> None:
     """SIGTERM, then SIGKILL after `grace` seconds; never raises."""
-    proc = service.proc
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), grace)
-        except TimeoutError:
-            progress(f"{service.name} did not stop within {grace:g} s; killing it")
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+    await stop_process(service.proc, grace, service.name)
 
 
 async def stop_all(services: Sequence[Service]) -> None:

@@ -81,12 +81,12 @@ import psutil
 from cbdc.bench_options import WRITER_SETTINGS, options_from_args
 from cbdc.errors import CbdcError, ConfigError
 from cbdc.payment_orders import PaymentOrder
+from cbdc.processes import Service
 from cbdc.storage import database_url_for
 from central_bank.bench import percentile_ms, progress
 from loadtest.network import (
     CENTRAL_BANK_SERVICE,
     CODES,
-    Service,
     claim_databases,
     clean_up,
     database_names,

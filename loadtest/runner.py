@@ -56,15 +56,15 @@ import asyncpg
 
 from cbdc.bench_options import WRITER_SETTINGS, options_from_args
 from cbdc.errors import CbdcError, ConfigError
+from cbdc.processes import Service, stop_process, unused_port
 from cbdc.settings import Settings
 from cbdc.storage import database_url_for
 from cbdc.wire import id_from_text
-from central_bank.bench import make_clients, open_banks, parse_metrics, progress, unused_port
+from central_bank.bench import make_clients, open_banks, parse_metrics, progress
 from loadtest.network import (
     CENTRAL_BANK_SERVICE,
     CODES,
     Network,
-    Service,
     claim_databases,
     clean_up,
     database_names,
@@ -318,22 +318,9 @@ async def run_locust(options: LoadTestOptions, seed_file: Path, run_dir: Path, h
         return code
     finally:
         for proc in procs:
-            await _stop(proc)
+            await stop_process(proc, 10.0, "locust")
         for log in logs:
             log.close()
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-    try:
-        await asyncio.wait_for(proc.wait(), 10)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
 
 
 # -------------------------------------------------------------------- results

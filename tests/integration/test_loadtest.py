@@ -11,10 +11,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
-import psutil
 import pytest
 
 from loadtest.runner import Acks, check_acks, main, read_acks
+from tests.integration.run_checks import databases_like, running_children
 
 SUMMARY_KEYS = {"requests_per_s", "transfers_per_s", "p50_ms", "p95_ms", "p99_ms",
                 "failures", "reconciled", "acknowledged", "server_mean_batch",
@@ -32,36 +32,14 @@ def args(prefix: str, run_dir: Path, scenario: str, **changes: Any) -> SimpleNam
                               "run_dir": str(run_dir), "json": True, **changes})
 
 
-def children(word: str) -> list[psutil.Process]:
-    """Processes this test started (servers, locust) that still run."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if word in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
-                found.append(child)
-        except psutil.NoSuchProcess:
-            continue
-    return found
-
-
-async def databases_like(server_dsn: str, prefix: str) -> list[str]:
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1",
-                                prefix.replace("_", r"\_") + "%")
-    finally:
-        await conn.close()
-    return [r["datname"] for r in rows]
-
-
 async def run_main(namespace: SimpleNamespace, pg_server_url: str, redis_url: str,
                    capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
     endpoints = SimpleNamespace(database_url=pg_server_url, redis_url=redis_url)
     code = await main(namespace, endpoints, None)
     summary = json.loads(capsys.readouterr().out)  # one JSON object, nothing else
     assert summary.keys() >= SUMMARY_KEYS
-    assert not children("locust")
-    assert not children("cbdc.cli")
+    assert not running_children("locust")
+    assert not running_children("cbdc.cli")
     assert await databases_like(pg_server_url, namespace.database_prefix) == []
     return code, summary
 
