@@ -628,7 +628,9 @@ def build_summary(options: LoadTestOptions, run_dir: Path, stats: list[dict[str,
                        "min_tps": options.min_tps},
     }
     summary["crossed"] = thresholds(options, summary)
-    summary["passed"] = books_ok and not summary["crossed"]
+    # Failed requests do not change Locust's exit code (--exit-code-on-error 0): anything
+    # else that does is Locust itself failing.
+    summary["passed"] = books_ok and not summary["crossed"] and locust_code == 0
     return summary
 
 
@@ -668,6 +670,9 @@ def format_summary(s: dict[str, Any]) -> str:
                      f"{s['acks_wrong_amount']:,} with another amount, "
                      f"{len(s['reconcile_breaks'])} reconcile breaks)")
         lines += [f"  {text}" for text in [*s["ack_problems"], *s["reconcile_breaks"]][:8]]
+    if s["locust_exit_code"] != 0:
+        lines.append(f"locust exited with {s['locust_exit_code']}: see "
+                     f"{s['run_dir']}/locust.log")
     if s["crossed"]:
         lines.append("thresholds crossed: " + "; ".join(s["crossed"]))
     elif any(v is not None for v in s["thresholds"].values()):

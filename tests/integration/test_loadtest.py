@@ -13,7 +13,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from cbdc.settings import Settings
+from cbdc.storage import database_url_for
 from loadtest.runner import Acks, check_acks, main, read_acks
+from tests.integration.central_bank_harness import ADMIN_TOKEN, running_central_bank
 from tests.integration.run_checks import databases_like, running_children
 
 SUMMARY_KEYS = {"requests_per_s", "transfers_per_s", "p50_ms", "p95_ms", "p99_ms",
@@ -33,14 +36,16 @@ def args(prefix: str, run_dir: Path, scenario: str, **changes: Any) -> SimpleNam
 
 
 async def run_main(namespace: SimpleNamespace, pg_server_url: str, redis_url: str,
-                   capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
+                   capsys: pytest.CaptureFixture[str], settings: Settings | None = None
+                   ) -> tuple[int, dict[str, Any]]:
     endpoints = SimpleNamespace(database_url=pg_server_url, redis_url=redis_url)
-    code = await main(namespace, endpoints, None)
+    code = await main(namespace, endpoints, settings)
     summary = json.loads(capsys.readouterr().out)  # one JSON object, nothing else
     assert summary.keys() >= SUMMARY_KEYS
     assert not running_children("locust")
     assert not running_children("cbdc.cli")
-    assert await databases_like(pg_server_url, namespace.database_prefix) == []
+    if getattr(namespace, "host", None) is None:  # an embedded network's books are dropped
+        assert await databases_like(pg_server_url, namespace.database_prefix) == []
     return code, summary
 
 
@@ -95,6 +100,36 @@ async def test_distributed_retail_run_crossing_a_threshold_exits_1(
     assert len(list(run_dir.glob("acks-*.txt"))) == 2
     assert len(list(run_dir.glob("locust-worker-*.log"))) == 2
     assert summary["acknowledged"] == summary["requests"]
+
+
+async def test_a_running_central_bank_is_loaded_with_singles_and_batches_and_reconciled(
+        pg_server_url: str, redis_url: str, template_database: str, prefix: str,
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The network's own database, where `--host` looks for it (the configured prefix).
+    name = f"{prefix}central_bank"
+    admin = await asyncpg.connect(pg_server_url)
+    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    settings = Settings(admin_token=ADMIN_TOKEN, database_prefix=prefix,
+                        data_dir=tmp_path / "data")
+    try:
+        async with running_central_bank(database_url_for(pg_server_url, name),
+                                        tmp_path / "data", operator_rate=100_000) as bank:
+            code, summary = await run_main(
+                args(prefix, tmp_path / "run", "settlement-mix", host=bank.url,
+                     batch_size=50, banks=3, max_fail_ratio=0.0),
+                pg_server_url, redis_url, capsys, settings)
+            supply = await bank.supply()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+    assert code == 0, summary
+    assert summary["reconciled"] is True, summary["reconcile_breaks"]
+    assert {row["name"] for row in summary["by_name"]} == {"/v1/transfers",
+                                                           "/v1/transfers/batch"}
+    # Batches of 50: far more transfers settled than requests sent.
+    assert summary["acknowledged"] > summary["requests"]
+    assert supply["balanced"] is True
 
 
 @pytest.mark.tampers

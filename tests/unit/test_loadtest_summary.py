@@ -158,3 +158,12 @@ def test_acknowledgements_after_locust_stopped_counting_do_not_inflate_the_rate(
                       acks, NO_PROBLEMS, CLEAN, server_figures({}, {}), 0)
 
     assert s["transfers_per_s"] == pytest.approx(100.0)  # 1100 over 11 s, not over 5 s
+
+
+def test_locust_failing_by_itself_fails_the_run(tmp_path: Path) -> None:
+    (tmp_path / "locust_stats.csv").write_text(STATS)
+    s = build_summary(LoadTestOptions(), tmp_path, read_stats(tmp_path / "locust_stats.csv"),
+                      Acks(), NO_PROBLEMS, CLEAN, server_figures({}, {}), 2)
+
+    assert s["passed"] is False
+    assert "locust exited with 2" in format_summary(s)
