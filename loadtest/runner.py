@@ -56,7 +56,7 @@ import asyncpg
 
 from cbdc.bench_options import WRITER_SETTINGS, options_from_args
 from cbdc.errors import CbdcError, ConfigError
-from cbdc.processes import Service, stop_process, unused_port
+from cbdc.processes import Service, die_with_parent, stop_process, unused_port
 from cbdc.settings import Settings
 from cbdc.storage import database_url_for
 from cbdc.wire import id_from_text
@@ -279,6 +279,11 @@ def locust_argv(options: LoadTestOptions, seed_file: Path, run_dir: Path, host: 
         [*workers, *scenario.user_classes] if workers else None), env
 
 
+# Locust goes when this process does, even on kill -9 (Linux); its own session keeps
+# Ctrl-C for us, and we stop it in order.
+_orphan_guard = die_with_parent if sys.platform == "linux" else None
+
+
 async def run_locust(options: LoadTestOptions, seed_file: Path, run_dir: Path, host: str
                      ) -> int:
     """Run Locust to the end; its master's exit code."""
@@ -299,12 +304,14 @@ async def run_locust(options: LoadTestOptions, seed_file: Path, run_dir: Path, h
             assert worker_argv is not None
             procs.append(await asyncio.create_subprocess_exec(
                 *worker_argv, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log,
-                stderr=asyncio.subprocess.STDOUT, start_new_session=True))
+                stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_orphan_guard))
         log = (run_dir / "locust.log").open("wb")
         logs.append(log)
         master = await asyncio.create_subprocess_exec(
             *master_argv, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_orphan_guard)
         procs.insert(0, master)
         try:
             code = await asyncio.wait_for(master.wait(), options.duration + LOCUST_GRACE_S)
