@@ -28,3 +28,7 @@ def spike_users(elapsed: float, peak: int, length: float) -> int:
 def soak_users(elapsed: float, peak: int, length: float) -> int:
     rising = min(30.0, 0.1 * length)
     return max(1, math.ceil(peak * min(1.0, elapsed / rising))) if rising > 0 else peak
+
+
+# The shapes by name, as `cbdc loadtest --shape` and LOADTEST_SHAPE take them.
+CURVES = {"ramp": ramp_users, "step": step_users, "spike": spike_users, "soak": soak_users}

@@ -40,6 +40,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import string
 import sys
@@ -61,6 +62,7 @@ from cbdc.settings import Settings
 from cbdc.storage import database_url_for
 from cbdc.wire import id_from_text
 from central_bank.bench import make_clients, open_banks, parse_metrics, progress
+from loadtest.curves import CURVES
 from loadtest.network import (
     CENTRAL_BANK_SERVICE,
     CODES,
@@ -76,7 +78,7 @@ from loadtest.network import (
 from loadtest.seeding import WALLET_FUNDING, seed_wallets
 
 LOCUSTFILES = Path(__file__).resolve().parent / "locustfiles"
-SHAPES = ("ramp", "step", "spike", "soak")
+SHAPES = tuple(CURVES)
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,9 @@ class LoadTestOptions:
             problems.append("hot_share and cross_share must be from 0 to 1")
         if self.wallets < 2:
             problems.append("wallets must be at least 2 per bank")
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", self.database_prefix):
+            problems.append("database_prefix must be a lower-case letter and then up to 30 "
+                            "lower-case letters, digits or underscores")
         if self.max_fail_ratio is not None and not 0 <= self.max_fail_ratio <= 1:
             problems.append("max_fail_ratio must be from 0 to 1")
         for item in self.bank:

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from locust import LoadTestShape
 
 from loadtest.curves import (
+    CURVES,
     DEFAULT_LENGTH_S,
     ramp_users,
     soak_users,
@@ -77,3 +78,5 @@ class SoakShape(ScaledShape):
 
 SHAPES: dict[str, type[ScaledShape]] = {
     "ramp": RampShape, "step": StepShape, "spike": SpikeShape, "soak": SoakShape}
+if {name: shape.curve for name, shape in SHAPES.items()} != CURVES:
+    raise ImportError("loadtest.shapes and loadtest.curves name different shapes")

@@ -11,6 +11,8 @@ import pytest
 from cbdc.errors import ConfigError
 from loadtest.curves import ramp_users, soak_users, spike_users, step_users
 from loadtest.runner import (
+    SCENARIOS,
+    SHAPES,
     Acks,
     LoadTestOptions,
     build_summary,
@@ -128,7 +130,8 @@ def test_workers_run_under_a_master_on_loopback(tmp_path: Path) -> None:
 def test_options_refuse_what_cannot_run() -> None:
     for bad in ({"scenario": "nosuch"}, {"duration": 0.5}, {"batch_size": 8001},
                 {"banks": 1}, {"hot_share": 1.5}, {"shape": "sawtooth"},
-                {"bank": ("BANKA",)}, {"max_fail_ratio": 2.0}):
+                {"bank": ("BANKA",)}, {"max_fail_ratio": 2.0},
+                {"database_prefix": "Bad-Prefix"}):
         with pytest.raises(ConfigError, match="loadtest: "):
             LoadTestOptions(**bad).validate()
 
@@ -167,3 +170,15 @@ def test_locust_failing_by_itself_fails_the_run(tmp_path: Path) -> None:
 
     assert s["passed"] is False
     assert "locust exited with 2" in format_summary(s)
+
+
+def test_the_command_line_offers_exactly_the_runners_scenarios_and_shapes() -> None:
+    from cbdc.cli import LOADTEST_SCENARIOS, build_parser
+
+    assert set(LOADTEST_SCENARIOS) == set(SCENARIOS)
+    args = build_parser().parse_args(["loadtest", "retail", "--shape", "soak", "-u", "3"])
+    options = LoadTestOptions.from_args(args)
+    options.validate()
+    assert (options.scenario, options.shape, options.users) == ("retail", "soak", 3)
+    for shape in SHAPES:
+        assert build_parser().parse_args(["loadtest", "settlement", "--shape", shape]).shape
