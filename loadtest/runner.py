@@ -503,6 +503,18 @@ async def attach(session: aiohttp.ClientSession, endpoints: Any, settings: Setti
     else:
         host = url.rsplit(":", 1)[0]
         bank_urls = {code: f"{host}:{port}" for code, port in settings.bank_ports().items()}
+    for name, service_url in [("central bank", url), *bank_urls.items()]:
+        if name != "central bank" and not SCENARIOS[options.scenario].retail:
+            break  # the settlement users need the central bank only
+        try:
+            async with session.get(service_url.rstrip("/") + "/health",
+                                   timeout=aiohttp.ClientTimeout(total=10)) as response:
+                healthy = response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            healthy = False
+        if not healthy:
+            raise CbdcError(f"loadtest: the {name} at {service_url} does not answer "
+                            "GET /health")
     token = admin_token(settings)
     tellers = {}
     if SCENARIOS[options.scenario].retail:

@@ -156,3 +156,16 @@ async def test_an_acknowledged_transfer_missing_or_changed_in_the_ledger_is_repo
     assert found["acks_wrong_amount"] == 1
     assert any(lost in text for text in found["ack_problems"])
     assert any(changed in text and "40" in text for text in found["ack_problems"])
+
+
+async def test_a_host_that_does_not_answer_is_a_clear_error(
+        pg_server_url: str, redis_url: str, prefix: str, tmp_path: Path) -> None:
+    from cbdc.errors import CbdcError
+    from cbdc.processes import unused_port
+
+    host = f"http://127.0.0.1:{unused_port()}"
+    endpoints = SimpleNamespace(database_url=pg_server_url, redis_url=redis_url)
+    with pytest.raises(CbdcError, match=f"central bank at {host} does not answer"):
+        await main(args(prefix, tmp_path / "run", "settlement", host=host), endpoints,
+                   Settings(data_dir=tmp_path / "data"))
+    assert not running_children("locust")
