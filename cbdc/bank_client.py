@@ -27,7 +27,7 @@ import aiohttp
 import msgspec
 
 from cbdc.errors import CbdcError
-from cbdc.httpsig import sign_request
+from cbdc.httpsig import signed_headers
 from cbdc.signing import SigningKey
 from cbdc.wire import InterbankTransfer, IssueRequest, id_to_text
 
@@ -168,12 +168,7 @@ class CentralBankClient:
         method = method.upper()
         url = self.base_url + path
         content = b"" if body is None else msgspec.json.encode(body)
-        headers = {
-            "Idempotency-Key": idempotency_key or str(uuid.uuid4()),
-            "Accept": "application/json, application/problem+json",
-        }
-        if body is not None:
-            headers["Content-Type"] = "application/json"
+        idempotency_key = idempotency_key or str(uuid.uuid4())
         attempts = 1 + (self.retries if retries is None else retries)
         client_timeout = aiohttp.ClientTimeout(total=self.timeout + max(extra_time, 0.0))
         session = self._open_session()
@@ -181,8 +176,9 @@ class CentralBankClient:
             last = attempt == attempts - 1
             # A fresh nonce and creation time every attempt: the server refuses a nonce
             # it has seen, and the idempotency key is what ties the attempts together.
-            signed = headers | sign_request(
-                method, url, headers, content, key_id=self.key_id, key=self._key
+            signed = signed_headers(
+                method, url, content, key_id=self.key_id, key=self._key,
+                idempotency_key=idempotency_key,
             )
             try:
                 async with session.request(

@@ -5,6 +5,7 @@
     cbdc audit verify [--ledger N | --file PATH] [--public-key PEM]
     cbdc audit export --ledger N --out PATH
     cbdc bench ledger [--duration S] [--accounts N] ... [--json]
+    cbdc loadtest SCENARIO [--host URL] [-u N] [-t S] [--workers N] ... [--json]
 
 Exit codes: 0 success, 1 a reported error (`cbdc: error: <message>`, one line),
 2 bad usage, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Handlers import the
@@ -30,6 +31,8 @@ from cbdc.stopping import until_stopped
 from cbdc.storage import Endpoints, database_url_for, redact, running_storage
 
 PROG = "cbdc"
+# `cbdc loadtest` scenarios (loadtest.runner.SCENARIOS; named here so --help starts fast).
+LOADTEST_SCENARIOS = ("settlement", "settlement-batch", "settlement-mix", "retail")
 
 
 class UsageError(Exception):
@@ -138,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--json", action="store_true", help="print the report as JSON")
     reconcile.set_defaults(handler=_reconcile)
 
+    _add_loadtest(commands)
+
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True,
                                           metavar="COMMAND")
@@ -187,6 +192,69 @@ def build_parser() -> argparse.ArgumentParser:
     retail_bench.add_argument("--json", action="store_true", help="print the report as JSON")
     retail_bench.set_defaults(handler=_bench_retail)
     return parser
+
+
+def _add_loadtest(commands: Any) -> None:
+    loadtest = commands.add_parser(
+        "loadtest", help="run a Locust scenario against the network, then reconcile")
+    loadtest.add_argument("scenario", choices=LOADTEST_SCENARIOS, metavar="SCENARIO",
+                          help="settlement (single transfers), settlement-batch, "
+                          "settlement-mix or retail (wallet payments)")
+    loadtest.add_argument("--host", metavar="URL", help="the central bank of a running "
+                          "network (default: start one, embedded)")
+    loadtest.add_argument("--bank", action="append", metavar="CODE=URL",
+                          help="with --host: a bank's wallet API (repeatable; default "
+                          "CBDC_BANKS on the central bank's host)")
+    loadtest.add_argument("-u", "--users", type=_positive_int, metavar="N",
+                          help="(peak) Locust users (default: 64 settlement, 4 "
+                          "settlement-batch, 32 settlement-mix and retail)")
+    loadtest.add_argument("-r", "--spawn-rate", type=_positive_float, metavar="R",
+                          help="users started per second (default: all in one second)")
+    loadtest.add_argument("-t", "--duration", type=_positive_float, metavar="S",
+                          help="seconds of load (default 30)")
+    loadtest.add_argument("--workers", type=_positive_int, metavar="N",
+                          help="Locust worker processes under a master on loopback; 1: "
+                          "one process (default: one per core)")
+    loadtest.add_argument("--external-workers", type=_positive_int, metavar="N",
+                          help="start no workers: wait for N started elsewhere (e.g. on "
+                          "other machines, or docker compose's locust-worker) to connect "
+                          "to --master-port on every interface")
+    loadtest.add_argument("--master-port", type=_positive_int, metavar="PORT",
+                          help="with --external-workers: where the master listens (5557)")
+    loadtest.add_argument("--shape", choices=("ramp", "step", "spike", "soak"),
+                          help="load shape (default: all users for the whole run)")
+    loadtest.add_argument("--pace", type=_positive_float, metavar="R",
+                          help="requests/s per user, constant throughput (default: back "
+                          "to back)")
+    loadtest.add_argument("--batch-size", type=_positive_int, metavar="N",
+                          help="transfers per batch request, at most 8000 (default 4000)")
+    loadtest.add_argument("--banks", type=_positive_int, metavar="N",
+                          help="operator banks of the settlement scenarios (default 4)")
+    loadtest.add_argument("--hot-banks", type=_non_negative_int, metavar="K",
+                          help="banks that receive --hot-share of the transfers (default 2)")
+    loadtest.add_argument("--hot-share", type=_fraction, metavar="F",
+                          help="share of transfers to the hot banks (default 0.5)")
+    loadtest.add_argument("--wallets", type=_positive_int, metavar="N",
+                          help="retail: wallets per bank (default 50)")
+    loadtest.add_argument("--cross-share", type=_fraction, metavar="F",
+                          help="retail: share of payments to the other bank (default 0.5)")
+    loadtest.add_argument("--run-dir", metavar="DIR", help="where the reports go (default "
+                          "loadtest-runs/<UTC time>-<scenario>)")
+    loadtest.add_argument("--max-p99-ms", type=_positive_float, metavar="MS",
+                          help="exit 1 if the p99 latency is above this")
+    loadtest.add_argument("--max-fail-ratio", type=_fraction, metavar="F",
+                          help="exit 1 if failed requests / requests is above this")
+    loadtest.add_argument("--min-tps", type=_positive_float, metavar="N",
+                          help="exit 1 if fewer settled transfers/s than this")
+    loadtest.add_argument("--database-prefix", metavar="P",
+                          help="embedded network: the services' database prefix "
+                          "(default cbdc_ltest_)")
+    loadtest.add_argument("--force", action="store_true",
+                          help="embedded network: replace its databases if a killed run "
+                          "left them")
+    loadtest.add_argument("--json", action="store_true",
+                          help="print the summary as one JSON object")
+    loadtest.set_defaults(handler=_loadtest)
 
 
 # ------------------------------------------------------------------- handlers
@@ -331,6 +399,13 @@ async def _run_commercial_bank(settings: Settings, endpoints: Endpoints,
     finally:
         await runner.cleanup()
     return code
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    runner = importlib.import_module("loadtest.runner")
+    settings = load_settings()
+    with running_storage(settings) as endpoints:
+        return _call(runner.main, args, endpoints, settings)
 
 
 def _bench_retail(args: argparse.Namespace) -> int:

@@ -61,6 +61,7 @@ __all__ = [
     "SignatureRejected",
     "VerifiedSignature",
     "sign_request",
+    "signed_headers",
     "verify_request",
 ]
 
@@ -202,6 +203,30 @@ def sign_request(
         "Signature-Input": message.headers["Signature-Input"],
         "Signature": message.headers["Signature"],
     }
+
+
+def signed_headers(
+    method: str,
+    url: str,
+    body: bytes,
+    *,
+    key_id: str,
+    key: SigningKey,
+    idempotency_key: str,
+) -> dict[str, str]:
+    """Every header of an operator call: `Idempotency-Key`, `Accept`, `Content-Type`
+    (when there is a body) and the three signature headers.
+
+    Plain, synchronous code (no event loop, no HTTP library), so the asyncio client
+    (`cbdc.bank_client`) and the Locust users (gevent) sign the same way.
+    """
+    headers = {
+        "Idempotency-Key": idempotency_key,
+        "Accept": "application/json, application/problem+json",
+    }
+    if body:
+        headers["Content-Type"] = "application/json"
+    return headers | sign_request(method, url, headers, body, key_id=key_id, key=key)
 
 
 # -------------------------------------------------------------------- verifying

@@ -60,7 +60,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -79,6 +78,7 @@ from cbdc import wire
 from cbdc.bank_client import CentralBankClient, CentralBankError, CentralBankUnreachable
 from cbdc.bench_options import WRITER_SETTINGS, options_from_args
 from cbdc.errors import CbdcError, ConfigError
+from cbdc.processes import Service, stop_process, unused_port, wait_healthy
 from cbdc.signing import SigningKey
 
 DATABASE_PREFIX = "cbdc_cbbench_"
@@ -405,8 +405,8 @@ class Bank:
     key: SigningKey
 
 
-def bank_codes(count: int) -> list[str]:
-    return [f"{BANK_PREFIX}{i:03d}" for i in range(1, count + 1)]
+def bank_codes(count: int, prefix: str = BANK_PREFIX) -> list[str]:
+    return [f"{prefix}{i:03d}" for i in range(1, count + 1)]
 
 
 def make_clients(url: str, banks: Sequence[Bank], session: aiohttp.ClientSession,
@@ -428,12 +428,13 @@ async def admin_call(session: aiohttp.ClientSession, url: str, token: str, metho
 
 async def open_banks(session: aiohttp.ClientSession, url: str, token: str,
                      clients_of: Callable[[Sequence[Bank]], dict[str, CentralBankClient]],
-                     count: int, amount: int, new_id: Callable[[], str]
+                     count: int, amount: int, new_id: Callable[[], str],
+                     prefix: str = BANK_PREFIX
                      ) -> tuple[list[Bank], dict[str, CentralBankClient]]:
-    """Register `count` operator banks with fresh keys, fund their reserves and swap
-    `amount` fen of them for e-CNY each."""
+    """Register `count` operator banks (`<prefix>001`, ...) with fresh keys, fund their
+    reserves and swap `amount` fen of them for e-CNY each."""
     banks = []
-    for code in bank_codes(count):
+    for code in bank_codes(count, prefix):
         key = SigningKey.generate()
         bank = Bank(code, f"{code.lower()}-bench-1", key)
         await admin_call(session, url, token, "POST", "/v1/admin/operators", {
@@ -582,7 +583,7 @@ async def single_phase_processes(url: str, banks: Sequence[Bank],
         return result
     finally:
         for proc in procs:
-            await _stop_process(proc, 5.0)
+            await stop_process(proc, 5.0)
 
 
 async def load_main() -> int:
@@ -613,12 +614,6 @@ async def load_main() -> int:
 
 
 # --------------------------------------------------------------- the server
-def unused_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def server_env(dsn: str, port: int, data_dir: Path, token: str,
                options: CentralBankBenchOptions) -> dict[str, str]:
     """The server process's settings, as `CBDC_*` variables (not arguments: the DSN may
@@ -647,47 +642,6 @@ async def start_server(dsn: str, port: int, data_dir: Path, token: str,
             env=server_env(dsn, port, data_dir, token, options),
             stdin=asyncio.subprocess.PIPE, stdout=log, stderr=log,
             start_new_session=True)  # Ctrl-C reaches us; we stop it in order
-
-
-async def wait_healthy(session: aiohttp.ClientSession, url: str,
-                       proc: asyncio.subprocess.Process, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_S
-    while time.monotonic() < deadline:
-        if proc.returncode is not None:
-            break
-        with contextlib.suppress(aiohttp.ClientError, OSError):
-            async with session.get(url + "/health",
-                                   timeout=aiohttp.ClientTimeout(total=2)) as response:
-                if response.status == 200:
-                    return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), 0.1)
-    tail = _tail(log_path)
-    state = (f"exited with {proc.returncode}" if proc.returncode is not None
-             else f"did not answer /health within {SERVER_START_S:g} s")
-    raise CbdcError(f"bench: the central bank server {state}" + (f": {tail}" if tail else ""))
-
-
-def _tail(path: Path, lines: int = 5) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return " | ".join(line for line in text.strip().splitlines()[-lines:] if line.strip())
-
-
-async def _stop_process(proc: asyncio.subprocess.Process, grace: float) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds; never raises."""
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-    try:
-        await asyncio.wait_for(proc.wait(), grace)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
 
 
 async def serve_main() -> int:
@@ -813,7 +767,8 @@ async def run(database_url: str, options: CentralBankBenchOptions | None = None
         server = psutil.Process(proc.pid)
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as session:
-            await wait_healthy(session, url, proc, log_path)
+            await wait_healthy(session, Service("bench: the central bank server", url,
+                                                proc, log_path), SERVER_START_S)
             progress(f"central bank (pid {proc.pid}) answering at {url}")
             funding = int(options.duration * 2 * FUNDING_RATE * MAX_AMOUNT) + 10**6
             setup = Generator([], rng)
@@ -836,7 +791,7 @@ async def run(database_url: str, options: CentralBankBenchOptions | None = None
                 metrics = parse_metrics(await response.text())
     finally:
         if proc is not None:
-            await _stop_process(proc, SERVER_STOP_S)
+            await stop_process(proc, SERVER_STOP_S)
         if created:
             dropped = await drop_database(database_url, name)
         shutil.rmtree(data_dir, ignore_errors=True)

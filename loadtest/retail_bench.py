@@ -61,59 +61,48 @@ went missing, else 1.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import ctypes
-import datetime
 import json
 import math
-import os
 import random
 import re
-import secrets
-import shutil
-import signal
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
-import asyncpg
 import psutil
-from stdnum.cn import ric
 
-from cbdc.addresses import WalletAddress, parse_address
 from cbdc.bench_options import WRITER_SETTINGS, options_from_args
 from cbdc.errors import CbdcError, ConfigError
-from cbdc.login import login_message
 from cbdc.payment_orders import PaymentOrder
-from cbdc.settings import Settings
-from cbdc.signing import SigningKey
-from cbdc.storage import database_url_for, redact
-from central_bank.bench import drop_database, percentile_ms, progress, unused_port
-from commercial_bank.run import database_name, operator_key, register_operator, teller_token
+from cbdc.processes import Service
+from cbdc.storage import database_url_for
+from central_bank.bench import percentile_ms, progress
+from loadtest.network import (
+    CENTRAL_BANK_SERVICE,
+    CODES,
+    claim_databases,
+    clean_up,
+    database_names,
+    start_system,
+    stop_all,
+    uninterrupted,
+)
+from loadtest.seeding import WALLET_CLASS, WALLET_FUNDING, BenchWallet, call, seed_wallets
 
-T = TypeVar("T")
-CODES = ("BANKA", "BANKB")  # BANKA pays BANKB in the cross-bank phase
-CENTRAL_BANK_SERVICE = "central_bank"
 DEFAULT_PREFIX = "cbdc_rbench_"
-WALLET_FUNDING = 1_000_000  # fen topped up into each wallet (10,000 CNY)
-WALLET_CLASS = 1  # class 1: 500,000 CNY cap, 100,000 CNY a day; nothing here comes near
 MAX_AMOUNT = 100  # fen per payment, at most
 ORDER_LIFETIME_S = 3600  # orders are signed before the clock starts; this keeps them valid
-SEED_CONCURRENCY = 16
 MAX_STREAMS = 256  # payee wallets followed live (and paid) in the cross-bank phase
 MAX_IN_FLIGHT = 5_000  # cross-bank orders waiting for an answer before sending pauses
 POOL_HEADROOM = 1.6  # the warm-up signs on the clock, so it runs slower than the phase
 MAX_POOL = 200_000  # signed orders per bank, at most (about 0.2 ms each to sign)
-SERVER_START_S = 60.0
-SERVER_STOP_S = 20.0
 STREAM_OPEN_S = 15.0
 TARGET_SAME_BANK_TPS = 2_000
 TARGET_CROSS_RATE = 500
@@ -187,237 +176,6 @@ class RetailBenchOptions:
                                  (*WRITER_SETTINGS, ("limit_preset", "limit_preset"),
                                   ("operator_rate", "operator_rate")))
 
-
-# ------------------------------------------------------------------ processes
-@dataclass
-class Service:
-    """One server process: `python -m cbdc.cli <argv>`."""
-
-    name: str
-    url: str
-    proc: asyncio.subprocess.Process
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
-    """Linux: SIGTERM this child when the benchmark dies (kill -9 included)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-
-
-async def start_service(name: str, url: str, argv: Sequence[str], env: dict[str, str],
-                        log_path: Path) -> Service:
-    with log_path.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cbdc.cli", *argv, env=env,
-            stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches us; we stop them in order
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-    return Service(name, url, proc, log_path)
-
-
-def _tail(path: Path, lines: int = 5) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return " | ".join(line for line in text.strip().splitlines()[-lines:] if line.strip())
-
-
-async def wait_healthy(session: aiohttp.ClientSession, service: Service) -> None:
-    deadline = time.monotonic() + SERVER_START_S
-    while time.monotonic() < deadline:
-        if service.proc.returncode is not None:
-            break
-        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-            async with session.get(service.url + "/health",
-                                   timeout=aiohttp.ClientTimeout(total=2)) as response:
-                if response.status == 200:
-                    return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(service.proc.wait(), 0.1)
-    state = (f"exited with {service.proc.returncode}" if service.proc.returncode is not None
-             else f"did not answer /health within {SERVER_START_S:g} s")
-    tail = _tail(service.log_path)
-    raise CbdcError(f"bench: {service.name} {state}" + (f": {tail}" if tail else ""))
-
-
-async def stop_service(service: Service, grace: float = SERVER_STOP_S) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds; never raises."""
-    proc = service.proc
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), grace)
-        except TimeoutError:
-            progress(f"{service.name} did not stop within {grace:g} s; killing it")
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-
-
-async def stop_all(services: Sequence[Service]) -> None:
-    """The banks first (they call the central bank while stopping), then the central
-    bank."""
-    await asyncio.gather(*(stop_service(s) for s in services
-                           if s.name != CENTRAL_BANK_SERVICE))
-    for service in services:
-        if service.name == CENTRAL_BANK_SERVICE:
-            await stop_service(service)
-
-
-async def uninterrupted(work: Coroutine[Any, Any, T]) -> T:
-    """Run `work` to the end even if this task is cancelled meanwhile (Ctrl-C, again
-    and again); then let the cancellation go on."""
-    task = asyncio.ensure_future(work)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.done() and task.cancelled():
-                raise
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
-
-
-async def clean_up(services: Sequence[Service], database_url: str, names: dict[str, str],
-                   data_dir: Path) -> dict[str, bool]:
-    """Stop the servers, drop the databases, remove the data folder; database name ->
-    dropped."""
-    await stop_all(services)
-    dropped = {name: await drop_database(database_url, name) for name in names.values()}
-    progress("databases dropped: " + ", ".join(
-        f"{name} {'yes' if ok else 'NO'}" for name, ok in dropped.items()))
-    shutil.rmtree(data_dir, ignore_errors=True)
-    return dropped
-
-
-# ------------------------------------------------------------------ databases
-def database_names(prefix: str) -> dict[str, str]:
-    """The databases the three services create: service name -> database name."""
-    settings = Settings(database_prefix=prefix)
-    names = {CENTRAL_BANK_SERVICE: settings.service_database(CENTRAL_BANK_SERVICE)}
-    names.update({code: database_name(settings, code) for code in CODES})
-    return names
-
-
-async def existing_databases(server_dsn: str, names: Iterable[str]) -> list[str]:
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname = ANY($1)",
-                                list(names))
-    finally:
-        await conn.close()
-    return sorted(r["datname"] for r in rows)
-
-
-async def claim_databases(server_dsn: str, names: Sequence[str], *, force: bool) -> None:
-    """Make sure none of `names` exists: refuse if one does (unless `force`: drop it)."""
-    existing = await existing_databases(server_dsn, names)
-    if not existing:
-        return
-    if not force:
-        raise CbdcError(
-            f"bench retail: database{'s' if len(existing) > 1 else ''} "
-            f"{', '.join(existing)} already exist{'' if len(existing) > 1 else 's'} on "
-            f"{redact(server_dsn)}, probably left by a run that was killed; run again with "
-            "--force to drop and recreate them, or choose another --database-prefix")
-    for name in existing:
-        progress(f"--force: dropping database {name} left by an earlier run")
-        if not await drop_database(server_dsn, name):
-            raise CbdcError(f"bench retail: could not drop database {name}")
-
-
-# -------------------------------------------------------------------- wallets
-@dataclass(slots=True)
-class BenchWallet:
-    code: str
-    key: SigningKey
-    address: WalletAddress | None = None
-    token: str = ""
-    sequence: int = 0
-
-    @property
-    def text(self) -> str:
-        assert self.address is not None
-        return str(self.address)
-
-
-class BenchError(CbdcError):
-    """A setup call failed: which call, and what the server said."""
-
-
-async def call(session: aiohttp.ClientSession, method: str, url: str, *, body: Any = None,
-               token: str | None = None, expect: int = 200, seconds: float = 30.0) -> Any:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with session.request(method, url, json=body, headers=headers,
-                               timeout=aiohttp.ClientTimeout(total=seconds)) as response:
-        data = await response.json(content_type=None)
-        if response.status != expect:
-            detail = data.get("detail") if isinstance(data, dict) else data
-            raise BenchError(f"bench: {method} {url} answered {response.status}: {detail}")
-        return data
-
-
-def resident_id(index: int) -> str:
-    """A valid, distinct resident ID number for tester `index` (Beijing Dongcheng, born
-    some day from 1970 on)."""
-    born = datetime.date(1970, 1, 1) + datetime.timedelta(days=index // 1000)
-    body = f"110101{born:%Y%m%d}{index % 1000:03d}"
-    return body + ric.calc_check_digit(body + "?")
-
-
-async def seed_wallet(session: aiohttp.ClientSession, url: str, code: str, teller: str,
-                      index: int) -> BenchWallet:
-    """Open, log in, upgrade to class 1 at the teller, link a deposit, cash in, top up."""
-    wallet = BenchWallet(code, SigningKey.generate())
-    reply = await call(session, "POST", url + "/v1/wallets", expect=201, body={
-        "public_key_pem": wallet.key.public.to_pem().decode(),
-        "phone": f"139{index:08d}"})
-    wallet.address = parse_address(reply["address"])
-    address = wallet.text
-    reply = await call(session, "POST", url + "/v1/sessions/challenge",
-                       body={"address": address})
-    signature = wallet.key.sign(login_message(code, address, reply["challenge"]))
-    reply = await call(session, "POST", url + "/v1/sessions", body={
-        "address": address, "challenge": reply["challenge"],
-        "signature": base64.urlsafe_b64encode(signature).rstrip(b"=").decode()})
-    wallet.token = reply["token"]
-    await call(session, "POST", f"{url}/v1/teller/wallets/{address}/class", token=teller,
-               body={"class": WALLET_CLASS, "name": f"Bench Tester {index}",
-                     "resident_id": resident_id(index), "bank_card": True,
-                     "in_person": True})
-    reply = await call(session, "POST", f"{url}/v1/wallets/{address}/deposit-account",
-                       token=wallet.token)
-    deposit = reply["deposit_account"]["number"]
-    await call(session, "POST", f"{url}/v1/teller/deposits/{deposit}/cash-in", token=teller,
-               expect=201, body={"id": str(uuid.uuid4()), "amount": WALLET_FUNDING})
-    await call(session, "POST", f"{url}/v1/wallets/{address}/top-up", token=wallet.token,
-               body={"id": str(uuid.uuid4()), "amount": WALLET_FUNDING})
-    return wallet
-
-
-async def seed_wallets(session: aiohttp.ClientSession, urls: dict[str, str],
-                       tellers: dict[str, str], count: int) -> dict[str, list[BenchWallet]]:
-    limit = asyncio.Semaphore(SEED_CONCURRENCY)
-
-    async def one(code: str, index: int) -> BenchWallet:
-        async with limit:
-            return await seed_wallet(session, urls[code], code, tellers[code], index)
-
-    per_bank = await asyncio.gather(*(
-        asyncio.gather(*(one(code, bank_index * count + i) for i in range(count)))
-        for bank_index, code in enumerate(urls)))
-    return {code: list(made) for code, made in zip(urls, per_bank, strict=True)}
 
 
 # --------------------------------------------------------------------- orders
@@ -933,70 +691,6 @@ async def cross_bank_phase(session: aiohttp.ClientSession, payer_url: str, payee
 
 
 # ---------------------------------------------------------------------- run
-def child_env(database_url: str, redis_url: str, data_dir: Path, token: str, cb_port: int,
-              ports: dict[str, int], float_target: int, options: RetailBenchOptions
-              ) -> dict[str, str]:
-    """The servers' settings as `CBDC_*` variables (not arguments: the DSN may hold a
-    password and the admin token is a secret; neither belongs in `ps`)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CBDC_")}
-    env.update({
-        "CBDC_DATABASE_URL": database_url,
-        "CBDC_REDIS_URL": redis_url,
-        "CBDC_DATA_DIR": str(data_dir),
-        "CBDC_DATABASE_PREFIX": options.database_prefix,
-        "CBDC_ADMIN_TOKEN": token,
-        "CBDC_CENTRAL_BANK_HOST": "127.0.0.1",
-        "CBDC_CENTRAL_BANK_PORT": str(cb_port),
-        "CBDC_BANKS": ",".join(f"{code}:{port}" for code, port in ports.items()),
-        "CBDC_TIMEZONE": options.timezone,
-        "CBDC_BATCH_MAX_EVENTS": str(options.max_events),
-        "CBDC_BATCH_MAX_WAIT_MS": str(options.max_wait_ms),
-        "CBDC_LIMIT_PRESET": options.limit_preset,
-        "CBDC_OPERATOR_RATE": str(options.operator_rate),
-        "CBDC_FLOAT_TARGET": str(float_target),
-    })
-    return env
-
-
-async def start_system(session: aiohttp.ClientSession, database_url: str, redis_url: str,
-                       data_dir: Path, options: RetailBenchOptions, services: list[Service]
-                       ) -> tuple[dict[str, str], dict[str, str]]:
-    """Start the central bank, register the banks, start them; append each started
-    process to `services` at once (so a failure still stops it). Returns the banks'
-    URLs and teller tokens."""
-    token = secrets.token_urlsafe(32)
-    settings = Settings(data_dir=data_dir, admin_token=token,
-                        database_prefix=options.database_prefix)
-    cb_port = unused_port()
-    ports = {code: unused_port() for code in CODES}
-    urls = {code: f"http://127.0.0.1:{port}" for code, port in ports.items()}
-    funding = options.wallets * WALLET_FUNDING
-    env = child_env(database_url, redis_url, data_dir, token, cb_port, ports, funding, options)
-    cb_url = f"http://127.0.0.1:{cb_port}"
-    central = await start_service(CENTRAL_BANK_SERVICE, cb_url,
-                                  ["central-bank", "--host", "127.0.0.1", "--port",
-                                   str(cb_port)], env, data_dir / "central-bank.log")
-    services.append(central)
-    await wait_healthy(session, central)
-    progress(f"central bank (pid {central.pid}) answering at {cb_url}")
-    tellers = {}
-    for code in CODES:
-        # Reserves for one issuance of the float (wallets x funding, plus what is asked
-        # for on top) with room to spare.
-        await register_operator(cb_url, token, code, operator_key(settings, code),
-                                reserves=4 * funding + 10**9)
-        tellers[code] = teller_token(settings, code)
-    for code in CODES:
-        peers = [arg for other in CODES if other != code
-                 for arg in ("--peer", f"{other}={urls[other]}")]
-        services.append(await start_service(
-            code, urls[code], ["commercial-bank", "--code", code, "--port", str(ports[code]),
-                               "--central-bank", cb_url, *peers],
-            env, data_dir / f"bank-{code.lower()}.log"))
-    await asyncio.gather(*(wait_healthy(session, s) for s in services[1:]))
-    progress("banks answering: " + ", ".join(f"{s.name} (pid {s.pid}) at {s.url}"
-                                             for s in services[1:]))
-    return urls, tellers
 
 
 async def run(database_url: str, redis_url: str, options: RetailBenchOptions | None = None
@@ -1015,8 +709,10 @@ async def run(database_url: str, redis_url: str, options: RetailBenchOptions | N
     try:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as session:
-            urls, tellers = await start_system(session, database_url, redis_url, data_dir,
-                                               options, services)
+            network = await start_system(session, database_url, redis_url, data_dir,
+                                         options, services,
+                                         float_target=options.wallets * WALLET_FUNDING)
+            urls, tellers = network.bank_urls, network.tellers
             progress(f"opening and funding {options.wallets} class-{WALLET_CLASS} wallets "
                      "at each bank")
             wallets = await seed_wallets(session, urls, tellers, options.wallets)

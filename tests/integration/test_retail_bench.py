@@ -27,9 +27,10 @@ from loadtest.retail_bench import (
     database_names,
     main,
     parse_samples,
-    resident_id,
     run,
 )
+from loadtest.seeding import resident_id
+from tests.integration.run_checks import databases_like, running_children
 
 REPORT_KEYS = {
     "same_bank_tps", "same_bank_p50_ms", "same_bank_p99_ms", "same_bank_by_bank",
@@ -51,29 +52,6 @@ def prefix() -> str:
 
 def is_positive_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-
-
-def bench_servers(data_dir_hint: str = "cbdc.cli") -> list[psutil.Process]:
-    """Server processes this test process started and that still run."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if data_dir_hint in " ".join(child.cmdline()) and child.is_running() \
-                    and child.status() != psutil.STATUS_ZOMBIE:
-                found.append(child)
-        except psutil.NoSuchProcess:
-            continue
-    return found
-
-
-async def databases_like(server_dsn: str, prefix: str) -> list[str]:
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1",
-                                prefix.replace("_", r"\_") + "%")
-    finally:
-        await conn.close()
-    return [r["datname"] for r in rows]
 
 
 def assert_report(report: dict[str, Any]) -> None:
@@ -103,7 +81,7 @@ async def test_run_pays_in_both_phases_reconciles_and_cleans_up(
     assert set(report["server_pids"]) == {"central_bank", "BANKA", "BANKB"}
     for pid in report["server_pids"].values():
         assert not psutil.pid_exists(pid)
-    assert not bench_servers()
+    assert not running_children()
     assert sorted(report["databases"]) == sorted(database_names(prefix).values())
     assert await databases_like(pg_server_url, prefix) == []
 
@@ -119,7 +97,7 @@ async def test_main_prints_one_json_object(pg_server_url: str, redis_url: str, p
     report = json.loads(out)  # exactly one JSON document, nothing else on stdout
     assert code == 0
     assert_report(report)
-    assert not bench_servers()
+    assert not running_children()
     assert await databases_like(pg_server_url, prefix) == []
 
 
@@ -132,7 +110,7 @@ async def test_refuses_to_touch_existing_databases_unless_forced(
         with pytest.raises(CbdcError, match="--force"):
             await run(pg_server_url, redis_url, RetailBenchOptions(**tiny(prefix)))
         # Refused before anything started, and the database is left as it was.
-        assert not bench_servers()
+        assert not running_children()
         assert await databases_like(pg_server_url, prefix) == [taken]
 
         report = await run(pg_server_url, redis_url,
@@ -149,7 +127,7 @@ async def test_an_interrupted_run_stops_its_servers_and_drops_its_databases(
     options = RetailBenchOptions(**tiny(prefix, duration=60.0))
     task = asyncio.create_task(run(pg_server_url, redis_url, options))
     async with asyncio.timeout(120):
-        while len(bench_servers()) < 3:  # wait until all three run, then Ctrl-C
+        while len(running_children()) < 3:  # wait until all three run, then Ctrl-C
             assert not task.done()
             await asyncio.sleep(0.05)
         await asyncio.sleep(1.0)
@@ -159,7 +137,7 @@ async def test_an_interrupted_run_stops_its_servers_and_drops_its_databases(
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    assert not bench_servers()
+    assert not running_children()
     assert await databases_like(pg_server_url, prefix) == []
 
 

@@ -30,6 +30,12 @@ pytestmark = pytest.mark.usefixtures("clean_env")
         ["bench", "ledger", "--hot-share", "1.5"],
         ["bench", "ledger", "--duration", "-1"],
         ["bench", "ledger", "--accounts", "ten"],
+        ["loadtest"],
+        ["loadtest", "payroll"],
+        ["loadtest", "settlement", "--hot-share", "2"],
+        ["loadtest", "settlement", "--workers", "0"],
+        ["loadtest", "retail", "--shape", "sawtooth"],
+        ["loadtest", "settlement", "--max-p99-ms", "-5"],
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(
