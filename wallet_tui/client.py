@@ -10,8 +10,10 @@ payment orders here, with the next sequence number, stored before the order is s
 from __future__ import annotations
 
 import base64
+import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -21,10 +23,11 @@ from cbdc.errors import CbdcError
 from cbdc.login import login_message
 from cbdc.payment_orders import PaymentOrder
 from cbdc.signing import SigningKey
-from wallet_tui.keystore import Keystore, UnlockedProfile
+from wallet_tui.keystore import Keystore, UnlockedProfile, read_private_pem
 
 ORDER_LIFETIME_S = 300
 TIMEOUT = aiohttp.ClientTimeout(total=30)
+EVENTS_SILENCE_S = 40  # the bank sends a keepalive every 15 s: this much silence is a cut
 
 
 class BankError(CbdcError):
@@ -36,6 +39,10 @@ class BankError(CbdcError):
         self.status = status
         self.code = code
         self.field = field
+
+
+class BankUnreachable(BankError):
+    """No answer from the bank (connection refused, reset or timed out)."""
 
 
 def _b64url(raw: bytes) -> str:
@@ -79,9 +86,10 @@ class BankClient:
                 if response.status >= 400:
                     raise self._problem(response.status, data)
                 return data
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-            raise BankError(f"Cannot reach the bank at {self.base_url}: "
-                            f"{exc or type(exc).__name__}.") from None
+        except (aiohttp.ClientConnectionError, TimeoutError):
+            raise BankUnreachable(f"Cannot reach the bank at {self.base_url}; check the "
+                                  "connection. The wallet keeps trying and reloads once "
+                                  "the bank is back.") from None
         except (aiohttp.ContentTypeError, ValueError):
             raise BankError(f"The bank at {self.base_url} answered with something that is "
                             "not JSON.") from None
@@ -114,10 +122,78 @@ class BankClient:
         result: dict[str, Any] = await self.request("GET", f"/v1/wallets/{address}")
         return result
 
-    async def history(self, address: str, limit: int = 50) -> list[dict[str, Any]]:
-        page = await self.request("GET", f"/v1/wallets/{address}/history",
-                                  params={"limit": str(limit)})
-        return list(page["entries"])
+    async def history(self, address: str, limit: int = 50, direction: str = "both"
+                      ) -> list[dict[str, Any]]:
+        """The newest `limit` entries, oldest first (the API pages from the oldest)."""
+        entries: list[dict[str, Any]] = []
+        after = ""
+        while True:
+            params = {"limit": "500", "direction": direction}
+            if after:
+                params["after"] = after
+            page = await self.request("GET", f"/v1/wallets/{address}/history", params=params)
+            entries.extend(page["entries"])
+            after = page.get("next_after") or ""
+            if not after:
+                return entries[-limit:]
+
+    async def receipts(self, address: str, entry_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "GET", f"/v1/wallets/{address}/receipts/{entry_id}")
+        return result
+
+    async def ledger_keys(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/v1/ledger-keys")
+        return result
+
+    async def payment_request(self, address: str, amount: int | None, memo: str
+                              ) -> dict[str, Any]:
+        body: dict[str, Any] = {"memo": memo}
+        if amount is not None:
+            body["amount"] = amount
+        result: dict[str, Any] = await self.request(
+            "POST", f"/v1/wallets/{address}/payment-requests", body)
+        return result
+
+    async def payment_request_status(self, address: str, request_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "GET", f"/v1/wallets/{address}/payment-requests/{request_id}")
+        return result
+
+    async def change_class(self, address: str, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", f"/v1/wallets/{address}/class",
+                                                    body)
+        return result
+
+    async def events(self, address: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """The wallet's live events, `(event name, data)`, until the stream ends.
+        Raises BankUnreachable if the stream cannot be opened or breaks."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=TIMEOUT)
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "text/event-stream"}
+        try:
+            async with self._session.get(
+                    f"{self.base_url}/v1/wallets/{address}/events", headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=5,
+                                                  sock_read=EVENTS_SILENCE_S)) as response:
+                if response.status >= 400:
+                    raise self._problem(response.status,
+                                        await response.json(content_type=None))
+                name, data = "message", ""
+                async for raw in response.content:
+                    line = raw.decode("utf-8").rstrip("\r\n")
+                    if line.startswith("event:"):
+                        name = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data += line[5:].strip()
+                    elif not line:
+                        if data:
+                            yield name, json.loads(data)
+                        name, data = "message", ""
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
+            raise BankUnreachable(f"Lost the connection to the bank at {self.base_url}; "
+                                  "retrying.") from None
+        raise BankUnreachable("The bank ended the live event stream; reconnecting.")
 
     async def pay(self, signed_json: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("POST", "/v1/payments",
@@ -165,6 +241,20 @@ class WalletSession:
         return cls(keystore, profile, client)
 
     @classmethod
+    async def import_key(cls, keystore: Keystore, client: BankClient, *, name: str,
+                         passphrase: str, pem: bytes, address: str) -> WalletSession:
+        """A profile for an existing key, stored only after the bank let it log in as
+        `address` (so a key that does not hold that wallet is never stored)."""
+        keystore.path(name)
+        if keystore.exists(name):
+            raise BankError(f"Profile {name!r} already exists; choose another name.")
+        key = read_private_pem(pem)
+        await client.login(address, key)
+        profile = keystore.create(name, passphrase, bank_url=client.base_url,
+                                  address=address, key=key)
+        return cls(keystore, profile, client)
+
+    @classmethod
     async def unlock(cls, keystore: Keystore, client: BankClient, *, name: str,
                      passphrase: str) -> WalletSession:
         profile = keystore.unlock(name, passphrase)
@@ -174,8 +264,12 @@ class WalletSession:
     async def summary(self) -> dict[str, Any]:
         return await self.client.summary(self.address)
 
-    async def history(self, limit: int = 50) -> list[dict[str, Any]]:
-        return await self.client.history(self.address, limit)
+    async def history(self, limit: int = 50, direction: str = "both"
+                      ) -> list[dict[str, Any]]:
+        return await self.client.history(self.address, limit, direction)
+
+    async def relogin(self) -> None:
+        await self.client.login(self.address, self.profile.key)
 
     def sign_order(self, payee: str, amount: int, memo: str = "",
                    now: int | None = None) -> str:
