@@ -34,6 +34,7 @@ class WalletApp(App[None]):
 
     CSS_PATH = "wallet.tcss"
     TITLE = "e-CNY wallet"
+    ENABLE_COMMAND_PALETTE = False  # every action has a key in the footer
     BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q", "quit", "Quit", priority=True)]
 
     online: reactive[bool] = reactive(True)

@@ -49,7 +49,8 @@ def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def _sentence(text: str) -> str:
+def as_sentence(text: str) -> str:
+    """An error message as a sentence: a capital first, a full stop last."""
     text = text.strip()
     if not text:
         return text
@@ -100,7 +101,7 @@ class BankClient:
             return BankError(f"The bank refused the request (HTTP {status}).", status=status)
         detail = data.get("detail") or data.get("title") or f"HTTP {status}"
         field = data.get("field")
-        return BankError(_sentence(str(detail)), status=status, code=data.get("code"),
+        return BankError(as_sentence(str(detail)), status=status, code=data.get("code"),
                          field=field if isinstance(field, str) else None)
 
     # ------------------------------------------------------------- wallet API

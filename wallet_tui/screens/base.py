@@ -9,6 +9,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from cbdc.errors import CbdcError
+from wallet_tui.client import as_sentence
 
 if TYPE_CHECKING:
     from wallet_tui.app import WalletApp
@@ -36,7 +37,7 @@ class WalletScreen(Screen[None]):
         """Show a bank's refusal as its sentence; an unreachable bank also goes to the
         header."""
         self.wallet_app.bank_failed(error)
-        self.say(selector, f"{prefix}{error}", error=True)
+        self.say(selector, f"{prefix}{as_sentence(str(error))}", error=True)
 
     def answered(self) -> None:
         self.wallet_app.bank_answered()

@@ -12,6 +12,7 @@ from textual.widgets import Footer, Header, Label, ProgressBar, Static
 
 from cbdc.errors import CbdcError
 from cbdc.money import format_fen
+from wallet_tui.formatting import reset_time
 from wallet_tui.screens.base import WalletScreen
 
 RECENT = 5
@@ -28,9 +29,14 @@ def describe_entry(entry: dict[str, Any]) -> str:
     return f"{sign}{format_fen(int(entry['amount']))}  {kind}{where}{memo}{status}"
 
 
-def usage_text(usage: dict[str, Any], when: str) -> str:
-    return (f"{format_fen(usage['used'])} of {format_fen(usage['limit'])}, "
-            f"{format_fen(usage['left'])} left{when}")
+def usage_text(usage: dict[str, Any]) -> str:
+    return f"{format_fen(usage['used'])} of {format_fen(usage['limit'])}"
+
+
+def left_text(limits: dict[str, Any]) -> str:
+    daily, yearly = limits["daily"], limits["yearly"]
+    return (f"Left to pay: {format_fen(daily['left'])} today (resets "
+            f"{reset_time(daily['resets_at'])}), {format_fen(yearly['left'])} this year")
 
 
 class HomeScreen(WalletScreen):
@@ -38,9 +44,9 @@ class HomeScreen(WalletScreen):
         Binding("s", "send", "Send"),
         Binding("r", "receive", "Receive"),
         Binding("h", "history", "History"),
-        Binding("t", "money", "Top up/redeem"),
+        Binding("t", "money", "Top up"),
         Binding("c", "upgrade", "Class"),
-        Binding("p", "settings", "Settings"),
+        Binding("p", "settings", "Profile"),
         Binding("u", "refresh", "Update"),
     ]
 
@@ -58,6 +64,7 @@ class HomeScreen(WalletScreen):
                 yield Label("This year", classes="limit-label")
                 yield ProgressBar(id="yearly-bar", show_eta=False, show_percentage=True)
                 yield Static("", id="yearly-text", classes="limit-text")
+            yield Static("", id="limits-left")
             yield Label("Recent activity", classes="heading")
             yield Static("Loading…", id="recent")
             yield Static("", id="home-status", classes="status")
@@ -97,11 +104,12 @@ class HomeScreen(WalletScreen):
         self.query_one("#deposit", Static).update(
             f"Deposit account {deposit['number']}: {format_fen(deposit['balance'])}"
             if deposit else "No deposit account linked (t to link one)")
-        for period, when in (("daily", " today"), ("yearly", " this year")):
+        for period in ("daily", "yearly"):
             usage = limits[period]
             bar = self.query_one(f"#{period}-bar", ProgressBar)
             bar.update(total=max(1, usage["limit"]), progress=usage["used"])
-            self.query_one(f"#{period}-text", Static).update(usage_text(usage, when))
+            self.query_one(f"#{period}-text", Static).update(usage_text(usage))
+        self.query_one("#limits-left", Static).update(left_text(limits))
         lines = [describe_entry(e) for e in reversed(entries[-RECENT:])]
         self.query_one("#recent", Static).update("\n".join(lines) or "No payments yet.")
         self.say("#home-status", "")

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, ClassVar, cast
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
 
 from cbdc.addresses import AddressError, parse_address
 from cbdc.errors import CbdcError
-from wallet_tui.client import WalletSession
+from wallet_tui.client import WalletSession, as_sentence
 
 if TYPE_CHECKING:
     from wallet_tui.app import WalletApp
@@ -35,7 +35,7 @@ class ImportScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
-        with Vertical(id="import-form", classes="form"):
+        with VerticalScroll(id="import-form", classes="form"):
             yield Static(f"Import a wallet key held at {self.wallet_app.client.base_url}.",
                          id="import-intro")
             yield Label("Key file (PEM)")
@@ -54,7 +54,7 @@ class ImportScreen(Screen[None]):
 
     def _status(self, text: str, *, error: bool = False) -> None:
         status = self.query_one("#import-status", Static)
-        status.update(text)
+        status.update(as_sentence(text) if error else text)
         status.set_class(error, "error")
 
     @on(Input.Submitted)

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Input, Label, Static
 
 from cbdc.errors import CbdcError
@@ -26,7 +26,7 @@ class MoneyScreen(WalletScreen):
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
-        with Vertical(id="money-form", classes="form"):
+        with VerticalScroll(id="money-form", classes="form"):
             yield Static("Loading…", id="money-balances")
             yield Label("Amount in CNY")
             yield Input(placeholder="100.00", id="money-amount")

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from cbdc.addresses import AddressError, check_partial, parse_address
@@ -46,7 +46,7 @@ class SendScreen(WalletScreen):
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
-        with Vertical(id="send-form", classes="form"):
+        with VerticalScroll(id="send-form", classes="form"):
             yield Static(f"From {self.payer}", id="send-from")
             yield Label("Pay to (address, or a cbdc: payment request)")
             yield Input(placeholder="BANKB-000000000001-23", id="payee")

@@ -7,7 +7,7 @@ from typing import ClassVar
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Input, Label, OptionList, Static
 
 from wallet_tui.screens.base import WalletScreen
@@ -29,7 +29,7 @@ class SettingsScreen(WalletScreen):
     def compose(self) -> ComposeResult:
         app = self.wallet_app
         yield Header(show_clock=False)
-        with Vertical(id="settings-form", classes="form"):
+        with VerticalScroll(id="settings-form", classes="form"):
             yield Static(f"Profile [b]{self.session.profile.name}[/b], wallet "
                          f"{self.session.address}", id="settings-profile")
             yield Label("Bank URL (Ctrl+S to use it; you unlock again)")

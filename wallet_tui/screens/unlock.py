@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, ClassVar, cast
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from cbdc.errors import CbdcError
-from wallet_tui.client import WalletSession
+from wallet_tui.client import WalletSession, as_sentence
 
 if TYPE_CHECKING:
     from wallet_tui.app import WalletApp
@@ -37,7 +37,7 @@ class UnlockScreen(Screen[None]):
         known = self.wallet_app.keystore.profiles()
         name = self.initial_profile or (known[0] if known else "")
         yield Header(show_clock=False)
-        with Vertical(id="unlock-form", classes="form"):
+        with VerticalScroll(id="unlock-form", classes="form"):
             yield Static("Unlock your wallet, or create a new one (class 4: phone number "
                          "only).", id="unlock-intro")
             yield Static(f"Profiles here: {', '.join(known)}" if known
@@ -97,7 +97,7 @@ class UnlockScreen(Screen[None]):
 
     def _status(self, text: str, *, error: bool = False) -> None:
         status = self.query_one("#unlock-status", Static)
-        status.update(text)
+        status.update(as_sentence(text) if error else text)
         status.set_class(error, "error")
 
     @work(exclusive=True)

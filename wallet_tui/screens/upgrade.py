@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.widgets import Checkbox, Footer, Header, Input, Label, Static
 
 from cbdc.errors import CbdcError
@@ -28,7 +28,7 @@ class UpgradeScreen(WalletScreen):
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
-        with Vertical(id="upgrade-form", classes="form"):
+        with VerticalScroll(id="upgrade-form", classes="form"):
             yield Static("Loading…", id="upgrade-current")
             yield Static("Class 3 needs your name and resident ID number; class 2 also a "
                          "bank card. Class 1 is opened in person at a branch.",
