@@ -95,6 +95,7 @@ from cbdc.login import login_message
 from cbdc.payment_orders import PaymentOrder
 from cbdc.settings import Settings
 from cbdc.signing import SigningKey
+from cbdc.sse import read_events
 from cbdc.storage import database_url_for, redact
 from central_bank.bench import drop_database, percentile_ms, progress, unused_port
 from commercial_bank.run import database_name, operator_key, register_operator, teller_token
@@ -782,17 +783,8 @@ class Streams:
                 await asyncio.sleep(0.2)
 
     async def _read(self, address: str, response: aiohttp.ClientResponse) -> None:
-        name, data = "message", ""
-        async for raw in response.content:
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                data += line[5:].strip()
-            elif not line:
-                if data:
-                    self._dispatch(address, name, data)
-                name, data = "message", ""
+        async for name, data in read_events(response.content):
+            self._dispatch(address, name, data)
 
     def _dispatch(self, address: str, name: str, data: str) -> None:
         try:

@@ -10,6 +10,7 @@ payment orders here, with the next sequence number, stored before the order is s
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 import uuid
@@ -23,6 +24,7 @@ from cbdc.errors import CbdcError
 from cbdc.login import login_message
 from cbdc.payment_orders import PaymentOrder
 from cbdc.signing import SigningKey
+from cbdc.sse import read_events
 from wallet_tui.keystore import Keystore, UnlockedProfile, read_private_pem
 
 ORDER_LIFETIME_S = 300
@@ -180,17 +182,11 @@ class BankClient:
                 if response.status >= 400:
                     raise self._problem(response.status,
                                         await response.json(content_type=None))
-                name, data = "message", ""
-                async for raw in response.content:
-                    line = raw.decode("utf-8").rstrip("\r\n")
-                    if line.startswith("event:"):
-                        name = line[6:].strip()
-                    elif line.startswith("data:"):
-                        data += line[5:].strip()
-                    elif not line:
-                        if data:
-                            yield name, json.loads(data)
-                        name, data = "message", ""
+                async for name, data in read_events(response.content):
+                    with contextlib.suppress(ValueError):
+                        event = json.loads(data)
+                        if isinstance(event, dict):
+                            yield name, event
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
             raise BankUnreachable(f"Lost the connection to the bank at {self.base_url}; "
                                   "retrying.") from None

@@ -149,7 +149,9 @@ async def test_a_limit_error_shows_the_banks_sentence(network: Network, tmp_path
         await until(pilot, lambda: text_of(app, "#send-result").startswith("Not sent"),
                     "the refusal")
         assert text_of(app, "#send-result") == (
-            "Not sent: Over the single-payment limit of ¥500.00 for a class 4 wallet.")
+            "Not sent: Over the single-payment limit of ¥500.00 for a class 4 wallet. Pay "
+            "less at once, or upgrade the wallet's class (c on the home screen) for a higher "
+            "limit.")
     assert (await payer.summary())["balance"] == 100_000
 
 
@@ -193,7 +195,8 @@ async def test_top_up_and_redeem_against_the_deposit_account(network: Network,
         await until(pilot, lambda: text_of(app, "#money-status").startswith("Not done"),
                     "the refusal")
         assert text_of(app, "#money-status") == (
-            "Not done: The deposit account does not hold enough.")
+            "Not done: The deposit account does not hold enough. Move less: the lines above "
+            "say what each side holds.")
         app.screen.query_one("#money-amount", Input).value = "50.5"
         await pilot.press("ctrl+r")
         await until(pilot, lambda: text_of(app, "#money-status") == "Redeemed ¥50.50.",

@@ -3,17 +3,21 @@ app calls when the wallet changed (a live event, or the bank is back)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from textual.screen import Screen
 from textual.widgets import Static
 
 from cbdc.errors import CbdcError
-from wallet_tui.client import as_sentence
+from wallet_tui.client import BankError, as_sentence
 
 if TYPE_CHECKING:
     from wallet_tui.app import WalletApp
     from wallet_tui.client import WalletSession
+
+
+T = TypeVar("T")
 
 
 class WalletScreen(Screen[None]):
@@ -33,11 +37,28 @@ class WalletScreen(Screen[None]):
         status.update(text)
         status.set_class(error, "error")
 
-    def failed(self, selector: str, error: CbdcError, prefix: str = "") -> None:
-        """Show a bank's refusal as its sentence; an unreachable bank also goes to the
-        header."""
+    def failed(self, selector: str, error: CbdcError, prefix: str = "",
+               advice: Mapping[str, str] | None = None) -> None:
+        """Show a bank's refusal as its sentence, then what to do next when `advice`
+        has a line for its code; an unreachable bank also goes to the header."""
         self.wallet_app.bank_failed(error)
-        self.say(selector, f"{prefix}{as_sentence(str(error))}", error=True)
+        text = f"{prefix}{as_sentence(str(error))}"
+        code = error.code if isinstance(error, BankError) else None
+        if advice and code is not None and code in advice:
+            text += " " + advice[code]
+        self.say(selector, text, error=True)
 
     def answered(self) -> None:
         self.wallet_app.bank_answered()
+
+    async def ask(self, selector: str, call: Awaitable[T], prefix: str = "",
+                  advice: Mapping[str, str] | None = None) -> T | None:
+        """The bank's answer to `call`, or None after its refusal was shown in
+        `selector` (see `failed`)."""
+        try:
+            result = await call
+        except CbdcError as exc:
+            self.failed(selector, exc, prefix, advice)
+            return None
+        self.answered()
+        return result

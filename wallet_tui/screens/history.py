@@ -11,7 +11,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from cbdc.errors import CbdcError
 from cbdc.money import format_fen
 from wallet_tui.screens.base import WalletScreen
 from wallet_tui.screens.detail import DetailScreen
@@ -115,13 +114,11 @@ class HistoryScreen(WalletScreen):
 
     @work(exclusive=True)
     async def load(self) -> None:
-        try:
-            self.entries = await self.session.history(LOADED, self.direction)
-        except CbdcError as exc:
-            self.failed("#history-status", exc)
-            return
-        self.answered()
-        self.show()
+        entries = await self.ask("#history-status",
+                                 self.session.history(LOADED, self.direction))
+        if entries is not None:
+            self.entries = entries
+            self.show()
 
     def show(self) -> None:
         table = self.query_one(DataTable)

@@ -10,7 +10,6 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Label, ProgressBar, Static
 
-from cbdc.errors import CbdcError
 from cbdc.money import format_fen
 from wallet_tui.formatting import reset_time
 from wallet_tui.screens.base import WalletScreen
@@ -83,14 +82,11 @@ class HomeScreen(WalletScreen):
     @work(exclusive=True)
     async def load(self) -> None:
         session = self.session
-        try:
-            summary = await session.summary()
-            entries = await session.history(RECENT)
-        except CbdcError as exc:
-            self.failed("#home-status", exc)
-            return
-        self.answered()
-        self.show(summary, entries)
+        summary = await self.ask("#home-status", session.summary())
+        entries = await self.ask("#home-status", session.history(RECENT)) \
+            if summary is not None else None
+        if summary is not None and entries is not None:
+            self.show(summary, entries)
 
     def show(self, summary: dict[str, Any], entries: list[dict[str, Any]]) -> None:
         limits = summary["limits"]

@@ -10,10 +10,16 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Input, Label, Static
 
-from cbdc.errors import CbdcError
 from cbdc.money import format_fen, parse_cny
 from wallet_tui.screens.base import WalletScreen
 from wallet_tui.screens.send import amount_problem
+
+MONEY_ADVICE = {
+    "no_deposit_account": "Link one first with Ctrl+L.",
+    "insufficient_funds": "Move less: the lines above say what each side holds.",
+    "exceeds_balance_cap": "Top up less, or upgrade the wallet's class (c on the home "
+                           "screen) to hold more.",
+}
 
 
 class MoneyScreen(WalletScreen):
@@ -44,13 +50,9 @@ class MoneyScreen(WalletScreen):
 
     @work(exclusive=True, group="money-load")
     async def load(self) -> None:
-        try:
-            summary = await self.session.summary()
-        except CbdcError as exc:
-            self.failed("#money-status", exc)
-            return
-        self.answered()
-        self.show(summary)
+        summary = await self.ask("#money-status", self.session.summary())
+        if summary is not None:
+            self.show(summary)
 
     def show(self, summary: dict[str, Any]) -> None:
         deposit = summary.get("deposit_account")
@@ -78,13 +80,10 @@ class MoneyScreen(WalletScreen):
     @work(exclusive=True, group="money-move")
     async def move(self, what: str, amount: int) -> None:
         session = self.session
-        try:
-            summary = await (session.top_up(amount) if what == "top-up"
-                             else session.redeem(amount))
-        except CbdcError as exc:
-            self.failed("#money-status", exc, "Not done: ")
+        summary = await self.ask("#money-status", session.top_up(amount) if what == "top-up"
+                                 else session.redeem(amount), "Not done: ", MONEY_ADVICE)
+        if summary is None:
             return
-        self.answered()
         self.query_one("#money-amount", Input).value = ""
         done = "Topped up" if what == "top-up" else "Redeemed"
         self.say("#money-status", f"{done} {format_fen(amount)}.")
@@ -95,11 +94,8 @@ class MoneyScreen(WalletScreen):
 
     @work(exclusive=True, group="money-move")
     async def link(self) -> None:
-        try:
-            summary = await self.session.link_deposit()
-        except CbdcError as exc:
-            self.failed("#money-status", exc)
+        summary = await self.ask("#money-status", self.session.link_deposit())
+        if summary is None:
             return
-        self.answered()
         self.say("#money-status", "Deposit account linked.")
         self.show(summary)

@@ -12,7 +12,6 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Header, Input, Label, Static
 
 from cbdc.addresses import parse_address
-from cbdc.errors import CbdcError
 from cbdc.money import format_fen, parse_cny
 from cbdc.payment_orders import PaymentRequest, memo_problem, qr_text
 from wallet_tui.screens.base import WalletScreen
@@ -71,12 +70,10 @@ class ReceiveScreen(WalletScreen):
     @work(exclusive=True)
     async def make_request(self, amount: int | None, memo: str) -> None:
         session = self.session
-        try:
-            made = await session.client.payment_request(session.address, amount, memo)
-        except CbdcError as exc:
-            self.failed("#request-status", exc)
+        made = await self.ask("#request-status",
+                              session.client.payment_request(session.address, amount, memo))
+        if made is None:
             return
-        self.answered()
         self.request = made
         self.query_one("#qr", Static).update(qr_text(made["uri"]))
         self.query_one("#receive-uri", Static).update(made["uri"])
@@ -91,10 +88,9 @@ class ReceiveScreen(WalletScreen):
     @work(exclusive=True, group="request-status")
     async def check_request(self, request_id: str) -> None:
         session = self.session
-        try:
-            status = await session.client.payment_request_status(session.address, request_id)
-        except CbdcError as exc:
-            self.failed("#request-status", exc)
+        status = await self.ask("#request-status", session.client.payment_request_status(
+            session.address, request_id))
+        if status is None:
             return
         if status["status"] == "paid":
             self.say("#request-status", f"Paid by {status.get('paid_by')}.")

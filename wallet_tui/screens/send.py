@@ -11,7 +11,6 @@ from textual.containers import VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from cbdc.addresses import AddressError, check_partial, parse_address
-from cbdc.errors import CbdcError
 from cbdc.money import format_fen, parse_cny
 from cbdc.payment_orders import (
     PaymentUriError,
@@ -22,6 +21,19 @@ from cbdc.payment_orders import (
 from wallet_tui.screens.base import WalletScreen
 from wallet_tui.screens.confirm import ConfirmPayment, PaymentDraft
 from wallet_tui.screens.detail import DetailScreen
+
+# What to do next after the bank refused a payment, by the problem's `code`.
+PAYMENT_ADVICE = {
+    "exceeds_single_limit": "Pay less at once, or upgrade the wallet's class (c on the "
+                            "home screen) for a higher limit.",
+    "exceeds_daily_limit": "Pay at most what is left today, or upgrade the class (c).",
+    "exceeds_yearly_limit": "Pay at most what is left this year, or upgrade the class (c).",
+    "insufficient_funds": "Top up from your deposit account (t on the home screen) or pay "
+                          "less.",
+    "payee_cannot_receive": "Ask the payee to check their wallet, or pay another address.",
+    "payee_unknown": "Check the address with the payee.",
+    "wallet_frozen": "Ask your bank to unfreeze the wallet.",
+}
 
 
 def amount_problem(text: str) -> str | None:
@@ -128,12 +140,9 @@ class SendScreen(WalletScreen):
     @work(exclusive=True)
     async def review(self, draft: PaymentDraft) -> None:
         session = self.session
-        try:
-            summary = await session.summary()
-        except CbdcError as exc:
-            self.failed("#send-result", exc)
+        summary = await self.ask("#send-result", session.summary())
+        if summary is None:
             return
-        self.answered()
         self._result("")
         if await self.app.push_screen_wait(ConfirmPayment(draft, summary)):
             self._result(f"Sending {format_fen(draft.amount)}…")
@@ -144,12 +153,11 @@ class SendScreen(WalletScreen):
     @work(exclusive=True, group="pay")
     async def send(self, draft: PaymentDraft) -> None:
         session = self.session
-        try:
-            payment = await session.pay(draft.payee, draft.amount, draft.memo)
-        except CbdcError as exc:
-            self.failed("#send-result", exc, "Not sent: ")
+        payment = await self.ask("#send-result", session.pay(draft.payee, draft.amount,
+                                                             draft.memo), "Not sent: ",
+                                 PAYMENT_ADVICE)
+        if payment is None:
             return
-        self.answered()
         self.show_sent(payment, draft.memo)
 
     def show_sent(self, payment: dict[str, Any], memo: str) -> None:

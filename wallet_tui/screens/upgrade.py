@@ -10,7 +10,6 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Checkbox, Footer, Header, Input, Label, Static
 
-from cbdc.errors import CbdcError
 from cbdc.money import format_fen
 from wallet_tui.screens.base import WalletScreen
 
@@ -47,13 +46,9 @@ class UpgradeScreen(WalletScreen):
 
     @work(exclusive=True, group="upgrade-load")
     async def load(self) -> None:
-        try:
-            summary = await self.session.summary()
-        except CbdcError as exc:
-            self.failed("#upgrade-status", exc)
-            return
-        self.answered()
-        self.show_current(summary)
+        summary = await self.ask("#upgrade-status", self.session.summary())
+        if summary is not None:
+            self.show_current(summary)
 
     def show_current(self, summary: dict[str, Any]) -> None:
         limits = summary["limits"]
@@ -78,11 +73,10 @@ class UpgradeScreen(WalletScreen):
     @work(exclusive=True, group="upgrade")
     async def upgrade(self, body: dict[str, Any]) -> None:
         session = self.session
-        try:
-            summary = await session.client.change_class(session.address, body)
-        except CbdcError as exc:
-            self.failed("#upgrade-status", exc, "Not upgraded: ")
+        summary = await self.ask("#upgrade-status",
+                                 session.client.change_class(session.address, body),
+                                 "Not upgraded: ")
+        if summary is None:
             return
-        self.answered()
         self.show_current(summary)
         self.say("#upgrade-status", f"Upgraded to class {summary['class']}.")
