@@ -283,6 +283,31 @@ class WalletSession:
     async def pay(self, payee: str, amount: int, memo: str = "") -> dict[str, Any]:
         return await self.client.pay(self.sign_order(payee, amount, memo))
 
+    async def ledger_keys(self) -> tuple[dict[str, Any], list[str]]:
+        """The keys that verify receipts, as pinned in the profile: a key seen for the
+        first time is pinned; a key the bank now passes on that differs from the pinned
+        one is replaced by the pinned one (so receipts signed with it do not verify),
+        with a warning."""
+        keys = dict(await self.client.ledger_keys())
+        pins = self.profile.ledger_keys
+        warnings, changed = [], False
+        for slot, name in (("bank_key_pem", str(keys.get("bank"))),
+                           ("central_bank_key_pem", "central_bank")):
+            offered = keys.get(slot)
+            if not offered:
+                continue
+            pinned = pins.get(name)
+            if pinned is None:
+                pins[name], changed = str(offered), True
+            elif pinned != offered:
+                who = "the central bank" if name == "central_bank" else name
+                warnings.append(f"The ledger key of {who} differs from the one this wallet "
+                                "pinned; receipts are checked with the pinned key.")
+                keys[slot] = pinned
+        if changed:
+            self.keystore.update(self.profile)
+        return keys, warnings
+
     async def top_up(self, amount: int) -> dict[str, Any]:
         return await self.client.move(self.address, "top-up", amount)
 

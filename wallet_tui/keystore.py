@@ -2,6 +2,7 @@
 
     {"version": 1, "profile": "<name>", "address": "<wallet address>" | "",
      "bank_url": "<url>", "last_sequence": <n>,
+     "ledger_keys": {"<bank code or 'central_bank'>": "<public key PEM>", ...},
      "kdf": {"name": "scrypt", "salt": "<b64>", "n": 32768, "r": 8, "p": 1},
      "cipher": {"name": "aes-256-gcm", "nonce": "<b64>", "ciphertext": "<b64>"}}
 
@@ -11,7 +12,8 @@ associated data, so a file renamed to another profile, an address edited to anot
 wallet's, a wrong passphrase or any flipped byte of salt, nonce or ciphertext fails to
 open. The address is therefore fixed when the profile is made. The sequence number of
 the last signed payment order is kept beside the key (not secret), so the wallet never
-signs two orders with one sequence.
+signs two orders with one sequence. So are the ledger keys the wallet first saw (trust
+on first use): receipts are checked against these pinned keys from then on.
 
 Nothing here logs or puts key bytes or the passphrase into an error message.
 """
@@ -24,7 +26,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -61,6 +63,7 @@ class UnlockedProfile:
     address: str
     bank_url: str
     last_sequence: int
+    ledger_keys: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"UnlockedProfile(name={self.name!r}, address={self.address!r})"
@@ -208,8 +211,12 @@ class Keystore:
         sequence = data.get("last_sequence", 0)
         if type(sequence) is not int or sequence < 0:
             raise KeystoreError(f"the profile file for {name!r} has a bad sequence number")
+        pinned = data.get("ledger_keys", {})
+        if not isinstance(pinned, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in pinned.items()):
+            raise KeystoreError(f"the profile file for {name!r} has damaged ledger keys")
         return UnlockedProfile(name, SigningKey(private), address,
-                               str(data.get("bank_url", "")), sequence)
+                               str(data.get("bank_url", "")), sequence, dict(pinned))
 
     def update(self, profile: UnlockedProfile) -> None:
         """Store the profile's bank and last sequence (the sealed key and the address it
@@ -217,5 +224,6 @@ class Keystore:
         data = self._read(profile.name)
         if data.get("address") != profile.address:
             raise KeystoreError(f"the profile {profile.name!r} belongs to another wallet")
-        data.update(bank_url=profile.bank_url, last_sequence=profile.last_sequence)
+        data.update(bank_url=profile.bank_url, last_sequence=profile.last_sequence,
+                    ledger_keys=profile.ledger_keys)
         self._write(profile.name, data)

@@ -34,8 +34,14 @@ def text_of(app: WalletApp, selector: str) -> str:
 
 
 async def type_into(pilot: Pilot[None], selector: str, text: str) -> None:
-    pilot.app.screen.query_one(selector, Input).focus()
-    await pilot.pause()
+    """Click into a field (as a person would before typing) and type; the screen's own
+    first focus may land late on a busy machine, so wait until this field has it."""
+    field = pilot.app.screen.query_one(selector, Input)
+    for _ in range(200):
+        field.focus()
+        await pilot.pause()
+        if pilot.app.focused is field:
+            break
     await pilot.press(*text)
 
 

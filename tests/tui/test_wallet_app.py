@@ -9,6 +9,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
+from cbdc.signing import SigningKey
 from tests.integration.bank_harness import Network
 from tests.tui.pilot_helpers import (
     PASS,
@@ -21,6 +22,7 @@ from tests.tui.pilot_helpers import (
     until,
 )
 from wallet_tui.app import WalletApp
+from wallet_tui.client import BankClient, WalletSession
 from wallet_tui.keystore import Keystore
 from wallet_tui.screens.detail import DetailScreen
 from wallet_tui.screens.history import HistoryScreen
@@ -38,7 +40,8 @@ async def send(pilot: Pilot[None], app: WalletApp, payee: str, amount: str, memo
                ) -> None:
     """Home -> send -> confirm -> the result with its receipt."""
     await pilot.press("s")
-    await until(pilot, lambda: isinstance(app.screen, SendScreen), "the send screen")
+    await until(pilot, lambda: isinstance(app.screen, SendScreen)
+                and app.focused is app.screen.query_one("#payee"), "the send screen")
     await type_into(pilot, "#payee", payee)
     assert text_of(app, "#payee-error") == ""
     await type_into(pilot, "#amount", amount)
@@ -345,3 +348,27 @@ async def test_a_mistyped_address_is_flagged_as_it_is_typed(tmp_path: Path) -> N
         await type_into(pilot, "#amount", "1.234")
         assert "at most two decimals" in text_of(app, "#amount-error")
 
+
+
+async def test_ledger_keys_are_pinned_on_first_use(network: Network, tmp_path: Path) -> None:
+    wallet = await network.wallet("BANKA")
+    url = network.banks["BANKA"].url
+    store = Keystore(tmp_path)
+    store.import_key("alice", PASS, wallet.key.to_pem(), bank_url=url, address=wallet.address)
+    client = BankClient(url)
+    try:
+        session = await WalletSession.unlock(store, client, name="alice", passphrase=PASS)
+        keys, warnings = await session.ledger_keys()
+        assert warnings == []
+        pinned = store.unlock("alice", PASS).ledger_keys
+        assert pinned == {"BANKA": keys["bank_key_pem"],
+                          "central_bank": keys["central_bank_key_pem"]}
+        # A bank that later passes on another central bank key is not believed.
+        session.profile.ledger_keys["central_bank"] = SigningKey.generate().public.to_pem(
+        ).decode()
+        keys, warnings = await session.ledger_keys()
+        assert keys["central_bank_key_pem"] == session.profile.ledger_keys["central_bank"]
+        assert warnings == ["The ledger key of the central bank differs from the one this "
+                            "wallet pinned; receipts are checked with the pinned key."]
+    finally:
+        await client.close()

@@ -15,7 +15,6 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import Footer, Header, Static
 
-from cbdc.errors import CbdcError
 from cbdc.money import format_fen
 from wallet_tui.receipt_check import judge
 from wallet_tui.screens.base import WalletScreen
@@ -71,13 +70,13 @@ class DetailScreen(WalletScreen):
     @work(exclusive=True)
     async def verify(self) -> None:
         session = self.session
-        try:
-            receipts = await session.client.receipts(session.address, str(self.entry["id"]))
-            keys = await session.client.ledger_keys()
-        except CbdcError as exc:
-            self.failed("#detail-receipt", exc, "No receipt yet: ")
+        receipts = await self.ask("#detail-receipt", session.client.receipts(
+            session.address, str(self.entry["id"])), "No receipt yet: ")
+        pinned = await self.ask("#detail-receipt", session.ledger_keys()) \
+            if receipts is not None else None
+        if receipts is None or pinned is None:
             return
-        self.answered()
+        keys, warnings = pinned
         check = judge(receipts, keys, str(self.entry["id"]), int(self.entry["amount"]))
         good = check.bank_verified and check.central_verified is not False
-        self.say("#detail-receipt", "\n".join(check.lines), error=not good)
+        self.say("#detail-receipt", "\n".join([*check.lines, *warnings]), error=not good)
