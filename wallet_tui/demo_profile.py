@@ -4,6 +4,8 @@ keystore in the data folder, with a passphrase generated once and kept beside it
     <data>/wallet/alice.json        the profile (scrypt + AES-256-GCM, like any other)
     <data>/wallet-passphrase        its passphrase (owner-only), printed by `cbdc up`
 
+The central bank's ledger key (also in the data folder) is pinned in the profile, so the
+wallet checks central bank receipts against the key itself, not the copy a bank passes on.
 The key already lives unencrypted in `<data>/keys/wallet-alice.pem` (the demo signs with
 it), so this adds no exposure; it lets a tester unlock the wallet like a real one.
 """
@@ -16,6 +18,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from cbdc.signing import SigningKey
 from wallet_tui.keystore import Keystore
 
 PROFILE = "alice"
@@ -49,6 +52,12 @@ def demo_wallet(data_dir: Path, bank_url: str) -> DemoWallet:
         address = json.loads(book.read_text(encoding="utf-8")).get(PROFILE)
         if not address:
             return DemoWallet(keystore.folder, None, None)
-        keystore.import_key(PROFILE, _passphrase(data_dir / "wallet-passphrase"),
-                            key_file.read_bytes(), bank_url=bank_url, address=address)
+        profile = keystore.import_key(PROFILE, _passphrase(data_dir / "wallet-passphrase"),
+                                      key_file.read_bytes(), bank_url=bank_url,
+                                      address=address)
+        central = data_dir / "keys" / "central-bank-ledger.pem"
+        if central.exists():  # the central bank's own key: the strongest pin there is
+            profile.ledger_keys["central_bank"] = SigningKey.from_pem(
+                central.read_bytes()).public.to_pem().decode("ascii")
+            keystore.update(profile)
     return DemoWallet(keystore.folder, PROFILE, _passphrase(data_dir / "wallet-passphrase"))

@@ -20,6 +20,7 @@ ALICE = "BANKA-000000100001-23"
 def test_the_demo_key_is_sealed_once_and_opens_with_the_printed_passphrase(
         tmp_path: Path) -> None:
     key = load_or_create_key(tmp_path / "keys" / "wallet-alice.pem")
+    central = load_or_create_key(tmp_path / "keys" / "central-bank-ledger.pem")
     (tmp_path / "demo-wallets.json").write_text(json.dumps({"alice": ALICE}))
     demo = demo_wallet(tmp_path, BANK)
     assert (demo.keystore_dir, demo.profile) == (tmp_path / "wallet", "alice")
@@ -28,6 +29,7 @@ def test_the_demo_key_is_sealed_once_and_opens_with_the_printed_passphrase(
     profile = Keystore(demo.keystore_dir).unlock("alice", demo.passphrase)
     assert (profile.address, profile.bank_url) == (ALICE, BANK)
     assert profile.key.to_pem() == key.to_pem()
+    assert profile.ledger_keys == {"central_bank": central.public.to_pem().decode()}
     # A second `cbdc up` keeps the profile (and the sequence of its last order).
     profile.last_sequence = 3
     Keystore(demo.keystore_dir).update(profile)
