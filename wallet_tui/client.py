@@ -10,7 +10,6 @@ payment orders here, with the next sequence number, stored before the order is s
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import time
 import uuid
@@ -183,10 +182,12 @@ class BankClient:
                     raise self._problem(response.status,
                                         await response.json(content_type=None))
                 async for name, data in read_events(response.content):
-                    with contextlib.suppress(ValueError):
+                    try:
                         event = json.loads(data)
-                        if isinstance(event, dict):
-                            yield name, event
+                    except ValueError:
+                        continue  # not JSON: not an event of this API
+                    if isinstance(event, dict):
+                        yield name, event
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
             raise BankUnreachable(f"Lost the connection to the bank at {self.base_url}; "
                                   "retrying.") from None

@@ -155,6 +155,22 @@ async def test_a_limit_error_shows_the_banks_sentence(network: Network, tmp_path
             "Not sent: Over the single-payment limit of ¥500.00 for a class 4 wallet. Pay "
             "less at once, or upgrade the wallet's class (c on the home screen) for a higher "
             "limit.")
+        # Spend today's limit (paid back each time), then the bank names the daily limit
+        # and when it resets.
+        for number in (101, 102):  # the app signed with 1 and 2; another device, higher
+            assert (await payer.pay(payee.address, 50_000, sequence=number)).status == 201
+            assert (await payee.pay(payer.address, 50_000)).status == 201
+        app.screen.query_one("#amount", Input).value = "1"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: bool(text_of(app, "#confirm-text")), "the confirmation")
+        assert "You can pay up to ¥0.00 now (today's limit, which resets " in text_of(
+            app, "#confirm-text")
+        await pilot.press("y")
+        await until(pilot, lambda: "daily" in text_of(app, "#send-result"), "the refusal")
+        assert re.fullmatch(
+            r"Not sent: Over the daily limit of ¥1,000\.00: ¥0\.00 left, resets at "
+            r"\d{4}-\d\d-\d\d 00:00\. Pay at most what is left today, or upgrade the "
+            r"class \(c\)\.", text_of(app, "#send-result"))
     assert (await payer.summary())["balance"] == 100_000
 
 

@@ -11,6 +11,7 @@ from textual.widgets import Static
 
 from cbdc.errors import CbdcError
 from wallet_tui.client import BankError, as_sentence
+from wallet_tui.formatting import humane_times
 
 if TYPE_CHECKING:
     from wallet_tui.app import WalletApp
@@ -42,7 +43,7 @@ class WalletScreen(Screen[None]):
         """Show a bank's refusal as its sentence, then what to do next when `advice`
         has a line for its code; an unreachable bank also goes to the header."""
         self.wallet_app.bank_failed(error)
-        text = f"{prefix}{as_sentence(str(error))}"
+        text = f"{prefix}{as_sentence(humane_times(str(error)))}"
         code = error.code if isinstance(error, BankError) else None
         if advice and code is not None and code in advice:
             text += " " + advice[code]
