@@ -38,6 +38,7 @@ class WalletApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q", "quit", "Quit", priority=True)]
 
     online: reactive[bool] = reactive(True)
+    live_ok: reactive[bool] = reactive(True)  # the bank's live events flow
 
     def __init__(self, bank_url: str, *, keystore_dir: Path | str | None = None,
                  profile: str | None = None, live: bool = True) -> None:
@@ -61,6 +62,7 @@ class WalletApp(App[None]):
         self.session = session
         self.profile_name = session.profile.name
         self.online = True
+        self.live_ok = True
         self._show_connection()
         self.switch_screen(HomeScreen())
         if self.live:
@@ -95,10 +97,18 @@ class WalletApp(App[None]):
     def watch_online(self) -> None:
         self._show_connection()
 
+    def watch_live_ok(self) -> None:
+        self._show_connection()
+
     def _show_connection(self) -> None:
         if self.session is None:
             return
-        state = "online" if self.online else "OFFLINE: cannot reach the bank, retrying"
+        if not self.online:
+            state = "OFFLINE: cannot reach the bank, retrying"
+        elif not self.live_ok:
+            state = "online, live updates paused (u reloads)"
+        else:
+            state = "online"
         self.sub_title = f"{self.session.address} · {state}"
 
     def bank_failed(self, error: CbdcError) -> None:
@@ -114,18 +124,25 @@ class WalletApp(App[None]):
     @work(exclusive=True, group="live")
     async def follow_events(self) -> None:
         delay = RECONNECT_FIRST_S
+        statuses = 0
         while self.session is not None:
             session = self.session
             try:
                 async for name, data in session.client.events(session.address):
                     delay = RECONNECT_FIRST_S
-                    if name == "status" and data.get("live"):
-                        self.bank_answered()
+                    if name == "status":
+                        was_ok, self.live_ok = self.live_ok, bool(data.get("live"))
+                        statuses += 1
+                        if not self.online:
+                            self.bank_answered()  # back: reloads what the screens show
+                        elif self.live_ok and (statuses > 1 or not was_ok):
+                            self._wallet_changed()  # events may have been missed meanwhile
                     elif name == "payment":
                         self.payment_event(data)
             except BankUnreachable:
                 self.online = False
             except BankError as exc:
+                self.live_ok = False  # e.g. 503: the bank's live events are away
                 if exc.status == 401:  # the session expired: log in again with the key
                     try:
                         await session.relogin()

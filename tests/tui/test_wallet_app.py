@@ -261,6 +261,10 @@ async def test_import_a_key_and_switch_profiles(network: Network, tmp_path: Path
         await unlock(pilot, app)
         await pilot.press("p")
         await until(pilot, lambda: isinstance(app.screen, SettingsScreen), "settings")
+        app.screen.query_one("#bank-url", Input).value = "bank-a"
+        await pilot.press("ctrl+s")
+        assert text_of(app, "#settings-status") == (
+            "The bank URL starts with http:// or https://, like http://127.0.0.1:8201.")
         await pilot.press("ctrl+l")  # lock
         await until(pilot, lambda: bool(app.screen.query("#unlock-status")), "unlock screen")
         await pilot.press("f2")
