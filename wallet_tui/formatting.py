@@ -17,3 +17,10 @@ def humane_times(text: str) -> str:
     """RFC 3339 times in a bank's message, as a person reads them:
     'resets at 2026-01-02T00:00:00+08:00' -> 'resets at 2026-01-02 00:00'."""
     return _RFC3339.sub(r"\1 \2", text)
+
+
+def bank_url_problem(text: str) -> str | None:
+    """Why `text` cannot be a bank's URL, as a sentence; None if it can."""
+    if not text.startswith(("http://", "https://")) or len(text) < 10 or " " in text:
+        return "The bank URL starts with http:// or https://, like http://127.0.0.1:8201."
+    return None

@@ -274,12 +274,11 @@ async def test_import_a_key_and_switch_profiles(network: Network, tmp_path: Path
         app.screen.query_one("#import-address", Input).value = alice.address
         app.screen.query_one("#import-profile", Input).value = "carol"
         await type_into(pilot, "#import-passphrase", PASS)
-        app.use_bank(network.banks["BANKA"].url)
         await pilot.press("enter")
         await until(pilot, lambda: text_of(app, "#import-status").startswith("Not imported"),
                     "the refusal")
         assert not Keystore(tmp_path / "keys").exists("carol")
-        app.use_bank(network.banks["BANKB"].url)
+        app.screen.query_one("#import-bank", Input).value = network.banks["BANKB"].url
         app.screen.query_one("#import-address", Input).value = carol.address
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, HomeScreen)

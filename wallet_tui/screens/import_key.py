@@ -18,6 +18,7 @@ from textual.widgets import Footer, Header, Input, Label, Static
 from cbdc.addresses import AddressError, parse_address
 from cbdc.errors import CbdcError
 from wallet_tui.client import WalletSession, as_sentence
+from wallet_tui.formatting import bank_url_problem
 
 if TYPE_CHECKING:
     from wallet_tui.app import WalletApp
@@ -36,8 +37,11 @@ class ImportScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         with VerticalScroll(id="import-form", classes="form"):
-            yield Static(f"Import a wallet key held at {self.wallet_app.client.base_url}.",
-                         id="import-intro")
+            yield Static("Import the key of a wallet you already hold; the bank checks it "
+                         "by a login before it is stored.", id="import-intro")
+            yield Static("", id="import-status", classes="status")
+            yield Label("Bank URL (the wallet's bank)")
+            yield Input(value=self.wallet_app.client.base_url, id="import-bank")
             yield Label("Key file (PEM)")
             yield Input(placeholder=".cbdc/keys/wallet-alice.pem", id="import-file")
             yield Label("Wallet address")
@@ -46,7 +50,6 @@ class ImportScreen(Screen[None]):
             yield Input(placeholder="alice", id="import-profile")
             yield Label("Passphrase to seal it with (8 characters or more)")
             yield Input(password=True, id="import-passphrase")
-            yield Static("", id="import-status", classes="status")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -77,6 +80,12 @@ class ImportScreen(Screen[None]):
         if not name or not passphrase:
             self._status("Enter a profile name and a passphrase.", error=True)
             return
+        bank = self.query_one("#import-bank", Input).value.strip()
+        problem = bank_url_problem(bank)
+        if problem is not None:
+            self._status(problem, error=True)
+            return
+        self.wallet_app.use_bank(bank)
         self._status("Checking the key with the bank…")
         self.import_key(name, passphrase, pem, canonical)
 

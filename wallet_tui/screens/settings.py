@@ -10,13 +10,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Input, Label, OptionList, Static
 
+from wallet_tui.formatting import bank_url_problem
 from wallet_tui.screens.base import WalletScreen
-
-
-def bank_url_problem(text: str) -> str | None:
-    if not text.startswith(("http://", "https://")) or len(text) < 10 or " " in text:
-        return "The bank URL starts with http:// or https://, like http://127.0.0.1:8201."
-    return None
 
 
 class SettingsScreen(WalletScreen):
