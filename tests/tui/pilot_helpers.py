@@ -25,7 +25,10 @@ async def until(pilot: Pilot[None], condition: Callable[[], bool], what: str,
         if condition():
             return
         await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    shown = {f"#{w.id}": str(w.render()) for w in pilot.app.screen.query(".status, .error")
+             if w.id}
+    raise AssertionError(f"timed out waiting for {what}; {pilot.app.screen!r} shows {shown}, "
+                         f"focus on {pilot.app.focused!r}")
 
 
 def text_of(app: WalletApp, selector: str) -> str:

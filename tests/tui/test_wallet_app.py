@@ -36,12 +36,17 @@ from wallet_tui.screens.upgrade import UpgradeScreen
 pytestmark = pytest.mark.tui
 
 
-async def send(pilot: Pilot[None], app: WalletApp, payee: str, amount: str, memo: str = ""
-               ) -> None:
-    """Home -> send -> confirm -> the result with its receipt."""
+async def open_send(pilot: Pilot[None], app: WalletApp) -> None:
+    """Home -> the send screen, ready for typing (its first focus in the payee field)."""
     await pilot.press("s")
     await until(pilot, lambda: isinstance(app.screen, SendScreen)
                 and app.focused is app.screen.query_one("#payee"), "the send screen")
+
+
+async def send(pilot: Pilot[None], app: WalletApp, payee: str, amount: str, memo: str = ""
+               ) -> None:
+    """Home -> send -> confirm -> the result with its receipt."""
+    await open_send(pilot, app)
     await type_into(pilot, "#payee", payee)
     assert text_of(app, "#payee-error") == ""
     await type_into(pilot, "#amount", amount)
@@ -139,8 +144,7 @@ async def test_a_limit_error_shows_the_banks_sentence(network: Network, tmp_path
     app = app_for(network, payer, tmp_path, "alice")
     async with app.run_test(size=SIZE) as pilot:
         await unlock(pilot, app)
-        await pilot.press("s")
-        await until(pilot, lambda: isinstance(app.screen, SendScreen), "the send screen")
+        await open_send(pilot, app)
         await type_into(pilot, "#payee", payee.address)
         await type_into(pilot, "#amount", "600")
         await pilot.press("enter")
@@ -314,8 +318,7 @@ async def test_a_payment_request_is_paid_from_its_uri(network: Network, tmp_path
         uri = text_of(shop, "#receive-uri")
 
         await unlock(c, customer)
-        await c.press("s")
-        await until(c, lambda: isinstance(customer.screen, SendScreen), "send screen")
+        await open_send(c, customer)
         customer.screen.query_one("#payee", Input).value = uri
         await c.pause()
         assert customer.screen.query_one("#payee", Input).value == merchant.address
