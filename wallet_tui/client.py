@@ -62,10 +62,12 @@ def as_sentence(text: str) -> str:
 class BankClient:
     """HTTP calls to one bank; `token` is the session once logged in."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, history_page: int = 500) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = ""
+        self.history_page = history_page  # entries per history request (the API's most)
         self._session: aiohttp.ClientSession | None = None
+        self._history_pages: dict[tuple[str, str], tuple[list[dict[str, Any]], str]] = {}
 
     async def close(self) -> None:
         if self._session is not None:
@@ -126,11 +128,15 @@ class BankClient:
 
     async def history(self, address: str, limit: int = 50, direction: str = "both"
                       ) -> list[dict[str, Any]]:
-        """The newest `limit` entries, oldest first (the API pages from the oldest)."""
-        entries: list[dict[str, Any]] = []
-        after = ""
+        """The newest `limit` entries, oldest first. The API pages from the oldest, so
+        the full pages already read are kept (with the cursor after them) and the next
+        call reads on from there: a full page never changes, unless it holds a payment
+        still pending, so the pages are kept only up to the first such one."""
+        key = (address, direction)
+        kept, after = self._history_pages.get(key, ([], ""))
+        entries, settled = list(kept), True
         while True:
-            params = {"limit": "500", "direction": direction}
+            params = {"limit": str(self.history_page), "direction": direction}
             if after:
                 params["after"] = after
             page = await self.request("GET", f"/v1/wallets/{address}/history", params=params)
@@ -138,6 +144,9 @@ class BankClient:
             after = page.get("next_after") or ""
             if not after:
                 return entries[-limit:]
+            settled = settled and all(e.get("status") != "pending" for e in page["entries"])
+            if settled:
+                self._history_pages[key] = (list(entries), after)
 
     async def receipts(self, address: str, entry_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request(

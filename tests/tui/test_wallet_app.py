@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
@@ -392,5 +393,38 @@ async def test_ledger_keys_are_pinned_on_first_use(network: Network, tmp_path: P
         assert keys["central_bank_key_pem"] == session.profile.ledger_keys["central_bank"]
         assert warnings == ["The ledger key of the central bank differs from the one this "
                             "wallet pinned; receipts are checked with the pinned key."]
+    finally:
+        await client.close()
+
+
+class CountingClient(BankClient):
+    """A bank client that counts its requests."""
+
+    calls = 0
+
+    async def request(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return await super().request(*args, **kwargs)
+
+
+async def test_history_reads_on_from_the_pages_it_already_read(network: Network) -> None:
+    payer = await network.wallet("BANKA", balance=10_000)
+    payee = await network.wallet("BANKA", phone="13900139000")
+    for cents in (101, 102, 103, 104):
+        assert (await payer.pay(payee.address, cents)).status == 201
+    client = CountingClient(network.banks["BANKA"].url, history_page=2)
+    try:
+        await client.login(payer.address, payer.key)
+        client.calls = 0
+        newest = await client.history(payer.address, limit=3)
+        assert [e["amount"] for e in newest] == [102, 103, 104]
+        assert client.calls == 3  # five entries, two a page
+        assert (await payer.pay(payee.address, 105)).status == 201
+        client.calls = 0
+        newest = await client.history(payer.address, limit=3)
+        assert [e["amount"] for e in newest] == [103, 104, 105]
+        assert client.calls == 2  # on from the fourth entry: one full page, one empty
+        assert [e["amount"] for e in await client.history(payer.address, limit=9)] == [
+            10_000, 101, 102, 103, 104, 105]
     finally:
         await client.close()
