@@ -268,6 +268,10 @@ class CentralBankClient:
         """The transfer's block and Merkle proof (GET /v1/transfers/{id}/receipt)."""
         return await self._call("GET", f"/v1/transfers/{_id_text(id)}/receipt")
 
+    async def ledger_key(self) -> Any:
+        """The key that signs the central bank's blocks (GET /v1/ledger-key, public)."""
+        return await self._call("GET", "/v1/ledger-key")
+
     async def positions(self) -> Any:
         return await self._call("GET", "/v1/positions")
 

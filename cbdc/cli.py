@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
@@ -132,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     wallet.add_argument("--bank", metavar="URL",
                         help="the bank's wallet API (default: the first bank `cbdc up` runs)")
     wallet.add_argument("--profile", help="the wallet profile to open")
+    wallet.add_argument("--keystore", metavar="DIR",
+                        help="folder of encrypted profiles (default ~/.cbdc-wallet; `cbdc up` "
+                             "keeps its demo wallet in .cbdc/wallet)")
     wallet.set_defaults(handler=_wallet)
 
     reconcile = commands.add_parser(
@@ -299,13 +303,35 @@ async def _up_async(args: argparse.Namespace, endpoints: Endpoints, settings: Se
                 print(line, flush=True)
         if args.demo and {"BANKA", "BANKB"} <= set(ports):
             await retail_demo.run_demo(settings, ports)
-        if args.serve:
+        if args.serve and sys.stdin.isatty() and sys.stdout.isatty():
+            await _wallet_in_foreground(settings, ports)
+        elif args.serve:
             print("running; press Ctrl-C to stop", flush=True)
             exit_code = await until_stopped()
     finally:
         for running in reversed(runners):
             await running.cleanup()
     return exit_code
+
+
+async def _wallet_in_foreground(settings: Settings, ports: dict[str, int]) -> None:
+    """At a terminal, `cbdc up` ends in the demo wallet (alice at the first bank), the
+    services still serving in this process; quitting the wallet stops them all."""
+    from commercial_bank.run import bank_url
+    from wallet_tui.app import WalletApp
+    from wallet_tui.demo_profile import demo_wallet
+
+    url = bank_url(settings, next(iter(ports.values())))
+    demo = demo_wallet(settings.data_dir, url)
+    if demo.profile is not None:
+        print(f"wallet: profile {demo.profile!r} in {demo.keystore_dir}, passphrase "
+              f"{demo.passphrase} (also in {settings.data_dir / 'wallet-passphrase'})",
+              flush=True)
+        prompt = "press Enter to open the wallet (quit it with Ctrl+Q to stop everything) "
+        with contextlib.suppress(EOFError):
+            await asyncio.to_thread(input, prompt)  # the services keep serving meanwhile
+    await WalletApp(url, keystore_dir=demo.keystore_dir, profile=demo.profile).run_async()
+    print("wallet closed; stopping the services", flush=True)
 
 
 def _central_bank(args: argparse.Namespace) -> int:
@@ -328,7 +354,8 @@ def _wallet(args: argparse.Namespace) -> int:
     if bank is None:
         port = next(iter(settings.bank_ports().values()))
         bank = f"http://{settings.central_bank_host}:{port}"
-    argv = ["--bank", bank] + (["--profile", args.profile] if args.profile else [])
+    argv = ["--bank", bank] + (["--profile", args.profile] if args.profile else []) \
+        + (["--keystore", args.keystore] if args.keystore else [])
     return wallet_main(argv)
 
 

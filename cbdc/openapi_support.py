@@ -97,6 +97,55 @@ def closed_object(properties: dict[str, Schema], *, title: str, description: str
     }
 
 
+SHA256_HEX = "SHA-256 digest, 64 lower-case hex digits"
+
+
+def receipt_schemas(key_source: str) -> dict[str, Schema]:
+    """BlockHeader, MerkleProof and Receipt (`cbdc.receipts`), shared by every ledger's
+    API; `key_source` says where the signing ledger's public key is published."""
+    return {
+        "BlockHeader": closed_object(
+            {
+                "version": uint(8, "header layout version", minimum=1),
+                "ledger": uint(32, "ledger number"),
+                "height": uint(64, "block height; the first block is 1", minimum=1),
+                "previous_hash": hex_string(f"hash of the previous block ({SHA256_HEX}; "
+                                            "all zeros before the first block)", size=32),
+                "merkle_root": hex_string(f"RFC 6962 Merkle root of the block's entries "
+                                          f"({SHA256_HEX})", size=32),
+                "time_ns": uint(64, "when the block was sealed, ns since the Unix epoch"),
+                "entry_count": uint(32, "number of entries in the block"),
+            },
+            title="BlockHeader",
+            description="cbdc.receipts.BlockHeader.to_json(); its hash is SHA-256 of the "
+                        "fixed-size big-endian encoding of these fields.",
+        ),
+        "MerkleProof": closed_object(
+            {
+                "index": uint(32, "the entry's leaf index in the block"),
+                "size": uint(32, "number of leaves (the block's entry_count)", minimum=1),
+                "path": {"type": "array", "items": hex_string(SHA256_HEX, size=32),
+                         "description": "RFC 6962 audit path, leaf to root"},
+            },
+            title="MerkleProof",
+            description="RFC 6962 inclusion proof of one entry in a block.",
+        ),
+        "Receipt": closed_object(
+            {
+                "header": ref("BlockHeader"),
+                "block_hash": hex_string(f"hash of the block header ({SHA256_HEX})", size=32),
+                "signature": hex_string("DER ECDSA P-256 signature of the encoded header by "
+                                        f"the ledger key ({key_source}), hex"),
+                "entry": hex_string("the transfer's fixed-size ledger entry encoding, hex"),
+                "proof": ref("MerkleProof"),
+            },
+            title="Receipt",
+            description="cbdc.receipts.Receipt.to_json(): proof that one transfer is in a "
+                        "signed block, verifiable offline with the ledger's public key.",
+        ),
+    }
+
+
 def component_schemas(structs: Iterable[Any], hand_written: Mapping[str, Schema]
                       ) -> dict[str, Schema]:
     """components/schemas: generated from the msgspec `structs`, then the hand-written

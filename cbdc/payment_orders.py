@@ -424,6 +424,31 @@ def parse_payment_uri(text: str) -> PaymentRequest:
     )
 
 
+# ------------------------------------------------------------- memo helpers
+# An order pays a payment request when its memo starts with ``req:<request id>``; the
+# payee's bank (commercial_bank.payment_requests) and the payer's wallet share the rule.
+REQUEST_TAG: Final = "req:"
+_TAGGED = re.compile(re.escape(REQUEST_TAG) + f"({REQUEST_ID.pattern})(?: |$)", re.ASCII)
+
+
+def request_memo(request_id: str, memo: str = "") -> str:
+    """The memo of an order that pays request `request_id`: ``req:<id>``, then a space
+    and `memo` if there is one. (The order refuses it if it is over 140 characters.)"""
+    if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
+        raise ValueError(f"not a payment request id: {request_id!r}")
+    tagged = REQUEST_TAG + request_id
+    return f"{tagged} {memo}" if memo else tagged
+
+
+def request_id_in(memo: str) -> str | None:
+    """The request id an order's memo starts with (``req:<id>``, then a space or the
+    end), or None."""
+    if not isinstance(memo, str):
+        return None
+    match = _TAGGED.match(memo)
+    return match.group(1) if match else None
+
+
 def _qr_code(uri: str) -> Any:
     code = qrcode.QRCode(version=None, error_correction=ERROR_CORRECT_M, border=4)
     code.add_data(uri.encode("utf-8"))

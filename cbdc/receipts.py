@@ -206,3 +206,18 @@ class Receipt:
                 path=tuple(bytes.fromhex(node) for node in proof["path"]),
             ),
         )
+
+
+def verify_transfer_receipt(receipt: Receipt, key: VerifyingKey, transfer_id: int,
+                            amount: int) -> str | None:
+    """None when `receipt` proves that transfer `transfer_id` of `amount` fen is in a block
+    signed by `key`; otherwise the reason it does not (a receipt of another transfer, or
+    of the same id with another amount, proves nothing about this one)."""
+    if len(receipt.entry) != _TRANSFER.size or receipt.entry[0] != ENTRY_TRANSFER:
+        return "the receipt's entry is not a transfer"
+    fields = _TRANSFER.unpack(receipt.entry)
+    if int.from_bytes(fields[1], "big") != transfer_id:
+        return "the receipt is for another transfer"
+    if fields[4] != amount:
+        return "the receipt's amount differs from the payment's"
+    return receipt.verify(key)

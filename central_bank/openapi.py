@@ -62,47 +62,8 @@ _body = oas.json_body
 
 # ------------------------------------------------------------- hand-written schemas
 def _hand_written_schemas() -> dict[str, Schema]:
-    sha256_hex = "SHA-256 digest, 64 lower-case hex digits"
     return {
-        "BlockHeader": _object(
-            {
-                "version": _uint(8, "header layout version", minimum=1),
-                "ledger": _uint(32, "ledger number"),
-                "height": _uint(64, "block height; the first block is 1", minimum=1),
-                "previous_hash": _hex(f"hash of the previous block ({sha256_hex}; "
-                                      "all zeros before the first block)", size=32),
-                "merkle_root": _hex(f"RFC 6962 Merkle root of the block's entries "
-                                    f"({sha256_hex})", size=32),
-                "time_ns": _uint(64, "when the block was sealed, ns since the Unix epoch"),
-                "entry_count": _uint(32, "number of entries in the block"),
-            },
-            title="BlockHeader",
-            description="cbdc.receipts.BlockHeader.to_json(); its hash is SHA-256 of the "
-                        "fixed-size big-endian encoding of these fields.",
-        ),
-        "MerkleProof": _object(
-            {
-                "index": _uint(32, "the entry's leaf index in the block"),
-                "size": _uint(32, "number of leaves (the block's entry_count)", minimum=1),
-                "path": {"type": "array", "items": _hex(sha256_hex, size=32),
-                         "description": "RFC 6962 audit path, leaf to root"},
-            },
-            title="MerkleProof",
-            description="RFC 6962 inclusion proof of one entry in a block.",
-        ),
-        "Receipt": _object(
-            {
-                "header": _ref("BlockHeader"),
-                "block_hash": _hex(f"hash of the block header ({sha256_hex})", size=32),
-                "signature": _hex("DER ECDSA P-256 signature of the encoded header by the "
-                                  "ledger key (GET /v1/ledger-key), hex"),
-                "entry": _hex("the transfer's fixed-size ledger entry encoding, hex"),
-                "proof": _ref("MerkleProof"),
-            },
-            title="Receipt",
-            description="cbdc.receipts.Receipt.to_json(): proof that one transfer is in a "
-                        "signed block, verifiable offline with the ledger's public key.",
-        ),
+        **oas.receipt_schemas("GET /v1/ledger-key"),
         "TransferReceipt": _object(
             {"transfer": _ref("TransferView"), "receipt": _ref("Receipt")},
             title="TransferReceipt",
@@ -111,7 +72,7 @@ def _hand_written_schemas() -> dict[str, Schema]:
         "Block": _object(
             {
                 "header": _ref("BlockHeader"),
-                "hash": _hex(f"hash of the block header ({sha256_hex})", size=32),
+                "hash": _hex(f"hash of the block header ({oas.SHA256_HEX})", size=32),
                 "signature": _hex("DER ECDSA P-256 signature of the encoded header by the "
                                   "ledger key, hex"),
                 "entries": {"type": "array", "items": _hex("one encoded ledger entry, hex"),

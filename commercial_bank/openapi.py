@@ -12,8 +12,9 @@ Three kinds of caller:
                     (`walletSession`); a payment needs no session, its signature is the
                     authority
     tellers         `/v1/teller/...` with the bank's bearer token (`tellerToken`)
-    anyone          `/health`, `/metrics`, `/openapi.json`, and `/v1/receivable/...`,
-                    which other banks ask before they pay one of this bank's wallets
+    anyone          `/health`, `/metrics`, `/openapi.json`, `/v1/ledger-keys`, and
+                    `/v1/receivable/...`, which other banks ask before they pay one of
+                    this bank's wallets
 
 Every 4xx and 5xx answer is an RFC 9457 problem (`application/problem+json`, `Problem`).
 """
@@ -273,6 +274,40 @@ def _hand_written_schemas(bank_code: str | None) -> dict[str, Schema]:
             description="A payment request as its payee sees it; `paid_by` and "
                         "`payment_id` once it is paid.",
             optional=("paid_by", "payment_id")),
+        **oas.receipt_schemas("GET /v1/ledger-keys"),
+        "WalletReceipts": oas.closed_object(
+            {
+                "id": transfer_id,
+                "amount": _fen("amount of the payment", minimum=1),
+                "bank": msgspec.json.schema(wire.BankCode) if bank_code is None
+                else {"const": bank_code},
+                "bank_receipt": ref("Receipt"),
+                "central_bank_receipt": _nullable(ref("Receipt")),
+                "central_bank_note": _nullable({
+                    "type": "string",
+                    "description": "why there is no central bank receipt: a payment within "
+                                   "the bank, not settled yet, or the central bank is away"}),
+            },
+            title="WalletReceipts",
+            description="Proof that one entry of the wallet's history is in a block of this "
+                        "bank's ledger (signed by its ledger key) and, for a payment between "
+                        "banks, in a block of the central bank's ledger (signed by the "
+                        "central bank's published key). Check them with "
+                        "cbdc.receipts.verify_transfer_receipt."),
+        "LedgerKeys": oas.closed_object(
+            {
+                "bank": msgspec.json.schema(wire.BankCode) if bank_code is None
+                else {"const": bank_code},
+                "bank_key_pem": {"type": "string", "minLength": 1,
+                                 "description": "P-256 public key (PEM) that signs this "
+                                                "bank's ledger blocks"},
+                "central_bank_key_pem": _nullable({
+                    "type": "string", "minLength": 1,
+                    "description": "the central bank's ledger key as it publishes it at its "
+                                   "GET /v1/ledger-key (null while it cannot be reached)"}),
+            },
+            title="LedgerKeys",
+            description="The public keys that verify receipts."),
         "CashIn": oas.closed_object(
             {"id": transfer_id, "status": {"const": "settled"}},
             title="CashIn",
@@ -320,6 +355,11 @@ def _parameters() -> dict[str, Schema]:
             "name": "address", "in": "path", "required": True,
             "description": "a wallet address, of any bank",
             "schema": ref("Address"),
+        },
+        "EntryId": {
+            "name": "id", "in": "path", "required": True,
+            "description": "the id of an entry of the wallet's history",
+            "schema": {"type": "string", "format": "uuid"},
         },
         "RequestId": {
             "name": "request_id", "in": "path", "required": True,
@@ -538,6 +578,13 @@ def _paths() -> dict[str, Schema]:
              "422": _invalid(ADDRESS_INVALID, "a query parameter is out of range (`field` "
                                               "names it)")},
             parameters=("Direction", "After", "Limit", "Since", "Until"))},
+        "/v1/wallets/{address}/receipts/{id}": {"get": _wallet_op(
+            "getReceipts", "Receipts proving one history entry is in signed blocks",
+            {"200": _json(ref("WalletReceipts"), "The bank's receipt and, for a payment "
+                                                 "between banks, the central bank's."),
+             "404": _problem("No such entry in this wallet's history."),
+             "422": _invalid(ADDRESS_INVALID, "the id is not a UUID (`field` id)")},
+            parameters=("EntryId",))},
         "/v1/wallets/{address}/events": {"get": _wallet_op(
             "getWalletEvents", "The wallet's payments as they happen (Server-Sent Events)",
             {"200": {
@@ -657,6 +704,9 @@ def _paths() -> dict[str, Schema]:
             security="teller", parameters=("DepositNumber",),
             body=json_body("MoneyMove", "A client-chosen id and the amount."))},
         # ------------------------------------------------------------ public
+        "/v1/ledger-keys": {"get": _op(
+            "getLedgerKeys", "The keys that verify receipts", "public",
+            {"200": _json(ref("LedgerKeys"), "This bank's and the central bank's keys.")})},
         "/health": {"get": _op(
             "health", "Liveness and ledger height", "public",
             {"200": _json(ref("Health"), "Up, ledger loaded.")})},

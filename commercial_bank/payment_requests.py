@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Final, ParamSpec, TypeVar
@@ -49,10 +48,13 @@ from redis.asyncio import Redis
 from cbdc.payment_orders import (
     MEMO_MAX,
     REQUEST_ID,
+    REQUEST_TAG,
     PaymentRequest,
     PaymentUriError,
     memo_problem,
     qr_text,
+    request_id_in,
+    request_memo,
 )
 from cbdc.problems import (
     ProblemError,
@@ -79,7 +81,6 @@ __all__ = [
     "request_status",
 ]
 
-REQUEST_TAG: Final = "req:"
 REQUEST_ID_BYTES: Final = 12  # 96 bits: 16 base64url characters
 REQUEST_ID_LENGTH: Final = 16
 # The longest merchant memo that still fits an order's memo after "req:<id> ".
@@ -91,7 +92,6 @@ HISTORY_PAGE: Final = 200
 HISTORY_PAGES: Final = 5  # how far back the status call looks in the ledger
 RETRY_AFTER_S: Final = 5
 
-_TAGGED = re.compile(re.escape(REQUEST_TAG) + f"({REQUEST_ID.pattern})(?: |$)", re.ASCII)
 
 # KEYS[1] the request; ARGV[1] the payment, JSON. Sets it once, only on a live request:
 # 1 set, 0 already paid, -1 no such request (HSETNX alone would create one, without TTL).
@@ -101,25 +101,6 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 return redis.call('HSETNX', KEYS[1], 'paid', ARGV[1])
 """
-
-
-# ------------------------------------------------------------- memo helpers
-def request_memo(request_id: str, memo: str = "") -> str:
-    """The memo of an order that pays request `request_id`: ``req:<id>``, then a space
-    and `memo` if there is one. (The order refuses it if it is over 140 characters.)"""
-    if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
-        raise ValueError(f"not a payment request id: {request_id!r}")
-    tagged = REQUEST_TAG + request_id
-    return f"{tagged} {memo}" if memo else tagged
-
-
-def request_id_in(memo: str) -> str | None:
-    """The request id an order's memo starts with (``req:<id>``, then a space or the
-    end), or None."""
-    if not isinstance(memo, str):
-        return None
-    match = _TAGGED.match(memo)
-    return match.group(1) if match else None
 
 
 # ------------------------------------------------------------------- store

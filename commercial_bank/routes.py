@@ -6,7 +6,7 @@ from aiohttp import web
 
 from cbdc.http_metrics import metrics_handler
 from commercial_bank import handlers as h
-from commercial_bank import live, payment_requests
+from commercial_bank import live, payment_requests, receipts
 from commercial_bank.openapi import openapi
 
 
@@ -24,6 +24,7 @@ def add_routes(app: web.Application) -> None:
         web.post("/v1/wallets/{address}/redeem", h.redeem),
         web.get("/v1/wallets/{address}/history", h.history),
         web.get("/v1/wallets/{address}/events", live.wallet_events),
+        web.get("/v1/wallets/{address}/receipts/{id}", receipts.receipt),
         web.post("/v1/wallets/{address}/payment-requests", payment_requests.create_request),
         web.get("/v1/wallets/{address}/payment-requests/{request_id}",
                 payment_requests.request_status),
@@ -31,6 +32,7 @@ def add_routes(app: web.Application) -> None:
         web.get("/v1/receivable/{address}", h.receivable),
         web.post("/v1/teller/wallets/{address}/class", h.teller_class),
         web.post("/v1/teller/deposits/{number}/cash-in", h.cash_in),
+        web.get("/v1/ledger-keys", receipts.ledger_keys),
         web.get("/health", h.health),
         web.get("/metrics", metrics_handler),
         web.get("/openapi.json", openapi),

@@ -82,6 +82,7 @@ from cbdc.bench_options import WRITER_SETTINGS, options_from_args
 from cbdc.errors import CbdcError, ConfigError
 from cbdc.payment_orders import PaymentOrder
 from cbdc.processes import Service
+from cbdc.sse import read_events
 from cbdc.storage import database_url_for
 from central_bank.bench import percentile_ms, progress
 from loadtest.network import (
@@ -540,17 +541,8 @@ class Streams:
                 await asyncio.sleep(0.2)
 
     async def _read(self, address: str, response: aiohttp.ClientResponse) -> None:
-        name, data = "message", ""
-        async for raw in response.content:
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                data += line[5:].strip()
-            elif not line:
-                if data:
-                    self._dispatch(address, name, data)
-                name, data = "message", ""
+        async for name, data in read_events(response.content):
+            self._dispatch(address, name, data)
 
     def _dispatch(self, address: str, name: str, data: str) -> None:
         try:

@@ -1,1 +1,1 @@
-"""The terminal wallet (a Textual app that signs payments itself): not built yet."""
+"""The terminal wallet: a Textual app that holds the key and signs every payment itself."""

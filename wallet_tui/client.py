@@ -10,8 +10,10 @@ payment orders here, with the next sequence number, stored before the order is s
 from __future__ import annotations
 
 import base64
+import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -21,10 +23,12 @@ from cbdc.errors import CbdcError
 from cbdc.login import login_message
 from cbdc.payment_orders import PaymentOrder
 from cbdc.signing import SigningKey
-from wallet_tui.keystore import Keystore, UnlockedProfile
+from cbdc.sse import read_events
+from wallet_tui.keystore import Keystore, UnlockedProfile, read_private_pem
 
 ORDER_LIFETIME_S = 300
 TIMEOUT = aiohttp.ClientTimeout(total=30)
+EVENTS_SILENCE_S = 40  # the bank sends a keepalive every 15 s: this much silence is a cut
 
 
 class BankError(CbdcError):
@@ -38,11 +42,16 @@ class BankError(CbdcError):
         self.field = field
 
 
+class BankUnreachable(BankError):
+    """No answer from the bank (connection refused, reset or timed out)."""
+
+
 def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def _sentence(text: str) -> str:
+def as_sentence(text: str) -> str:
+    """An error message as a sentence: a capital first, a full stop last."""
     text = text.strip()
     if not text:
         return text
@@ -53,10 +62,12 @@ def _sentence(text: str) -> str:
 class BankClient:
     """HTTP calls to one bank; `token` is the session once logged in."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, history_page: int = 500) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = ""
+        self.history_page = history_page  # entries per history request (the API's most)
         self._session: aiohttp.ClientSession | None = None
+        self._history_pages: dict[tuple[str, str], tuple[list[dict[str, Any]], str]] = {}
 
     async def close(self) -> None:
         if self._session is not None:
@@ -79,9 +90,10 @@ class BankClient:
                 if response.status >= 400:
                     raise self._problem(response.status, data)
                 return data
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-            raise BankError(f"Cannot reach the bank at {self.base_url}: "
-                            f"{exc or type(exc).__name__}.") from None
+        except (aiohttp.ClientConnectionError, TimeoutError):
+            raise BankUnreachable(f"Cannot reach the bank at {self.base_url}; check the "
+                                  "connection. The wallet keeps trying and reloads once "
+                                  "the bank is back.") from None
         except (aiohttp.ContentTypeError, ValueError):
             raise BankError(f"The bank at {self.base_url} answered with something that is "
                             "not JSON.") from None
@@ -92,7 +104,7 @@ class BankClient:
             return BankError(f"The bank refused the request (HTTP {status}).", status=status)
         detail = data.get("detail") or data.get("title") or f"HTTP {status}"
         field = data.get("field")
-        return BankError(_sentence(str(detail)), status=status, code=data.get("code"),
+        return BankError(as_sentence(str(detail)), status=status, code=data.get("code"),
                          field=field if isinstance(field, str) else None)
 
     # ------------------------------------------------------------- wallet API
@@ -114,10 +126,81 @@ class BankClient:
         result: dict[str, Any] = await self.request("GET", f"/v1/wallets/{address}")
         return result
 
-    async def history(self, address: str, limit: int = 50) -> list[dict[str, Any]]:
-        page = await self.request("GET", f"/v1/wallets/{address}/history",
-                                  params={"limit": str(limit)})
-        return list(page["entries"])
+    async def history(self, address: str, limit: int = 50, direction: str = "both"
+                      ) -> list[dict[str, Any]]:
+        """The newest `limit` entries, oldest first. The API pages from the oldest, so
+        the full pages already read are kept (with the cursor after them) and the next
+        call reads on from there: a full page never changes, unless it holds a payment
+        still pending, so the pages are kept only up to the first such one."""
+        key = (address, direction)
+        kept, after = self._history_pages.get(key, ([], ""))
+        entries, settled = list(kept), True
+        while True:
+            params = {"limit": str(self.history_page), "direction": direction}
+            if after:
+                params["after"] = after
+            page = await self.request("GET", f"/v1/wallets/{address}/history", params=params)
+            entries.extend(page["entries"])
+            after = page.get("next_after") or ""
+            if not after:
+                return entries[-limit:]
+            settled = settled and all(e.get("status") != "pending" for e in page["entries"])
+            if settled:
+                self._history_pages[key] = (list(entries), after)
+
+    async def receipts(self, address: str, entry_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "GET", f"/v1/wallets/{address}/receipts/{entry_id}")
+        return result
+
+    async def ledger_keys(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/v1/ledger-keys")
+        return result
+
+    async def payment_request(self, address: str, amount: int | None, memo: str
+                              ) -> dict[str, Any]:
+        body: dict[str, Any] = {"memo": memo}
+        if amount is not None:
+            body["amount"] = amount
+        result: dict[str, Any] = await self.request(
+            "POST", f"/v1/wallets/{address}/payment-requests", body)
+        return result
+
+    async def payment_request_status(self, address: str, request_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "GET", f"/v1/wallets/{address}/payment-requests/{request_id}")
+        return result
+
+    async def change_class(self, address: str, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", f"/v1/wallets/{address}/class",
+                                                    body)
+        return result
+
+    async def events(self, address: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """The wallet's live events, `(event name, data)`, until the stream ends.
+        Raises BankUnreachable if the stream cannot be opened or breaks."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=TIMEOUT)
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "text/event-stream"}
+        try:
+            async with self._session.get(
+                    f"{self.base_url}/v1/wallets/{address}/events", headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=5,
+                                                  sock_read=EVENTS_SILENCE_S)) as response:
+                if response.status >= 400:
+                    raise self._problem(response.status,
+                                        await response.json(content_type=None))
+                async for name, data in read_events(response.content):
+                    try:
+                        event = json.loads(data)
+                    except ValueError:
+                        continue  # not JSON: not an event of this API
+                    if isinstance(event, dict):
+                        yield name, event
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
+            raise BankUnreachable(f"Lost the connection to the bank at {self.base_url}; "
+                                  "retrying.") from None
+        raise BankUnreachable("The bank ended the live event stream; reconnecting.")
 
     async def pay(self, signed_json: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("POST", "/v1/payments",
@@ -165,6 +248,20 @@ class WalletSession:
         return cls(keystore, profile, client)
 
     @classmethod
+    async def import_key(cls, keystore: Keystore, client: BankClient, *, name: str,
+                         passphrase: str, pem: bytes, address: str) -> WalletSession:
+        """A profile for an existing key, stored only after the bank let it log in as
+        `address` (so a key that does not hold that wallet is never stored)."""
+        keystore.path(name)
+        if keystore.exists(name):
+            raise BankError(f"Profile {name!r} already exists; choose another name.")
+        key = read_private_pem(pem)
+        await client.login(address, key)
+        profile = keystore.create(name, passphrase, bank_url=client.base_url,
+                                  address=address, key=key)
+        return cls(keystore, profile, client)
+
+    @classmethod
     async def unlock(cls, keystore: Keystore, client: BankClient, *, name: str,
                      passphrase: str) -> WalletSession:
         profile = keystore.unlock(name, passphrase)
@@ -174,8 +271,12 @@ class WalletSession:
     async def summary(self) -> dict[str, Any]:
         return await self.client.summary(self.address)
 
-    async def history(self, limit: int = 50) -> list[dict[str, Any]]:
-        return await self.client.history(self.address, limit)
+    async def history(self, limit: int = 50, direction: str = "both"
+                      ) -> list[dict[str, Any]]:
+        return await self.client.history(self.address, limit, direction)
+
+    async def relogin(self) -> None:
+        await self.client.login(self.address, self.profile.key)
 
     def sign_order(self, payee: str, amount: int, memo: str = "",
                    now: int | None = None) -> str:
@@ -191,6 +292,31 @@ class WalletSession:
 
     async def pay(self, payee: str, amount: int, memo: str = "") -> dict[str, Any]:
         return await self.client.pay(self.sign_order(payee, amount, memo))
+
+    async def ledger_keys(self) -> tuple[dict[str, Any], list[str]]:
+        """The keys that verify receipts, as pinned in the profile: a key seen for the
+        first time is pinned; a key the bank now passes on that differs from the pinned
+        one is replaced by the pinned one (so receipts signed with it do not verify),
+        with a warning."""
+        keys = dict(await self.client.ledger_keys())
+        pins = self.profile.ledger_keys
+        warnings, changed = [], False
+        for slot, name in (("bank_key_pem", str(keys.get("bank"))),
+                           ("central_bank_key_pem", "central_bank")):
+            offered = keys.get(slot)
+            if not offered:
+                continue
+            pinned = pins.get(name)
+            if pinned is None:
+                pins[name], changed = str(offered), True
+            elif pinned != offered:
+                who = "the central bank" if name == "central_bank" else name
+                warnings.append(f"The ledger key of {who} differs from the one this wallet "
+                                "pinned; receipts are checked with the pinned key.")
+                keys[slot] = pinned
+        if changed:
+            self.keystore.update(self.profile)
+        return keys, warnings
 
     async def top_up(self, amount: int) -> dict[str, Any]:
         return await self.client.move(self.address, "top-up", amount)

@@ -2,14 +2,18 @@
 
     {"version": 1, "profile": "<name>", "address": "<wallet address>" | "",
      "bank_url": "<url>", "last_sequence": <n>,
+     "ledger_keys": {"<bank code or 'central_bank'>": "<public key PEM>", ...},
      "kdf": {"name": "scrypt", "salt": "<b64>", "n": 32768, "r": 8, "p": 1},
      "cipher": {"name": "aes-256-gcm", "nonce": "<b64>", "ciphertext": "<b64>"}}
 
 The passphrase goes through scrypt (n=2**15, r=8, p=1) to a 256-bit key; AES-256-GCM seals
-the private key (PKCS#8 DER) with the profile name as associated data, so a file renamed
-to another profile, a wrong passphrase or any flipped byte of salt, nonce or ciphertext
-fails to open. The sequence number of the last signed payment order is kept beside the
-key (not secret), so the wallet never signs two orders with one sequence.
+the private key (PKCS#8 DER) with the wallet id (its address) and the profile name as
+associated data, so a file renamed to another profile, an address edited to another
+wallet's, a wrong passphrase or any flipped byte of salt, nonce or ciphertext fails to
+open. The address is therefore fixed when the profile is made. The sequence number of
+the last signed payment order is kept beside the key (not secret), so the wallet never
+signs two orders with one sequence. So are the ledger keys the wallet first saw (trust
+on first use): receipts are checked against these pinned keys from then on.
 
 Nothing here logs or puts key bytes or the passphrase into an error message.
 """
@@ -22,7 +26,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -59,6 +63,7 @@ class UnlockedProfile:
     address: str
     bank_url: str
     last_sequence: int
+    ledger_keys: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"UnlockedProfile(name={self.name!r}, address={self.address!r})"
@@ -77,13 +82,21 @@ def _unb64(text: object, what: str) -> bytes:
         raise KeystoreError(f"the profile file is damaged: {what} is not base64") from None
 
 
-def _associated_data(name: str) -> bytes:
-    return f"cbdc-wallet/v{VERSION}/profile:{name}".encode()
+def _associated_data(name: str, address: str) -> bytes:
+    return f"cbdc-wallet/v{VERSION}/wallet:{address}/profile:{name}".encode()
 
 
 def _derive(passphrase: str, salt: bytes) -> bytes:
     kdf = Scrypt(salt=salt, length=32, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
     return kdf.derive(passphrase.encode("utf-8"))
+
+
+def read_private_pem(pem: bytes) -> SigningKey:
+    """A wallet key from an unencrypted P-256 private key in PEM."""
+    try:
+        return SigningKey.from_pem(pem)
+    except (ValueError, TypeError):
+        raise KeystoreError("that is not an unencrypted P-256 private key in PEM") from None
 
 
 class Keystore:
@@ -104,6 +117,10 @@ class Keystore:
             return []
         return sorted(p.stem for p in self.folder.glob("*.json")
                       if PROFILE_NAME.fullmatch(p.stem))
+
+    def bank_url(self, name: str) -> str:
+        """The bank a profile last used ("" if it names none); no passphrase needed."""
+        return str(self._read(name).get("bank_url") or "")
 
     def exists(self, name: str) -> bool:
         return self.path(name).is_file()
@@ -149,7 +166,7 @@ class Keystore:
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption())
         sealed = AESGCM(_derive(passphrase, salt)).encrypt(nonce, secret,
-                                                            _associated_data(name))
+                                                            _associated_data(name, address))
         self._write(name, {
             "version": VERSION, "profile": name, "address": address, "bank_url": bank_url,
             "last_sequence": 0,
@@ -163,11 +180,8 @@ class Keystore:
     def import_key(self, name: str, passphrase: str, pem: bytes, *, bank_url: str,
                    address: str = "") -> UnlockedProfile:
         """A new profile for an existing P-256 key (unencrypted PKCS#8 PEM)."""
-        try:
-            key = SigningKey.from_pem(pem)
-        except (ValueError, TypeError):
-            raise KeystoreError("that is not an unencrypted P-256 private key in PEM") from None
-        return self.create(name, passphrase, bank_url=bank_url, address=address, key=key)
+        return self.create(name, passphrase, bank_url=bank_url, address=address,
+                           key=read_private_pem(pem))
 
     def unlock(self, name: str, passphrase: str) -> UnlockedProfile:
         data = self._read(name)
@@ -181,9 +195,12 @@ class Keystore:
         sealed = _unb64(cipher.get("ciphertext"), "the ciphertext")
         if len(nonce) != NONCE_BYTES or not salt:
             raise KeystoreError(f"the profile file for {name!r} is damaged")
+        address = data.get("address", "")
+        if not isinstance(address, str):
+            raise KeystoreError(f"the profile file for {name!r} is damaged")
         try:
             secret = AESGCM(_derive(passphrase, salt)).decrypt(nonce, sealed,
-                                                               _associated_data(name))
+                                                               _associated_data(name, address))
         except InvalidTag:
             raise KeystoreError(
                 f"cannot unlock {name!r}: the passphrase is wrong or the file was changed"
@@ -194,12 +211,19 @@ class Keystore:
         sequence = data.get("last_sequence", 0)
         if type(sequence) is not int or sequence < 0:
             raise KeystoreError(f"the profile file for {name!r} has a bad sequence number")
-        return UnlockedProfile(name, SigningKey(private), str(data.get("address", "")),
-                               str(data.get("bank_url", "")), sequence)
+        pinned = data.get("ledger_keys", {})
+        if not isinstance(pinned, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in pinned.items()):
+            raise KeystoreError(f"the profile file for {name!r} has damaged ledger keys")
+        return UnlockedProfile(name, SigningKey(private), address,
+                               str(data.get("bank_url", "")), sequence, dict(pinned))
 
     def update(self, profile: UnlockedProfile) -> None:
-        """Store the profile's address, bank and last sequence (the sealed key stays)."""
+        """Store the profile's bank and last sequence (the sealed key and the address it
+        is bound to stay)."""
         data = self._read(profile.name)
-        data.update(address=profile.address, bank_url=profile.bank_url,
-                    last_sequence=profile.last_sequence)
+        if data.get("address") != profile.address:
+            raise KeystoreError(f"the profile {profile.name!r} belongs to another wallet")
+        data.update(bank_url=profile.bank_url, last_sequence=profile.last_sequence,
+                    ledger_keys=profile.ledger_keys)
         self._write(profile.name, data)

@@ -73,6 +73,17 @@ def test_a_file_copied_to_another_profile_does_not_open(tmp_path: Path) -> None:
         store.unlock("mallory", PASS)
 
 
+def test_a_file_edited_to_another_wallet_does_not_open(tmp_path: Path) -> None:
+    store = Keystore(tmp_path)
+    store.create("alice", PASS, bank_url=BANK, address="BANKA-000000001234-96")
+    path = tmp_path / "alice.json"
+    data = json.loads(path.read_text())
+    data["address"] = "BANKA-000000004321-38"
+    path.write_text(json.dumps(data))
+    with pytest.raises(KeystoreError, match="passphrase is wrong or the file was changed"):
+        store.unlock("alice", PASS)
+
+
 def test_damaged_or_missing_files_say_so(tmp_path: Path) -> None:
     store = Keystore(tmp_path)
     with pytest.raises(KeystoreError, match="no profile 'bob'"):

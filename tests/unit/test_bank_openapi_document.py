@@ -37,8 +37,9 @@ PROBLEM = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 PUBLIC = {("get", "/health"), ("get", "/metrics"), ("get", "/openapi.json"),
           ("post", "/v1/wallets"), ("post", "/v1/sessions/challenge"),
           ("post", "/v1/sessions"), ("post", "/v1/payments"),
-          ("get", "/v1/receivable/{address}")}
-NO_CLIENT_ERRORS = {("get", "/health"), ("get", "/metrics"), ("get", "/openapi.json")}
+          ("get", "/v1/receivable/{address}"), ("get", "/v1/ledger-keys")}
+NO_CLIENT_ERRORS = {("get", "/health"), ("get", "/metrics"), ("get", "/openapi.json"),
+                    ("get", "/v1/ledger-keys")}
 PAYER = address_for("BANKA", 1234)
 PAYEE = address_for("BANKB", 42)
 PAYMENT_ID = "0192c4e0-7c1e-7b2a-9d41-6f0e8a1b2c3d"

@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from cbdc.money import format_fen
+from wallet_tui.formatting import reset_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +28,8 @@ def allowance(summary: dict[str, Any]) -> tuple[int, str]:
     bounds = [
         (int(summary["available"]), "your balance"),
         (int(limits["single"]), "the single-payment limit"),
-        (int(limits["daily"]["left"]), f"today's limit (resets {limits['daily']['resets_at']})"),
+        (int(limits["daily"]["left"]),
+         f"today's limit, which resets {reset_time(limits['daily']['resets_at'])}"),
         (int(limits["yearly"]["left"]), "this year's limit"),
     ]
     return min(bounds, key=lambda bound: bound[0])
@@ -54,7 +56,8 @@ class ConfirmPayment(ModalScreen[bool]):
             "",
             f"Balance {format_fen(self.summary['available'])}; "
             f"single payment up to {format_fen(limits['single'])}",
-            f"Left today {format_fen(limits['daily']['left'])}, "
+            f"Left today {format_fen(limits['daily']['left'])} (resets "
+            f"{reset_time(limits['daily']['resets_at'])}), "
             f"this year {format_fen(limits['yearly']['left'])}",
             f"You can pay up to {format_fen(max(0, most))} now ({reason}).",
         ]

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, ProgressBar, Static
 
-from cbdc.errors import CbdcError
 from cbdc.money import format_fen
-
-if TYPE_CHECKING:
-    from wallet_tui.app import WalletApp
+from wallet_tui.formatting import reset_time
+from wallet_tui.screens.base import WalletScreen
 
 RECENT = 5
 
@@ -31,37 +28,52 @@ def describe_entry(entry: dict[str, Any]) -> str:
     return f"{sign}{format_fen(int(entry['amount']))}  {kind}{where}{memo}{status}"
 
 
-class HomeScreen(Screen[None]):
+def usage_text(usage: dict[str, Any]) -> str:
+    return f"{format_fen(usage['used'])} of {format_fen(usage['limit'])}"
+
+
+def left_text(limits: dict[str, Any]) -> str:
+    daily, yearly = limits["daily"], limits["yearly"]
+    return (f"Left to pay: {format_fen(daily['left'])} today (resets "
+            f"{reset_time(daily['resets_at'])}), {format_fen(yearly['left'])} this year")
+
+
+class HomeScreen(WalletScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "send", "Send"),
         Binding("r", "receive", "Receive"),
         Binding("h", "history", "History"),
+        Binding("t", "money", "Top up"),
+        Binding("c", "upgrade", "Class"),
+        Binding("p", "settings", "Profile"),
         Binding("u", "refresh", "Update"),
     ]
-
-    @property
-    def wallet_app(self) -> WalletApp:
-        return cast("WalletApp", self.app)
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         with Vertical(id="home"):
             yield Static("", id="balance")
             yield Static("", id="wallet-class")
+            yield Static("", id="deposit")
             with Horizontal(classes="limit-row"):
-                yield Label("Today     ", classes="limit-label")
+                yield Label("Today", classes="limit-label")
                 yield ProgressBar(id="daily-bar", show_eta=False, show_percentage=True)
                 yield Static("", id="daily-text", classes="limit-text")
             with Horizontal(classes="limit-row"):
-                yield Label("This year ", classes="limit-label")
+                yield Label("This year", classes="limit-label")
                 yield ProgressBar(id="yearly-bar", show_eta=False, show_percentage=True)
                 yield Static("", id="yearly-text", classes="limit-text")
+            yield Static("", id="limits-left")
             yield Label("Recent activity", classes="heading")
             yield Static("Loading…", id="recent")
             yield Static("", id="home-status", classes="status")
         yield Footer()
 
     def on_screen_resume(self) -> None:
+        if self.wallet_app.session is not None:  # not while locking
+            self.action_refresh()
+
+    def wallet_changed(self) -> None:
         self.action_refresh()
 
     def action_refresh(self) -> None:
@@ -69,14 +81,12 @@ class HomeScreen(Screen[None]):
 
     @work(exclusive=True)
     async def load(self) -> None:
-        session = self.wallet_app.require_session()
-        try:
-            summary = await session.summary()
-            entries = await session.history(RECENT)
-        except CbdcError as exc:
-            self.query_one("#home-status", Static).update(str(exc))
-            return
-        self.show(summary, entries)
+        session = self.session
+        summary = await self.ask("#home-status", session.summary())
+        entries = await self.ask("#home-status", session.history(RECENT)) \
+            if summary is not None else None
+        if summary is not None and entries is not None:
+            self.show(summary, entries)
 
     def show(self, summary: dict[str, Any], entries: list[dict[str, Any]]) -> None:
         limits = summary["limits"]
@@ -86,27 +96,46 @@ class HomeScreen(Screen[None]):
             f"Class {summary['class']} wallet ({summary['status']}), "
             f"cap {format_fen(limits['balance_cap'])}, "
             f"single payment up to {format_fen(limits['single'])}")
+        deposit = summary.get("deposit_account")
+        self.query_one("#deposit", Static).update(
+            f"Deposit account {deposit['number']}: {format_fen(deposit['balance'])}"
+            if deposit else "No deposit account linked (t to link one)")
         for period in ("daily", "yearly"):
             usage = limits[period]
             bar = self.query_one(f"#{period}-bar", ProgressBar)
             bar.update(total=max(1, usage["limit"]), progress=usage["used"])
-            self.query_one(f"#{period}-text", Static).update(
-                f"{format_fen(usage['used'])} of {format_fen(usage['limit'])}")
+            self.query_one(f"#{period}-text", Static).update(usage_text(usage))
+        self.query_one("#limits-left", Static).update(left_text(limits))
         lines = [describe_entry(e) for e in reversed(entries[-RECENT:])]
         self.query_one("#recent", Static).update("\n".join(lines) or "No payments yet.")
-        self.query_one("#home-status", Static).update("")
+        self.say("#home-status", "")
 
     def action_send(self) -> None:
         from wallet_tui.screens.send import SendScreen
 
-        self.app.push_screen(SendScreen(self.wallet_app.require_session().address))
+        self.app.push_screen(SendScreen(self.session.address))
 
     def action_receive(self) -> None:
         from wallet_tui.screens.receive import ReceiveScreen
 
-        self.app.push_screen(ReceiveScreen(self.wallet_app.require_session().address))
+        self.app.push_screen(ReceiveScreen(self.session.address))
 
     def action_history(self) -> None:
         from wallet_tui.screens.history import HistoryScreen
 
         self.app.push_screen(HistoryScreen())
+
+    def action_money(self) -> None:
+        from wallet_tui.screens.money import MoneyScreen
+
+        self.app.push_screen(MoneyScreen())
+
+    def action_upgrade(self) -> None:
+        from wallet_tui.screens.upgrade import UpgradeScreen
+
+        self.app.push_screen(UpgradeScreen())
+
+    def action_settings(self) -> None:
+        from wallet_tui.screens.settings import SettingsScreen
+
+        self.app.push_screen(SettingsScreen())

@@ -1,4 +1,5 @@
-"""Unlock an existing profile, or create a class-4 wallet with a phone number."""
+"""Unlock an existing profile, or create a class-4 wallet with a phone number; F2 imports
+an existing key instead."""
 
 from __future__ import annotations
 
@@ -7,19 +8,22 @@ from typing import TYPE_CHECKING, ClassVar, cast
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from cbdc.errors import CbdcError
-from wallet_tui.client import WalletSession
+from wallet_tui.client import WalletSession, as_sentence
 
 if TYPE_CHECKING:
     from wallet_tui.app import WalletApp
 
 
 class UnlockScreen(Screen[None]):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+s", "submit", "Unlock / create")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "submit", "Unlock / create"),
+        Binding("f2", "import_key", "Import a key"),
+    ]
 
     def __init__(self, profile: str | None = None) -> None:
         super().__init__()
@@ -33,9 +37,11 @@ class UnlockScreen(Screen[None]):
         known = self.wallet_app.keystore.profiles()
         name = self.initial_profile or (known[0] if known else "")
         yield Header(show_clock=False)
-        with Vertical(id="unlock-form", classes="form"):
+        with VerticalScroll(id="unlock-form", classes="form"):
             yield Static("Unlock your wallet, or create a new one (class 4: phone number "
                          "only).", id="unlock-intro")
+            yield Static(f"Profiles here: {', '.join(known)}" if known
+                         else "No profiles yet.", id="unlock-profiles")
             yield Label("Profile")
             yield Input(value=name, placeholder="e.g. alice", id="profile")
             yield Label("Passphrase (8 characters or more)")
@@ -84,9 +90,14 @@ class UnlockScreen(Screen[None]):
         self._status("Working…")
         self.sign_in(name, passphrase, phone if self._is_new() else None)
 
+    def action_import_key(self) -> None:
+        from wallet_tui.screens.import_key import ImportScreen
+
+        self.app.push_screen(ImportScreen())
+
     def _status(self, text: str, *, error: bool = False) -> None:
         status = self.query_one("#unlock-status", Static)
-        status.update(text)
+        status.update(as_sentence(text) if error else text)
         status.set_class(error, "error")
 
     @work(exclusive=True)
@@ -94,6 +105,9 @@ class UnlockScreen(Screen[None]):
         app = self.wallet_app
         try:
             if phone is None:
+                stored_bank = app.keystore.bank_url(name)
+                if stored_bank:
+                    app.use_bank(stored_bank)
                 session = await WalletSession.unlock(app.keystore, app.client, name=name,
                                                      passphrase=passphrase)
             else:
