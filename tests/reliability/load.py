@@ -26,7 +26,7 @@ import asyncpg
 from commercial_bank import accounts as chart
 from loadtest.retail_bench import CENTRAL_BANK_SERVICE, WALLET_FUNDING, BenchWallet, Orders
 from tests.reliability import ledgers
-from tests.reliability.cluster import Cluster, pick
+from tests.reliability.cluster import Answer, Cluster, pick
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,27 +63,33 @@ class Payments:
         rng = random.Random(f"{self.seed}:{number}")
         orders = Orders(rng)
         codes = list(self.wallets)
-        shape = self.shape
         while not stop.is_set():
             code = rng.choice(codes)
-            payer = pick(rng, self.wallets[code], shape.hot, shape.hot_share)
             to = code
-            if len(codes) > 1 and rng.random() < shape.cross_share:
+            if len(codes) > 1 and rng.random() < self.shape.cross_share:
                 to = rng.choice([c for c in codes if c != code])
-            payee = pick(rng, self.wallets[to], shape.hot, shape.hot_share)
-            if payee is payer:
-                continue
-            self.sent += 1
-            answer = await self.cluster.pay(self.session, code, orders.order(payer, payee))
-            self.answered_after_retry += answer.attempts > 1
-            if not answer.acknowledged:
-                self.refused[f"{answer.status} {answer.body.get('code', '')}"] += 1
-                continue
-            assert payer.address is not None
-            assert payee.address is not None
-            self.acknowledged[answer.payment_id] = Payment(
-                (code, payer.address.number), (to, payee.address.number),
-                int(answer.body["amount"]), answer.body["status"])
+            await self.pay(rng, orders, code, to)
+
+    async def pay(self, rng: random.Random, orders: Orders, code: str, to: str) -> Answer | None:
+        """One order from a wallet of `code` to one of `to`, sent until answered and
+        remembered; None when the draw picked the same wallet twice."""
+        shape = self.shape
+        payer = pick(rng, self.wallets[code], shape.hot, shape.hot_share)
+        payee = pick(rng, self.wallets[to], shape.hot, shape.hot_share)
+        if payee is payer:
+            return None
+        self.sent += 1
+        answer = await self.cluster.pay(self.session, code, orders.order(payer, payee))
+        self.answered_after_retry += answer.attempts > 1
+        if not answer.acknowledged:
+            self.refused[f"{answer.status} {answer.body.get('code', '')}"] += 1
+            return answer
+        assert payer.address is not None
+        assert payee.address is not None
+        self.acknowledged[answer.payment_id] = Payment(
+            (code, payer.address.number), (to, payee.address.number),
+            int(answer.body["amount"]), answer.body["status"])
+        return answer
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[asyncio.Event]:
