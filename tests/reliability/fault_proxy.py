@@ -14,11 +14,13 @@ arrived" case a retrying client must survive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import random
 from collections import Counter
 from collections.abc import Callable
 from types import TracebackType
-from typing import Self
+from typing import Any, NoReturn, Self
 
 import aiohttp
 from aiohttp import web
@@ -40,6 +42,7 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self.stats: Counter[str] = Counter()
         self.dropped_paths: Counter[str] = Counter()
+        self.lost: list[tuple[int, Any]] = []  # (status, JSON body) of each dropped answer
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -63,13 +66,18 @@ class FaultProxy:
         assert self._session is not None
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        async with self._session.request(
-                request.method, self.upstream + request.path_qs, headers=headers,
-                data=body or None, timeout=aiohttp.ClientTimeout(total=120)) as upstream:
-            payload = await upstream.read()
-            status = upstream.status
-            reply_headers = {k: v for k, v in upstream.headers.items()
-                             if k.lower() not in HOP_BY_HOP}
+        try:
+            async with self._session.request(
+                    request.method, self.upstream + request.path_qs, headers=headers,
+                    data=body or None, timeout=aiohttp.ClientTimeout(total=120)) as upstream:
+                payload = await upstream.read()
+                status = upstream.status
+                reply_headers = {k: v for k, v in upstream.headers.items()
+                                 if k.lower() not in HOP_BY_HOP}
+        except (aiohttp.ClientError, TimeoutError):
+            # The upstream is down: so is the route through us.
+            self.stats["upstream down"] += 1
+            self._hang_up(request)
         self.stats["forwarded"] += 1
         if self.applies(request):
             draw = self.rng.random()
@@ -77,10 +85,17 @@ class FaultProxy:
                 # The upstream acted; its answer is lost on the way back.
                 self.stats["dropped"] += 1
                 self.dropped_paths[f"{request.method} {'/'.join(request.path.split('/')[:3])}"] += 1
-                if request.transport is not None:
-                    request.transport.abort()
-                raise asyncio.CancelledError
+                with contextlib.suppress(ValueError):
+                    self.lost.append((status, json.loads(payload) if payload else None))
+                self._hang_up(request)
             if draw < self.drop + self.delay:
                 self.stats["delayed"] += 1
                 await asyncio.sleep(self.rng.uniform(0.05, self.max_delay))
         return web.Response(status=status, body=payload, headers=reply_headers)
+
+    @staticmethod
+    def _hang_up(request: web.Request) -> NoReturn:
+        """Close the caller's connection without an answer."""
+        if request.transport is not None:
+            request.transport.abort()
+        raise asyncio.CancelledError

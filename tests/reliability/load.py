@@ -175,10 +175,15 @@ async def check_books(cluster: Cluster, payments: Payments,
     booked = {i for bank in books for i in bank.booked_in}
     assert set(cross) <= booked, "cross-bank payments settled but never credited"
 
+    await reconcile_clean(cluster)
+    return {"acknowledged": len(payments.acknowledged), "cross_bank": len(cross),
+            "outstanding": outstanding}
+
+
+async def reconcile_clean(cluster: Cluster) -> None:
+    """`cbdc reconcile` over the cluster's databases finds no break."""
     result = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "cbdc.cli", "reconcile"], cwd=REPO_ROOT,
         env=cluster.env, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "reconciled: clean" in result.stdout
-    return {"acknowledged": len(payments.acknowledged), "cross_bank": len(cross),
-            "outstanding": outstanding}
