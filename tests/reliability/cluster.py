@@ -173,27 +173,53 @@ class Cluster:
 
     async def pay(self, session: aiohttp.ClientSession, code: str, order: bytes, *,
                   patience: float = 90.0) -> Answer:
-        """POST a signed order to its bank until a definite answer (2xx or 4xx other
-        than 429): a lost answer or a bank that is down is retried with the same bytes."""
+        """POST a signed order to its bank until a definite answer."""
+        return await self.until_answered(session, self.urls[code] + "/v1/payments",
+                                         patience=patience, data=order,
+                                         headers={"Content-Type": "application/json"})
+
+    async def move(self, session: aiohttp.ClientSession, wallet: BenchWallet, kind: str,
+                   body: dict[str, Any], *, patience: float = 90.0) -> Answer:
+        """A wallet's top-up or redemption (`kind`), sent until a definite answer."""
+        return await self.until_answered(
+            session, f"{self.urls[wallet.code]}/v1/wallets/{wallet.text}/{kind}",
+            patience=patience, json=body, headers={"Authorization": f"Bearer {wallet.token}"})
+
+    async def until_answered(self, session: aiohttp.ClientSession, url: str, *,
+                             patience: float, **request: Any) -> Answer:
+        """POST until a definite answer (2xx, or 4xx other than 429): a lost answer, a
+        service that is down or a 5xx is retried with the same body (so the same id)."""
         deadline = time.monotonic() + patience
         attempts = 0
         while True:
             attempts += 1
             try:
-                async with session.post(
-                        self.urls[code] + "/v1/payments", data=order,
-                        headers={"Content-Type": "application/json"},
-                        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)) as response:
+                async with session.post(url, timeout=aiohttp.ClientTimeout(
+                        total=REQUEST_TIMEOUT_S), **request) as response:
                     body = await response.json(content_type=None)
                     if response.status < 500 and response.status != 429:
                         return Answer(response.status, body, attempts)
             except (aiohttp.ClientError, TimeoutError, ValueError):
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(f"{code} gave no definite answer to an order within "
+                raise AssertionError(f"POST {url} got no definite answer within "
                                      f"{patience:g} s ({attempts} attempts)")
             await asyncio.sleep(0.2)
 
+    async def cash_in(self, session: aiohttp.ClientSession, wallet: BenchWallet,
+                      amount: int) -> None:
+        """A teller pays `amount` into the wallet's (already linked) deposit account."""
+        url = self.urls[wallet.code]
+        async with session.post(f"{url}/v1/wallets/{wallet.text}/deposit-account",
+                                headers={"Authorization": f"Bearer {wallet.token}"}
+                                ) as response:
+            assert response.status == 200, await response.text()
+            number = (await response.json())["deposit_account"]["number"]
+        async with session.post(f"{url}/v1/teller/deposits/{number}/cash-in",
+                                json={"id": str(uuid.uuid4()), "amount": amount},
+                                headers={"Authorization": f"Bearer {self.tellers[wallet.code]}"}
+                                ) as response:
+            assert response.status == 201, await response.text()
 
 def pick(rng: random.Random, wallets: Sequence[BenchWallet], hot: int, hot_share: float
          ) -> BenchWallet:

@@ -148,3 +148,10 @@ async def open_pending(pool: asyncpg.Pool) -> int:
         "                 AND r.pending_id = t.id)"
         " AND NOT EXISTS (SELECT 1 FROM expirations e WHERE e.ledger = 1"
         "                 AND e.pending_id = t.id)"))
+
+
+async def float_swaps(pool: asyncpg.Pool) -> int:
+    """Issuances and redemptions the bank settled with the central bank (posted holds)."""
+    return int(await pool.fetchval(
+        f"SELECT count(*) FROM transfers WHERE ledger = 1 AND flags & {POST} <> 0"
+        f" AND code = ANY($1::int[])", [chart.ISSUANCE, chart.REDEMPTION]))

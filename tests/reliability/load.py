@@ -14,6 +14,7 @@ import random
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -29,11 +30,13 @@ from tests.reliability import ledgers
 from tests.reliability.cluster import Answer, Cluster, pick
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+MAX_MOVE = 1_000  # fen per top-up or redemption
 
 
 @dataclass(frozen=True)
 class Shape:
     clients: int
+    money_clients: int = 0  # clients topping wallets up and redeeming (cold wallets only)
     hot: int = 4  # hot wallets per bank
     hot_share: float = 0.5  # share of payers and payees drawn from the hot ones
     cross_share: float = 0.3  # share of payments to another bank
@@ -56,6 +59,8 @@ class Payments:
     shape: Shape
     acknowledged: dict[int, Payment] = field(default_factory=dict)
     refused: Counter[str] = field(default_factory=Counter)
+    moved: Counter[int] = field(default_factory=Counter)  # wallet account -> top-ups - redeems
+    moves: int = 0
     sent: int = 0
     answered_after_retry: int = 0  # orders whose first attempts got no answer
 
@@ -69,6 +74,27 @@ class Payments:
             if len(codes) > 1 and rng.random() < self.shape.cross_share:
                 to = rng.choice([c for c in codes if c != code])
             await self.pay(rng, orders, code, to)
+
+    async def money_client(self, number: int, stop: asyncio.Event) -> None:
+        """Top-ups and redemptions of small amounts: the bank swaps float with the
+        central bank as it runs short or long (`FloatSwaps`)."""
+        rng = random.Random(f"{self.seed}:money:{number}")
+        codes = list(self.wallets)
+        while not stop.is_set():
+            code = rng.choice(codes)
+            wallet = rng.choice(self.wallets[code][self.shape.hot:])
+            kind = rng.choice(("top-up", "redeem"))
+            amount = rng.randint(1, MAX_MOVE)
+            body = {"id": str(uuid.UUID(int=rng.getrandbits(128))), "amount": amount}
+            answer = await self.cluster.move(self.session, wallet, kind, body)
+            self.answered_after_retry += answer.attempts > 1
+            if answer.status != 200:
+                self.refused[f"{kind} {answer.status} {answer.body.get('code', '')}"] += 1
+                continue
+            assert wallet.address is not None
+            self.moves += 1
+            self.moved[chart.wallet_id(code, wallet.address.number)] += (
+                amount if kind == "top-up" else -amount)
 
     async def pay(self, rng: random.Random, orders: Orders, code: str, to: str) -> Answer | None:
         """One order from a wallet of `code` to one of `to`, sent until answered and
@@ -96,6 +122,8 @@ class Payments:
         """Clients pay while the block runs; they finish their current order after."""
         stop = asyncio.Event()
         tasks = [asyncio.create_task(self.client(i, stop)) for i in range(self.shape.clients)]
+        tasks += [asyncio.create_task(self.money_client(i, stop))
+                  for i in range(self.shape.money_clients)]
         try:
             yield stop
         finally:
@@ -107,6 +135,8 @@ class Payments:
         expected = {chart.wallet_id(code, w.address.number): WALLET_FUNDING
                     for code, made in self.wallets.items() for w in made
                     if w.address is not None}
+        for account, amount in self.moved.items():
+            expected[account] += amount
         for payment in self.acknowledged.values():
             expected[chart.wallet_id(*payment.payer)] -= payment.amount
             expected[chart.wallet_id(*payment.payee)] += payment.amount
@@ -176,8 +206,9 @@ async def check_books(cluster: Cluster, payments: Payments,
     assert set(cross) <= booked, "cross-bank payments settled but never credited"
 
     await reconcile_clean(cluster)
+    swaps = sum([await ledgers.float_swaps(pools[code]) for code in codes])
     return {"acknowledged": len(payments.acknowledged), "cross_bank": len(cross),
-            "outstanding": outstanding}
+            "outstanding": outstanding, "float_swaps": swaps}
 
 
 async def reconcile_clean(cluster: Cluster) -> None:

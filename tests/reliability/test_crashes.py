@@ -1,6 +1,7 @@
 """Crashes under load: kill -9 the central bank or a commercial bank, or stop PostgreSQL
 immediately (a private server), at seeded random moments while wallets pay each other
-within and across banks; restart what was killed at once.
+within and across banks and top up and redeem (so banks swap float with the central
+bank); restart what was killed at once.
 
 Clients retry every order whose answer was lost with the same bytes (the same payment
 id), so each order ends with one definite answer. Pass: each service is ready again
@@ -32,6 +33,10 @@ pytestmark = pytest.mark.reliability
 POSTGRES = "postgres"
 CODES = ("BANKA", "BANKB")
 TARGETS = (CENTRAL_BANK_SERVICE, *CODES, POSTGRES)
+# A small float: top-ups and redemptions under load make the banks swap float with the
+# central bank again and again, through the kills.
+FLOAT_TARGET = 20_000
+DEPOSIT = 200_000  # fen paid into each cold wallet's deposit account for top-ups
 
 
 @dataclass(frozen=True)
@@ -89,14 +94,17 @@ async def test_kill_9_under_load_loses_and_doubles_nothing(
     rng = random.Random(seed)
     plan = kill_plan(rng, size.kills)
     cluster = Cluster(private_postgres.url, private_redis.url, tmp_path / "system",
-                      codes=CODES)
+                      codes=CODES, float_target=FLOAT_TARGET)
     recoveries: list[tuple[str, float]] = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         try:
             await cluster.start(session)
             wallets = await cluster.seed_wallets(session, size.wallets)
-            payments = Payments(cluster, session, wallets, seed,
-                                Shape(size.clients, hot=2, cross_share=0.4))
+            shape = Shape(size.clients, money_clients=2, hot=2, cross_share=0.4)
+            for made in wallets.values():
+                for wallet in made[shape.hot:]:  # what top-ups draw on
+                    await cluster.cash_in(session, wallet, DEPOSIT)
+            payments = Payments(cluster, session, wallets, seed, shape)
             probe_rng = random.Random(f"{seed}:probes")
             probes = Orders(probe_rng)
             async with payments.running():
@@ -112,8 +120,9 @@ async def test_kill_9_under_load_loses_and_doubles_nothing(
             print(f"{len(recoveries)} kills survived: "
                   + ", ".join(f"{t} ready in {s:.1f} s" for t, s in recoveries))
             print(f"{payments.sent} orders, {figures['acknowledged']} acknowledged "
-                  f"({figures['cross_bank']} across banks), {payments.answered_after_retry} "
-                  f"answered only on a retry, refused: {dict(payments.refused)}")
+                  f"({figures['cross_bank']} across banks), {payments.moves} top-ups and "
+                  f"redemptions ({figures['float_swaps']} float swaps), {payments.answered_after_retry} answered only on a retry, "
+                  f"refused: {dict(payments.refused)}")
             assert len(recoveries) == size.kills
             # Refused orders are allowed only while the payee's bank was down (nothing
             # was taken: the balances above prove it).
