@@ -121,7 +121,8 @@ async def test_kill_9_under_load_loses_and_doubles_nothing(
                   + ", ".join(f"{t} ready in {s:.1f} s" for t, s in recoveries))
             print(f"{payments.sent} orders, {figures['acknowledged']} acknowledged "
                   f"({figures['cross_bank']} across banks), {payments.moves} top-ups and "
-                  f"redemptions ({figures['float_swaps']} float swaps), {payments.answered_after_retry} answered only on a retry, "
+                  f"redemptions ({figures['float_swaps']} float swaps), "
+                  f"{payments.answered_after_retry} answered only on a retry, "
                   f"refused: {dict(payments.refused)}")
             assert len(recoveries) == size.kills
             # Refused orders are allowed only while the payee's bank was down (nothing
