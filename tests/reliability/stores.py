@@ -47,7 +47,13 @@ class PrivatePostgres:
     def _pg_ctl(self, *args: str, timeout: float = 60) -> None:
         from pgserver import pg_ctl
 
-        pg_ctl(list(args), pgdata=self.pgdata, user=self._user, timeout=timeout)
+        try:
+            pg_ctl(list(args), pgdata=self.pgdata, user=self._user, timeout=timeout)
+        except subprocess.CalledProcessError as exc:
+            log = self.pgdata / "log"
+            tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+            raise AssertionError(f"pg_ctl {' '.join(args)} failed ({exc.returncode}); "
+                                 "server log:\n" + "\n".join(tail)) from exc
 
     def crash(self) -> None:
         """Immediate stop: every server process quits at once, nothing is flushed."""
