@@ -21,7 +21,8 @@ import random
 import signal
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,21 @@ class Cluster:
             self.argv[code] = ["commercial-bank", "--code", code, "--port", port,
                                "--central-bank", central_bank_for_banks or central, *peers]
         await asyncio.gather(*(self._launch(session, code) for code in self.codes))
+
+    @asynccontextmanager
+    async def running(self, session: aiohttp.ClientSession, *,
+                      central_bank_for_banks: str | None = None) -> AsyncIterator[Cluster]:
+        """Started for the block; then stopped and its databases dropped. When the block
+        fails, the tail of every service's log is printed with it."""
+        try:
+            await self.start(session, central_bank_for_banks=central_bank_for_banks)
+            yield self
+        except BaseException:
+            print(self.logs())
+            raise
+        finally:
+            await self.stop()
+            await self.drop_databases()
 
     async def kill(self, name: str) -> None:
         """kill -9: no shutdown code runs."""

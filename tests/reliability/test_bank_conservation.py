@@ -49,46 +49,39 @@ async def test_every_read_of_all_balances_equals_the_starting_total(
     size = SIZES[profile]
     cluster = Cluster(private_postgres.url, private_redis.url, tmp_path / "system",
                       codes=size.banks)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        try:
-            await cluster.start(session)
-            wallets = await cluster.seed_wallets(session, size.wallets)
-            async with bank_pools(cluster) as pools:
-                bank_only = {code: pools[code] for code in cluster.codes}
-                start = await ledgers.read_all(bank_only)
-                total = ledgers.conserved_total(start)
-                assert total == await ledgers.outstanding(pools[CENTRAL_BANK_SERVICE])
-                payments = Payments(cluster, session, wallets, seed, Shape(size.clients))
-                reads: list[int] = []
-                broken: list[str] = []
-                done = asyncio.Event()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session, \
+            cluster.running(session):
+        wallets = await cluster.seed_wallets(session, size.wallets)
+        async with bank_pools(cluster) as pools:
+            bank_only = {code: pools[code] for code in cluster.codes}
+            start = await ledgers.read_all(bank_only)
+            total = ledgers.conserved_total(start)
+            assert total == await ledgers.outstanding(pools[CENTRAL_BANK_SERVICE])
+            payments = Payments(cluster, session, wallets, seed, Shape(size.clients))
+            reads: list[int] = []
+            broken: list[str] = []
+            done = asyncio.Event()
 
-                async def reader() -> None:
-                    while not done.is_set():
-                        began = time.monotonic()
-                        books = await ledgers.read_all(bank_only)
-                        seen = ledgers.conserved_total(books)
-                        reads.append(seen)
-                        if seen != total:
-                            broken.append(f"read {len(reads)}: total {seen} != {total}")
-                        broken.extend(ledgers.problems(books))
-                        await asyncio.sleep(max(0.0, READ_EVERY_S - (time.monotonic() - began)))
+            async def reader() -> None:
+                while not done.is_set():
+                    began = time.monotonic()
+                    books = await ledgers.read_all(bank_only)
+                    seen = ledgers.conserved_total(books)
+                    reads.append(seen)
+                    if seen != total:
+                        broken.append(f"read {len(reads)}: total {seen} != {total}")
+                    broken.extend(ledgers.problems(books))
+                    await asyncio.sleep(max(0.0, READ_EVERY_S - (time.monotonic() - began)))
 
-                watching = asyncio.create_task(reader())
-                async with payments.running():
-                    await asyncio.sleep(size.seconds)
-                await check_books(cluster, payments, pools)
-                done.set()
-                await watching
-                print(f"{len(reads)} reads of all balances, {payments.sent} orders sent, "
-                      f"{len(payments.acknowledged)} acknowledged, total {total} fen")
-                assert broken == []
-                assert len(reads) >= size.seconds  # at least one read a second got through
-                assert payments.refused == {}
-                assert len(payments.acknowledged) > size.clients
-        except BaseException:
-            print(cluster.logs())
-            raise
-        finally:
-            await cluster.stop()
-            await cluster.drop_databases()
+            watching = asyncio.create_task(reader())
+            async with payments.running():
+                await asyncio.sleep(size.seconds)
+            await check_books(cluster, payments, pools)
+            done.set()
+            await watching
+            print(f"{len(reads)} reads of all balances, {payments.sent} orders sent, "
+                  f"{len(payments.acknowledged)} acknowledged, total {total} fen")
+            assert broken == []
+            assert len(reads) >= size.seconds  # at least one read a second got through
+            assert payments.refused == {}
+            assert len(payments.acknowledged) > size.clients

@@ -96,43 +96,34 @@ async def test_kill_9_under_load_loses_and_doubles_nothing(
     cluster = Cluster(private_postgres.url, private_redis.url, tmp_path / "system",
                       codes=CODES, float_target=FLOAT_TARGET)
     recoveries: list[tuple[str, float]] = []
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        try:
-            await cluster.start(session)
-            wallets = await cluster.seed_wallets(session, size.wallets)
-            shape = Shape(size.clients, money_clients=2, hot=2, cross_share=0.4)
-            for made in wallets.values():
-                for wallet in made[shape.hot:]:  # what top-ups draw on
-                    await cluster.cash_in(session, wallet, DEPOSIT)
-            payments = Payments(cluster, session, wallets, seed, shape)
-            probe_rng = random.Random(f"{seed}:probes")
-            probes = Orders(probe_rng)
-            async with payments.running():
-                for target in plan:
-                    await asyncio.sleep(rng.uniform(*size.gap))
-                    killed_at = time.monotonic()
-                    await crash(cluster, session, private_postgres, target)
-                    recoveries.append((target, await ready_again(payments, probe_rng, probes,
-                                                                 killed_at)))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session, \
+            cluster.running(session):
+        wallets = await cluster.seed_wallets(session, size.wallets)
+        shape = Shape(size.clients, money_clients=2, hot=2, cross_share=0.4)
+        for made in wallets.values():
+            for wallet in made[shape.hot:]:  # what top-ups draw on
+                await cluster.cash_in(session, wallet, DEPOSIT)
+        payments = Payments(cluster, session, wallets, seed, shape)
+        probe_rng = random.Random(f"{seed}:probes")
+        probes = Orders(probe_rng)
+        async with payments.running():
+            for target in plan:
                 await asyncio.sleep(rng.uniform(*size.gap))
-            async with bank_pools(cluster) as pools:
-                figures = await check_books(cluster, payments, pools)
-            print(f"{len(recoveries)} kills survived: "
-                  + ", ".join(f"{t} ready in {s:.1f} s" for t, s in recoveries))
-            print(f"{payments.sent} orders, {figures['acknowledged']} acknowledged "
-                  f"({figures['cross_bank']} across banks), {payments.moves} top-ups and "
-                  f"redemptions ({figures['float_swaps']} float swaps), "
-                  f"{payments.answered_after_retry} answered only on a retry, "
-                  f"refused: {dict(payments.refused)}")
-            assert len(recoveries) == size.kills
-            # Refused orders are allowed only while the payee's bank was down (nothing
-            # was taken: the balances above prove it).
-            assert set(payments.refused) <= {"422 payee_cannot_receive"}
-        except BaseException:
-            print(cluster.logs())
-            raise
-        finally:
-            await cluster.stop()
-            if not private_postgres.running():
-                await asyncio.to_thread(private_postgres.start)
-            await cluster.drop_databases()
+                killed_at = time.monotonic()
+                await crash(cluster, session, private_postgres, target)
+                recoveries.append((target, await ready_again(payments, probe_rng, probes,
+                                                             killed_at)))
+            await asyncio.sleep(rng.uniform(*size.gap))
+        async with bank_pools(cluster) as pools:
+            figures = await check_books(cluster, payments, pools)
+        print(f"{len(recoveries)} kills survived: "
+              + ", ".join(f"{t} ready in {s:.1f} s" for t, s in recoveries))
+        print(f"{payments.sent} orders, {figures['acknowledged']} acknowledged "
+              f"({figures['cross_bank']} across banks), {payments.moves} top-ups and "
+              f"redemptions ({figures['float_swaps']} float swaps), "
+              f"{payments.answered_after_retry} answered only on a retry, "
+              f"refused: {dict(payments.refused)}")
+        assert len(recoveries) == size.kills
+        # Refused orders are allowed only while the payee's bank was down (nothing
+        # was taken: the balances above prove it).
+        assert set(payments.refused) <= {"422 payee_cannot_receive"}

@@ -50,31 +50,24 @@ async def test_lost_and_late_answers_from_the_central_bank_lose_and_double_nothi
     cluster = Cluster(private_postgres.url, private_redis.url, tmp_path / "system",
                       codes=CODES)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session, \
-            FaultProxy(cluster.urls[CENTRAL_BANK_SERVICE], random.Random(seed)) as proxy:
-        try:
-            await cluster.start(session, central_bank_for_banks=proxy.url)
-            wallets = await cluster.seed_wallets(session, size.wallets)
-            proxy.drop = proxy.delay = FAULT_SHARE  # from now on, and while settling
-            payments = Payments(cluster, session, wallets, seed,
-                                Shape(size.clients, hot=2, cross_share=0.7))
-            async with payments.running():
-                await asyncio.sleep(size.seconds)
-            async with bank_pools(cluster) as pools:
-                figures = await check_books(cluster, payments, pools)
-            unknown = sum(p.status == "pending" for p in payments.acknowledged.values())
-            print(f"proxy: {dict(proxy.stats)}, answers lost by route: "
-                  f"{dict(proxy.dropped_paths)}; {figures['acknowledged']} payments checked "
-                  f"({figures['cross_bank']} across banks, {unknown} answered pending and "
-                  "resolved later)")
-            assert payments.refused == {}
-            assert proxy.stats["dropped"] > 0
-            assert proxy.stats["delayed"] > 0
-        except BaseException:
-            print(cluster.logs())
-            raise
-        finally:
-            await cluster.stop()
-            await cluster.drop_databases()
+            FaultProxy(cluster.urls[CENTRAL_BANK_SERVICE], random.Random(seed)) as proxy, \
+            cluster.running(session, central_bank_for_banks=proxy.url):
+        wallets = await cluster.seed_wallets(session, size.wallets)
+        proxy.drop = proxy.delay = FAULT_SHARE  # from now on, and while settling
+        payments = Payments(cluster, session, wallets, seed,
+                            Shape(size.clients, hot=2, cross_share=0.7))
+        async with payments.running():
+            await asyncio.sleep(size.seconds)
+        async with bank_pools(cluster) as pools:
+            figures = await check_books(cluster, payments, pools)
+        unknown = sum(p.status == "pending" for p in payments.acknowledged.values())
+        print(f"proxy: {dict(proxy.stats)}, answers lost by route: "
+              f"{dict(proxy.dropped_paths)}; {figures['acknowledged']} payments checked "
+              f"({figures['cross_bank']} across banks, {unknown} answered pending and "
+              "resolved later)")
+        assert payments.refused == {}
+        assert proxy.stats["dropped"] > 0
+        assert proxy.stats["delayed"] > 0
 
 
 async def log_in(session: aiohttp.ClientSession, url: str, wallet: BenchWallet) -> int:
@@ -99,42 +92,35 @@ async def test_redis_flushed_then_killed_mid_run_loses_no_payment(
     rng = random.Random(seed)
     cluster = Cluster(private_postgres.url, private_redis.url, tmp_path / "system",
                       codes=CODES)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        try:
-            await cluster.start(session)
-            wallets = await cluster.seed_wallets(session, size.wallets)
-            payments = Payments(cluster, session, wallets, seed,
-                                Shape(size.clients, hot=2, cross_share=0.4))
-            someone = wallets["BANKA"][0]
-            async with payments.running():
-                await asyncio.sleep(rng.uniform(0.5, size.seconds / 3))
-                await private_redis.flush()
-                await asyncio.sleep(rng.uniform(0.5, size.seconds / 3))
-                await private_redis.kill()
-                before = len(payments.acknowledged)
-                await asyncio.sleep(size.seconds / 3)
-                during = len(payments.acknowledged) - before
-                refused_login = await log_in(session, cluster.urls["BANKA"], someone)
-                await private_redis.start()
-                await asyncio.sleep(1.0)
-            assert refused_login == 503  # "logins are unavailable for a moment"
-            assert during > 0, "no payment was acknowledged while Redis was down"
-            # Logins come back within seconds (the first call may still meet a
-            # connection of the old server and get the same clear 503).
-            tries = 1
-            while await log_in(session, cluster.urls["BANKA"], someone) != 200:
-                assert tries < 10, "logins did not come back with Redis"
-                tries += 1
-                await asyncio.sleep(0.5)
-            async with bank_pools(cluster) as pools:
-                figures = await check_books(cluster, payments, pools)
-            print(f"{during} payments acknowledged while Redis was down; logged in again "
-                  f"on try {tries}; "
-                  f"{figures['acknowledged']} payments checked")
-            assert payments.refused == {}
-        except BaseException:
-            print(cluster.logs())
-            raise
-        finally:
-            await cluster.stop()
-            await cluster.drop_databases()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session, \
+            cluster.running(session):
+        wallets = await cluster.seed_wallets(session, size.wallets)
+        payments = Payments(cluster, session, wallets, seed,
+                            Shape(size.clients, hot=2, cross_share=0.4))
+        someone = wallets["BANKA"][0]
+        async with payments.running():
+            await asyncio.sleep(rng.uniform(0.5, size.seconds / 3))
+            await private_redis.flush()
+            await asyncio.sleep(rng.uniform(0.5, size.seconds / 3))
+            await private_redis.kill()
+            before = len(payments.acknowledged)
+            await asyncio.sleep(size.seconds / 3)
+            during = len(payments.acknowledged) - before
+            refused_login = await log_in(session, cluster.urls["BANKA"], someone)
+            await private_redis.start()
+            await asyncio.sleep(1.0)
+        assert refused_login == 503  # "logins are unavailable for a moment"
+        assert during > 0, "no payment was acknowledged while Redis was down"
+        # Logins come back within seconds (the first call may still meet a
+        # connection of the old server and get the same clear 503).
+        tries = 1
+        while await log_in(session, cluster.urls["BANKA"], someone) != 200:
+            assert tries < 10, "logins did not come back with Redis"
+            tries += 1
+            await asyncio.sleep(0.5)
+        async with bank_pools(cluster) as pools:
+            figures = await check_books(cluster, payments, pools)
+        print(f"{during} payments acknowledged while Redis was down; logged in again "
+              f"on try {tries}; "
+              f"{figures['acknowledged']} payments checked")
+        assert payments.refused == {}

@@ -82,23 +82,16 @@ async def system(private_postgres: PrivatePostgres, private_redis: PrivateRedis,
     central = cluster.urls[CENTRAL_BANK_SERVICE]
     async with aiohttp.ClientSession() as session, \
             FaultProxy(central, rng) as to_central_bank, \
-            FaultProxy(cluster.urls["BANKA"], rng) as to_bank:
-        try:
-            await cluster.start(session, central_bank_for_banks=to_central_bank.url)
-            wallets = await cluster.seed_wallets(session, 2)
-            yield System(cluster, session, to_central_bank, to_bank, wallets)
-            async with bank_pools(cluster) as pools:
-                books = await settled(pools, CODES)
-                assert ledgers.problems(books) == []
-                assert ledgers.conserved_total(books) == await ledgers.outstanding(
-                    pools[CENTRAL_BANK_SERVICE])
-            await reconcile_clean(cluster)
-        except BaseException:
-            print(cluster.logs())
-            raise
-        finally:
-            await cluster.stop()
-            await cluster.drop_databases()
+            FaultProxy(cluster.urls["BANKA"], rng) as to_bank, \
+            cluster.running(session, central_bank_for_banks=to_central_bank.url):
+        wallets = await cluster.seed_wallets(session, 2)
+        yield System(cluster, session, to_central_bank, to_bank, wallets)
+        async with bank_pools(cluster) as pools:
+            books = await settled(pools, CODES)
+            assert ledgers.problems(books) == []
+            assert ledgers.conserved_total(books) == await ledgers.outstanding(
+                pools[CENTRAL_BANK_SERVICE])
+        await reconcile_clean(cluster)
 
 
 async def balances(system: System) -> dict[str, int]:
