@@ -299,7 +299,8 @@ class Bank:
         if wallet.deposit_number is None:
             raise rejected("no_deposit_account", "link a deposit account before topping up",
                            field="deposit_account")
-        if (await self.ledger.lookup_transfers([transfer_id]))[0] is not None:
+        if self.ledger.may_have_transfer(transfer_id) and \
+                (await self.ledger.lookup_transfers([transfer_id]))[0] is not None:
             # A retry of a top-up that went through (its answer was lost): the ledger
             # answers it as it did the first time, or as a conflict if it differs.
             results = await self.ledger.create_transfers(chart.top_up(
@@ -351,12 +352,19 @@ class Bank:
         except OrderRejected as exc:
             raise validation(f"order.{exc.field}" if exc.field else "signature", exc.reason,
                              str(exc)) from None
-        self._require_active(payer)
-        payee_address = order.payee
         # The payer's full address (bank included) makes ids unique across banks too:
         # they travel to the central bank and into the payee bank's ledger.
         transfer_id = chart.derived_id("cbdc/bank/payment", str(order.payer), order.sequence)
         note = signed.to_json().encode()
+        earlier = (await self.ledger.lookup_transfers([transfer_id]))[0] \
+            if self.ledger.may_have_transfer(transfer_id) else None
+        if earlier is not None:
+            # A retry (its answer was lost, or the bank restarted): answer from the ledger,
+            # before any check that could have changed since (the payee's bank may be
+            # down now, the wallet frozen), so it is answered as the first time was.
+            return await self._replayed(earlier, signed, note)
+        self._require_active(payer)
+        payee_address = order.payee
         if payee_address.bank != self.code:
             if self.interbank is None:
                 raise rejected("other_bank", f"this bank cannot pay {payee_address.bank}",
@@ -412,6 +420,20 @@ class Bank:
             await self.announce(str(order.payee), {"type": "payment_in", **payment,
                                                    "memo": order.memo})
         return payment
+
+    async def _replayed(self, earlier: TransferRecord, signed: SignedOrder, note: bytes
+                        ) -> dict[str, Any]:
+        order = signed.order
+        if earlier.user_data != int.from_bytes(sha256(note).digest()[:16], "big"):
+            raise conflict(f"sequence {order.sequence} was already used for another order")
+        status = "settled"
+        if earlier.code == chart.OUTGOING:
+            status = await self.outgoing_status(earlier.id)
+            if status == "rejected":
+                raise rejected("rejected", "the central bank refused the payment; nothing "
+                               "was taken", field="order.payee")
+        return {"id": str(uuid.UUID(int=earlier.id)), "status": status,
+                "amount": order.amount, "payer": str(order.payer), "payee": str(order.payee)}
 
     async def outgoing_status(self, transfer_id: int) -> str:
         """'settled', 'rejected' or 'pending' for a payment to another bank."""

@@ -2,7 +2,10 @@
 
     profile           "quick" (the default suite's) or "long" (CBDC_RELIABILITY=long)
     seed              the test's random seed: CBDC_SEED when set, else a fresh one; printed,
-                      and shown in the report of a failing test, so a run can be replayed
+                      and shown in the report of a failing test. A replay makes the same
+                      draws (what is killed and when, payers, payees, amounts, which
+                      answers a proxy loses); how concurrent clients interleave still
+                      follows the machine's timing
     private_postgres  session: a PostgreSQL of the suite's own (pgserver's binaries in a
                       temporary folder) that tests may crash, restart and reconfigure
     private_redis     function: a redis-server of the test's own, started

@@ -121,6 +121,34 @@ async def test_a_payment_whose_reply_is_lost_is_answered_the_same_on_retry(
     assert after[payee.text] == WALLET_FUNDING + amount
 
 
+async def test_a_retry_is_answered_as_the_first_time_even_with_the_payee_bank_down(
+        system: System, seed: int) -> None:
+    """The first attempt went through; by the retry the payee's bank is down, so a fresh
+    payment could not be checked. The retry must still get the original answer (not
+    'payee cannot receive', which would tell the payer nothing was taken)."""
+    payer, payee = system.wallets["BANKA"][0], system.wallets["BANKB"][1]
+    order = Orders(random.Random(seed)).order(payer, payee)
+    system.to_bank.drop, system.to_bank.applies = 1.0, first(1, "POST", "/v1/payments")
+    with pytest.raises(aiohttp.ClientError):
+        async with system.session.post(system.to_bank.url + "/v1/payments", data=order,
+                                       headers={"Content-Type": "application/json"}
+                                       ) as response:
+            await response.read()
+    [(status, lost)] = system.to_bank.lost
+    await system.cluster.kill("BANKB")
+    try:
+        answer = await system.cluster.pay(system.session, "BANKA", order)
+    finally:
+        await system.cluster.restart(system.session, "BANKB")
+    assert (answer.status, answer.body) == (status, lost)
+    amount = lost["amount"]
+    async with bank_pools(system.cluster) as pools:
+        await settled(pools, CODES)
+    after = await balances(system)
+    assert after[payer.text] == WALLET_FUNDING - amount
+    assert after[payee.text] == WALLET_FUNDING + amount
+
+
 async def test_a_top_up_whose_reply_is_lost_is_answered_the_same_on_retry(
         system: System) -> None:
     wallet = system.wallets["BANKA"][0]
