@@ -1,10 +1,11 @@
 """Load for the reliability suite, and the checks after it.
 
 `Payments` sends signed orders from concurrent clients, some wallets hot, some payments
-to other banks, and retries every order whose answer is lost (same bytes, so the same
-payment id) until it gets a definite one. It remembers what each acknowledged payment
-must have done; `check_books` then proves, from the databases, that each was applied
-exactly once, that nothing else moved, and that `cbdc reconcile` agrees.
+to other banks (and, with money clients, top-ups and redemptions), and retries every
+request whose answer is lost (same bytes, so the same id) until it gets a definite one.
+It remembers what each acknowledged one must have done; `check_books` then proves, from
+the databases, that each was applied exactly once, that nothing else moved, and that
+`cbdc reconcile` agrees.
 """
 
 from __future__ import annotations
