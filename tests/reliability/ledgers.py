@@ -16,6 +16,7 @@ is exactly the e-CNY outstanding, whatever order the snapshots were taken in.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -118,7 +119,10 @@ def problems(books: Iterable[BankBooks]) -> list[str]:
 
 
 async def read_all(pools: Mapping[str, asyncpg.Pool]) -> list[BankBooks]:
-    return [await read_books(pool, code) for code, pool in pools.items()]
+    """Every bank's books, each in its own snapshot, read side by side (the total does
+    not depend on the order or the moments of the snapshots)."""
+    return list(await asyncio.gather(*(read_books(pool, code)
+                                       for code, pool in pools.items())))
 
 
 async def outstanding(pool: asyncpg.Pool) -> int:
