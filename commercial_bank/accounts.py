@@ -93,6 +93,16 @@ def second_leg(transfer_id: int) -> int:
     return derived_id("cbdc/bank/second-leg", transfer_id.to_bytes(16, "big"))
 
 
+def resolve_pending(pending_id: int, *, post: bool, linked: bool = False) -> Transfer:
+    """Post or void the pending transfer `pending_id` (its accounts, amount and code are
+    inherited); its id is derived from the pending one, so a retry is idempotent."""
+    flags = TransferFlags.POST_PENDING_TRANSFER if post else TransferFlags.VOID_PENDING_TRANSFER
+    kind = "cbdc/bank/post" if post else "cbdc/bank/void"
+    return transfer(derived_id(kind, pending_id.to_bytes(16, "big")), 0, 0, 0, 0,
+                    pending_id=pending_id,
+                    flags=flags | (TransferFlags.LINKED if linked else 0))
+
+
 def top_up(transfer_id: int, bank: str, wallet: int, deposit: int, amount: int
            ) -> list[Transfer]:
     return [

@@ -112,9 +112,7 @@ class Interbank:
 
     async def _post(self, transfer_id: int, amount: int) -> None:
         results = await self.ledger.create_transfers([
-            chart.transfer(chart.derived_id("cbdc/bank/post", transfer_id.to_bytes(16, "big")),
-                           0, 0, 0, chart.OUTGOING, pending_id=transfer_id,
-                           flags=TransferFlags.POST_PENDING_TRANSFER | TransferFlags.LINKED),
+            chart.resolve_pending(transfer_id, post=True, linked=True),
             chart.transfer(chart.second_leg(transfer_id), chart.system_id(self.code, "in_flight"),
                            chart.system_id(self.code, "cb_position"), amount,
                            chart.SETTLED_OUT),
@@ -123,9 +121,8 @@ class Interbank:
             raise RuntimeError(f"posting settled payment failed: {results}")
 
     async def _void(self, transfer_id: int) -> None:
-        [result] = await self.ledger.create_transfers([chart.transfer(
-            chart.derived_id("cbdc/bank/void", transfer_id.to_bytes(16, "big")), 0, 0, 0,
-            chart.OUTGOING, pending_id=transfer_id, flags=TransferFlags.VOID_PENDING_TRANSFER)])
+        [result] = await self.ledger.create_transfers(
+            [chart.resolve_pending(transfer_id, post=False)])
         if result not in _SUCCESS:
             raise RuntimeError(f"voiding refused payment failed: {result.name}")
 
@@ -240,15 +237,19 @@ class Interbank:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def retry_forever(self, every: float = 2.0) -> None:
+    async def retry_forever(self, bank: Any, every: float = 2.0) -> None:
+        """The outbox: payments to other banks and float swaps still waiting for the
+        central bank's answer, asked again every `every` seconds (at once on start)."""
         while True:
-            await asyncio.sleep(every)
             with contextlib.suppress(Exception):
                 await self.resend_open()
+            with contextlib.suppress(Exception):
+                await bank.swaps.resolve_open()
+            await asyncio.sleep(every)
 
     def start(self, bank: Any) -> None:
         self._tasks = [asyncio.create_task(self.follow_feed(bank), name="events-feed"),
-                       asyncio.create_task(self.retry_forever(), name="outbox")]
+                       asyncio.create_task(self.retry_forever(bank), name="outbox")]
 
     async def close(self) -> None:
         for task in self._tasks:

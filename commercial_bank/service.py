@@ -22,13 +22,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cbdc.addresses import AddressError, WalletAddress, address_for, parse_address
-from cbdc.bank_client import CentralBankClient, CentralBankError, CentralBankUnreachable
+from cbdc.bank_client import CentralBankClient
 from cbdc.kyc import KycError, validate_name, validate_phone, validate_resident_id
 from cbdc.money import format_fen
 from cbdc.payment_orders import OrderRejected, SignedOrder, verify
 from cbdc.problems import ProblemError, conflict, forbidden, rejected, validation
 from cbdc.signing import VerifyingKey
 from commercial_bank import accounts as chart
+from commercial_bank.float_swaps import FloatSwaps
 from commercial_bank.wallet_classes import LimitPreset, WalletClass, limits
 from commercial_bank.wallets import Wallet, Wallets
 from settlement import (
@@ -82,6 +83,7 @@ class Bank:
         self.clock = clock
         self._float_lock = asyncio.Lock()
         self.interbank: Any = None  # commercial_bank.interbank.Interbank, set by the app
+        self.swaps = FloatSwaps(code, ledger, central_bank)
         # Told of every payment in or out, after it is durable: (wallet address, event).
         # Live delivery to wallets hangs here; a failure in it never fails a payment.
         self.notify: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
@@ -267,34 +269,24 @@ class Bank:
             amount = self.float_policy.to_issue(await self._float_balance(), needed)
             if not amount:
                 return
-            transfer_id = uuid.uuid4().int
-            try:
-                await self.central_bank.issue(transfer_id, amount)
-            except CentralBankUnreachable:
+            outcome = await self.swaps.swap(chart.ISSUANCE, amount)
+            if outcome == "pending":
                 raise ProblemError(503, "https://cbdc.example/problems/central-bank-unavailable",
                                    "Service Unavailable", "the bank cannot reach the central "
-                                   "bank for e-CNY right now; try again shortly") from None
-            except CentralBankError as exc:
+                                   "bank for e-CNY right now; try again shortly")
+            if outcome != "settled":
                 raise ProblemError(503, "https://cbdc.example/problems/float-unavailable",
                                    "Service Unavailable", "the bank cannot get more e-CNY "
-                                   f"right now: {exc.problem.get('detail', exc)}") from None
-            results = await self.ledger.create_transfers([chart.transfer(
-                transfer_id, chart.system_id(self.code, "cb_position"),
-                chart.system_id(self.code, "float"), amount, chart.ISSUANCE)])
-            if results[0] not in _SUCCESS:
-                raise RuntimeError(f"issuance mirror refused: {results[0].name}")
+                                   f"right now: {outcome.removeprefix('rejected: ')}")
 
     async def return_surplus(self) -> None:
         async with self._float_lock:
             amount = self.float_policy.to_redeem(await self._float_balance())
-            if not amount:
-                return
-            transfer_id = uuid.uuid4().int
-            results = await self.ledger.create_transfers([chart.transfer(
-                transfer_id, chart.system_id(self.code, "float"),
-                chart.system_id(self.code, "cb_position"), amount, chart.REDEMPTION)])
-            if results[0] is R.OK:
-                await self.central_bank.redeem(transfer_id, amount)
+            if amount:
+                outcome = await self.swaps.swap(chart.REDEMPTION, amount)
+                if outcome != "settled":
+                    log.warning("returning %d fen of float to the central bank: %s", amount,
+                                outcome)
 
     async def cash_in(self, deposit_number: int, transfer_id: int, amount: int) -> None:
         results = await self.ledger.create_transfers([chart.transfer(
@@ -307,6 +299,14 @@ class Bank:
         if wallet.deposit_number is None:
             raise rejected("no_deposit_account", "link a deposit account before topping up",
                            field="deposit_account")
+        if self.ledger.may_have_transfer(transfer_id) and \
+                (await self.ledger.lookup_transfers([transfer_id]))[0] is not None:
+            # A retry of a top-up that went through (its answer was lost): the ledger
+            # answers it as it did the first time, or as a conflict if it differs.
+            results = await self.ledger.create_transfers(chart.top_up(
+                transfer_id, self.code, wallet.number, wallet.deposit_number, amount))
+            await self._raise_with_limits(results, wallet, "the deposit account")
+            return
         [deposit] = await self.ledger.lookup_accounts(
             [chart.deposit_id(self.code, wallet.deposit_number)])
         if deposit is None or deposit.credit_balance - deposit.debits_pending < amount:
@@ -352,12 +352,19 @@ class Bank:
         except OrderRejected as exc:
             raise validation(f"order.{exc.field}" if exc.field else "signature", exc.reason,
                              str(exc)) from None
-        self._require_active(payer)
-        payee_address = order.payee
         # The payer's full address (bank included) makes ids unique across banks too:
         # they travel to the central bank and into the payee bank's ledger.
         transfer_id = chart.derived_id("cbdc/bank/payment", str(order.payer), order.sequence)
         note = signed.to_json().encode()
+        earlier = (await self.ledger.lookup_transfers([transfer_id]))[0] \
+            if self.ledger.may_have_transfer(transfer_id) else None
+        if earlier is not None:
+            # A retry (its answer was lost, or the bank restarted): answer from the ledger,
+            # before any check that could have changed since (the payee's bank may be
+            # down now, the wallet frozen), so it is answered as the first time was.
+            return await self._replayed(earlier, signed, note)
+        self._require_active(payer)
+        payee_address = order.payee
         if payee_address.bank != self.code:
             if self.interbank is None:
                 raise rejected("other_bank", f"this bank cannot pay {payee_address.bank}",
@@ -413,6 +420,20 @@ class Bank:
             await self.announce(str(order.payee), {"type": "payment_in", **payment,
                                                    "memo": order.memo})
         return payment
+
+    async def _replayed(self, earlier: TransferRecord, signed: SignedOrder, note: bytes
+                        ) -> dict[str, Any]:
+        order = signed.order
+        if earlier.user_data != int.from_bytes(sha256(note).digest()[:16], "big"):
+            raise conflict(f"sequence {order.sequence} was already used for another order")
+        status = "settled"
+        if earlier.code == chart.OUTGOING:
+            status = await self.outgoing_status(earlier.id)
+            if status == "rejected":
+                raise rejected("rejected", "the central bank refused the payment; nothing "
+                               "was taken", field="order.payee")
+        return {"id": str(uuid.UUID(int=earlier.id)), "status": status,
+                "amount": order.amount, "payer": str(order.payer), "payee": str(order.payee)}
 
     async def outgoing_status(self, transfer_id: int) -> str:
         """'settled', 'rejected' or 'pending' for a payment to another bank."""

@@ -107,13 +107,16 @@ async def reconcile(central_bank_url: str, bank_urls: dict[str, str], *,
         interbank = await cb_pool.fetch(
             "SELECT id, debit_account_id, credit_account_id, amount, timestamp "
             "FROM transfers WHERE ledger = 1 AND code = $1", cb_chart.INTERBANK)
+        swaps = {int.from_bytes(r["id"], "big"): r["timestamp"] for r in await cb_pool.fetch(
+            "SELECT id, timestamp FROM transfers WHERE ledger = 1 AND code = ANY($1::int[])",
+            [cb_chart.ISSUE_RESERVES, cb_chart.REDEEM_ECNY])}
         now = time.time_ns()
         for code, url in bank_urls.items():
             pool, store, bank = await _load(url)
             pools.append(pool)
             await _chain(report, code, store)
             await _bank(report, code, bank, pool, positions.get(code, 0), interbank,
-                        by_position, now, grace_seconds)
+                        by_position, now, grace_seconds, swaps)
     finally:
         for pool in pools:
             await pool.close()
@@ -122,7 +125,7 @@ async def reconcile(central_bank_url: str, bank_urls: dict[str, str], *,
 
 async def _bank(report: Report, code: str, bank: LedgerState, pool: asyncpg.Pool,
                 cb_position: int, interbank: list[asyncpg.Record], by_position: dict[int, str],
-                now: int, grace_seconds: float) -> None:
+                now: int, grace_seconds: float, swaps: dict[int, int]) -> None:
     holders = sum(a.cp - a.dp for a in bank.accounts.values()
                   if a.definition.code in (bank_chart.WALLET, bank_chart.FLOAT,
                                            bank_chart.IN_FLIGHT))
@@ -161,11 +164,25 @@ async def _bank(report: Report, code: str, bank: LedgerState, pool: asyncpg.Pool
             if not young:
                 report.broken(f"{code}: credit {transfer_id:032x} settled at the central bank "
                               "is not booked here")
-    expected = mirror - out_settled_unposted + in_unbooked
+    # Float swaps the central bank made while the bank still holds them pending (its
+    # answer is awaited or was lost): in flight too, until the bank asks again.
+    swapped_unposted = 0
+    for swap_id, pending in bank.pendings.items():
+        kind = pending.transfer.code
+        if pending.status != OPEN or kind not in (bank_chart.ISSUANCE, bank_chart.REDEMPTION) \
+                or swap_id not in swaps:
+            continue
+        amount = pending.transfer.amount
+        swapped_unposted += amount if kind == bank_chart.ISSUANCE else -amount
+        report.in_flight += 1
+        if now - swaps[swap_id] >= grace_seconds * NS:
+            report.broken(f"{code}: float swap {swap_id:032x} made at the central bank is "
+                          "still pending here")
+    expected = mirror - out_settled_unposted + in_unbooked + swapped_unposted
     if expected == cb_position:
         report.ok(f"{code}: position at the central bank {cb_position} == mirror {mirror} "
                   f"- settled out, not yet posted {out_settled_unposted} + in, not yet "
-                  f"booked {in_unbooked}")
+                  f"booked {in_unbooked} + float swaps not yet posted {swapped_unposted}")
     else:
         report.broken(f"{code}: central bank position {cb_position} != mirror {mirror} - "
-                      f"{out_settled_unposted} + {in_unbooked}")
+                      f"{out_settled_unposted} + {in_unbooked} + {swapped_unposted}")

@@ -184,6 +184,11 @@ class LedgerWriter:
     async def lookup_transfers(self, ids: Sequence[int]) -> list[TransferRecord | None]:
         return await self.store.lookup_transfers(ids)
 
+    def may_have_transfer(self, transfer_id: int) -> bool:
+        """False when this ledger never accepted a transfer with this id (no I/O), so a
+        caller can skip `lookup_transfers` for an id that is surely new."""
+        return transfer_id in self.state.fingerprints
+
     async def lookup_accounts(self, ids: Sequence[int]) -> list[AccountBalance | None]:
         """Current balances, answered in turn with writes: they include every request
         submitted before, and are released only once those are durable."""

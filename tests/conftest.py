@@ -15,11 +15,14 @@ Redis each test owns only the keys under its prefix.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
+import tempfile
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
@@ -27,6 +30,15 @@ import pytest
 import redis.asyncio
 
 from cbdc.migrations import apply_migrations
+
+# pytest makes its temporary folder owner-only at the start of every session, and as root
+# an embedded PostgreSQL runs as another user (pgserver's): a session starting in another
+# checkout would lock a running server out of its own folder. So each checkout keeps its
+# temporary folders apart (unless the caller chose a place).
+_TEMPROOT = Path(tempfile.gettempdir()) / (
+    "cbdc-pytest-" + hashlib.sha256(str(Path(__file__).resolve().parent).encode()).hexdigest()[:8])
+_TEMPROOT.mkdir(exist_ok=True)
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(_TEMPROOT))
 
 SHARED_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -1,0 +1,1 @@
+"""The reliability suite: faults, crashes, races and replays (`pytest -m reliability`)."""
