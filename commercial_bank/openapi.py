@@ -649,10 +649,10 @@ def _paths() -> dict[str, Schema]:
         "/v1/teller/deposits/{number}/cash-in": {"post": _op(
             "cashIn", "Pay cash into a deposit account", "teller",
             {"201": _json(ref("CashIn"), "Paid in (or the first result for this id)."),
+             "409": _problem("The id was used before for another amount or account."),
              "422": _invalid("the number is not digits (`field` number)", BODY_INVALID,
                              "the ledger refused it (`code`, e.g. credit_account_not_found "
-                             "for an unknown account, exists_with_different_fields for an "
-                             "id used before)"),
+                             "for an unknown account)"),
              **_teller_errors(), **_bad_body()},
             security="teller", parameters=("DepositNumber",),
             body=json_body("MoneyMove", "A client-chosen id and the amount."))},
