@@ -34,7 +34,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from cbdc.errors import CbdcError
-from cbdc.wire import Problem
+from cbdc.wire import Problem, id_from_text
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -183,6 +183,16 @@ def bad_request(detail: str) -> ProblemError:
 def validation(field: str, rule: str, detail: str) -> ProblemError:
     """422: `field` (a JSON path or parameter name) breaks `rule`."""
     return _status_problem(422, detail, field=field, rule=rule)
+
+
+def transfer_id(text: str, field: str = "id") -> int:
+    """A client-chosen id in UUID form as the ledger's 128-bit number; the nil UUID is no
+    id (422 naming `field`)."""
+    try:
+        return id_from_text(text)
+    except ValueError:
+        raise validation(field, "nonzero-uuid",
+                         f"{text!r} is not an id: use a UUID other than the nil UUID") from None
 
 
 def unauthorized(detail: str) -> ProblemError:

@@ -37,10 +37,10 @@ def id_to_text(value: int) -> str:
     return str(uuid.UUID(int=value))
 
 
-def id_from_text(text: str) -> int:
+def id_from_text(text: str, *, allow_zero: bool = False) -> int:
     """Parse a UUID-form id (the schema has checked its shape); zero is not an id."""
     value = uuid.UUID(text).int
-    if not 0 < value < U128_LIMIT:
+    if not (0 if allow_zero else 1) <= value < U128_LIMIT:
         raise ValueError("an id must not be zero")
     return value
 

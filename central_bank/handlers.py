@@ -8,7 +8,7 @@ import msgspec
 from aiohttp import web
 
 from cbdc import wire
-from cbdc.problems import json_response, not_found, read_json, validation
+from cbdc.problems import json_response, not_found, read_json, transfer_id, validation
 from central_bank.auth import SIGNED_BY, authenticate_operator, check_admin
 from central_bank.keys import (
     ADMIN_TOKEN,
@@ -48,11 +48,7 @@ def admin_call(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def path_id(request: web.Request) -> int:
-    text = request.match_info["id"]
-    try:
-        return wire.id_from_text(text)
-    except ValueError:
-        raise validation("id", "uuid", f"{text!r} is not a transfer id in UUID form") from None
+    return transfer_id(request.match_info["id"])
 
 
 def query_cursor(request: web.Request, name: str = "after") -> int | None:
@@ -84,7 +80,7 @@ async def _swap(request: web.Request, bank: OperatorBank, kind: str) -> web.Stre
     body = await read_json(request, wire.IssueRequest)
     central = request.app[CENTRAL_BANK]
     swap = central.issue if kind == "issue" else central.redeem
-    result = await swap(bank.code, wire.id_from_text(body.id), body.amount)
+    result = await swap(bank.code, transfer_id(body.id, "$.id"), body.amount)
     return json_response(result, status=201)
 
 
@@ -203,7 +199,7 @@ async def add_key(request: web.Request) -> web.StreamResponse:
 async def fund_reserves(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, wire.FundReserves)
     result = await request.app[CENTRAL_BANK].fund_reserves(
-        request.match_info["code"], wire.id_from_text(body.id), body.amount)
+        request.match_info["code"], transfer_id(body.id, "$.id"), body.amount)
     return json_response(result, status=201)
 
 

@@ -447,7 +447,8 @@ def _paths() -> dict[str, Schema]:
         "/v1/admin/blocks/{height}": {"get": _admin_op(
             "getBlock", "One block of the journal",
             {"200": _json(_ref("Block"), "The block."),
-             "404": _problem("No block at this height.")},
+             "404": _problem("No block at this height."),
+             "422": _problem("The height is not a positive whole number (`field` height).")},
             parameters=("BlockHeight",))},
         "/v1/admin/chain": {"get": _admin_op(
             "exportChain", "The whole journal, for `cbdc audit`",

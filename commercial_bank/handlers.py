@@ -15,10 +15,11 @@ from cbdc.problems import (
     ProblemError,
     json_response,
     read_json,
+    transfer_id,
     unauthorized,
     validation,
 )
-from cbdc.wire import Fen, TransferId, id_from_text
+from cbdc.wire import Fen, TransferId
 from commercial_bank.keys import ADMIN_TOKEN, BANK, SESSIONS
 from commercial_bank.sessions import LoginRefused, SessionStoreUnavailable, require_session
 from commercial_bank.wallets import Wallet, parse_public_key
@@ -178,7 +179,7 @@ async def top_up(request: web.Request) -> web.StreamResponse:
     wallet = await session_wallet(request)
     body = await read_json(request, MoneyMove)
     bank = request.app[BANK]
-    await bank.top_up(wallet, id_from_text(body.id), body.amount)
+    await bank.top_up(wallet, transfer_id(body.id, "$.id"), body.amount)
     return json_response(await bank.summary(wallet))
 
 
@@ -186,7 +187,7 @@ async def redeem(request: web.Request) -> web.StreamResponse:
     wallet = await session_wallet(request)
     body = await read_json(request, MoneyMove)
     bank = request.app[BANK]
-    await bank.redeem(wallet, id_from_text(body.id), body.amount)
+    await bank.redeem(wallet, transfer_id(body.id, "$.id"), body.amount)
     return json_response(await bank.summary(wallet))
 
 
@@ -246,7 +247,7 @@ async def cash_in(request: web.Request) -> web.StreamResponse:
     if not text.isdigit():
         raise validation("number", "integer", "a deposit account number is digits only")
     body = await read_json(request, MoneyMove)
-    await request.app[BANK].cash_in(int(text), id_from_text(body.id), body.amount)
+    await request.app[BANK].cash_in(int(text), transfer_id(body.id, "$.id"), body.amount)
     return json_response({"id": body.id, "status": "settled"}, status=201)
 
 

@@ -5,6 +5,7 @@
                           central bank and `cbdc reconcile` is clean
     seeded(name)          a seed from CBDC_SEED or fresh, printed so a failure replays
     long_profile()        True under CBDC_RELIABILITY=long
+    NetworkInThread       the same services in a thread of their own, for blocking callers
 
 Import the fixtures into a test module by name (`from tests.reliability.api_support
 import network`); pytest finds them there.
@@ -13,19 +14,25 @@ import network`); pytest finds them there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
+import asyncpg
 import pytest
 
 from commercial_bank import accounts as chart
 from commercial_bank.keys import BANK
 from loadtest.reconcile import reconcile
+from tests.conftest import drop_database, with_database
 from tests.integration.bank_harness import Network, running_network
 
 SEED_VARIABLE = "CBDC_SEED"
+T = TypeVar("T")
 
 
 def long_profile() -> bool:
@@ -97,3 +104,77 @@ async def two_banks(make_database: Callable[[], Awaitable[str]], redis_url: str,
         yield network
         await settle_in_flight(network)
         await assert_books_agree(network)
+
+
+class NetworkInThread:
+    """A `running_network` served from a thread of its own with its own event loop, for
+    callers that block (schemathesis sends its requests with `requests`).
+
+        with NetworkInThread(pg_server_url, template, redis_url, folder) as services:
+            services.run(services.network.wallet("BANKA"))  # a coroutine, run there
+    """
+
+    def __init__(self, pg_server_url: str, template: str, redis_url: str, data_dir: Path,
+                 codes: tuple[str, ...] = ("BANKA", "BANKB")) -> None:
+        self.pg_server_url = pg_server_url
+        self.template = template
+        self.redis_url = redis_url
+        self.data_dir = data_dir
+        self.codes = codes
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="services",
+                                       daemon=True)
+        self.databases: list[str] = []
+        self.stack = contextlib.AsyncExitStack()
+        self._network: Network | None = None
+
+    @property
+    def network(self) -> Network:
+        assert self._network is not None, "the services are not running"
+        return self._network
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    async def _make_database(self) -> str:
+        name = f"cbdc_fuzz_{os.getpid()}_{len(self.databases) + 1}"
+        admin = await asyncpg.connect(self.pg_server_url)
+        try:
+            await drop_database(admin, name)
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        finally:
+            await admin.close()
+        self.databases.append(name)
+        return with_database(self.pg_server_url, name)
+
+    async def _start(self) -> None:
+        self._network = await self.stack.enter_async_context(running_network(
+            self._make_database, self.redis_url, self.data_dir, codes=self.codes))
+
+    async def _stop(self) -> None:
+        try:
+            await self.stack.aclose()
+        finally:
+            admin = await asyncpg.connect(self.pg_server_url)
+            try:
+                for name in self.databases:
+                    await drop_database(admin, name)
+            finally:
+                await admin.close()
+
+    def __enter__(self) -> NetworkInThread:
+        self.thread.start()
+        try:
+            self.run(self._start())
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        try:
+            self.run(self._stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
