@@ -326,6 +326,17 @@ async def read_json(request: web.Request, type_: type[T]) -> T:
     return result
 
 
+class _NoFields(msgspec.Struct, forbid_unknown_fields=True):
+    """A JSON object with no fields."""
+
+
+async def read_empty(request: web.Request) -> None:
+    """A body that must be absent or `{}`: anything else is a 400 (not JSON) or a 422
+    naming the field that should not be there."""
+    if request.can_read_body and (await request.read()).strip():
+        await read_json(request, _NoFields)
+
+
 def json_response(
     obj: object, status: int = 200, *, headers: Mapping[str, str] | None = None
 ) -> web.Response:

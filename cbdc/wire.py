@@ -82,7 +82,9 @@ class TransferBatch(msgspec.Struct, forbid_unknown_fields=True):
 
 class RegisterOperator(msgspec.Struct, forbid_unknown_fields=True):
     code: BankCode
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    # Printable: no control characters (PostgreSQL text cannot even hold NUL).
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200,
+                                      pattern=r"^[^\x00-\x1f\x7f]+$")]
     key_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
     public_key_pem: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 

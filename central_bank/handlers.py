@@ -8,7 +8,14 @@ import msgspec
 from aiohttp import web
 
 from cbdc import wire
-from cbdc.problems import json_response, not_found, read_json, transfer_id, validation
+from cbdc.problems import (
+    json_response,
+    not_found,
+    read_empty,
+    read_json,
+    transfer_id,
+    validation,
+)
 from central_bank.auth import SIGNED_BY, authenticate_operator, check_admin
 from central_bank.keys import (
     ADMIN_TOKEN,
@@ -155,6 +162,7 @@ async def events(request: web.Request, bank: OperatorBank) -> web.StreamResponse
 async def confirm_key(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
     """Signed with the pending key itself: proves the bank holds it, then activates it
     and retires the key it replaces."""
+    await read_empty(request)
     registry = request.app[CENTRAL_BANK].registry
     return json_response((await registry.confirm_key(request[SIGNED_BY])).to_wire())
 
@@ -175,6 +183,7 @@ async def list_operators(request: web.Request) -> web.StreamResponse:
 
 @admin_call
 async def suspend(request: web.Request) -> web.StreamResponse:
+    await read_empty(request)
     registry = request.app[CENTRAL_BANK].registry
     bank = await registry.set_status(request.match_info["code"], "suspended")
     return json_response(bank.to_wire())
@@ -182,6 +191,7 @@ async def suspend(request: web.Request) -> web.StreamResponse:
 
 @admin_call
 async def reactivate(request: web.Request) -> web.StreamResponse:
+    await read_empty(request)
     registry = request.app[CENTRAL_BANK].registry
     bank = await registry.set_status(request.match_info["code"], "active")
     return json_response(bank.to_wire())

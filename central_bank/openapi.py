@@ -331,8 +331,9 @@ def _admin_op(
         operation["parameters"] = [_param(name) for name in parameters]
     if body is not None:
         operation["requestBody"] = body
-    has_payload = body is not None and body["content"][JSON]["schema"] != _ref("EmptyBody")
-    operation["responses"] = _sorted_responses({**_admin_errors(has_payload), **responses})
+    # An empty body may be left out; one that is there is read and checked as any other.
+    operation["responses"] = _sorted_responses({**_admin_errors(body is not None),
+                                                **responses})
     return operation
 
 
@@ -370,7 +371,10 @@ def _paths() -> dict[str, Schema]:
             body=_body("IssueRequest", "Swap `amount` fen of e-CNY back for reserves."))},
         "/v1/transfers": {"post": _operator_op(
             "createTransfer", "Move e-CNY to another operator bank", "transfers",
-            {"201": settled, "422": _problem(
+            {"201": oas.with_links(settled, {
+                "GetTransfer": ("getTransfer", {"id": "$response.body#/id"}),
+                "GetTransferReceipt": ("getTransferReceipt", {"id": "$response.body#/id"})}),
+             "422": _problem(
                 "Rejected (`code`, e.g. insufficient position, unknown or suspended payee) "
                 "or the body breaks the schema (`field`, `rule`).")},
             body=_body("InterbankTransfer", "Payer is the calling bank."))},
@@ -416,7 +420,11 @@ def _paths() -> dict[str, Schema]:
         "/v1/admin/operators": {
             "post": _admin_op(
                 "registerOperator", "Register an operator bank",
-                {"201": _json(_ref("Operator"), "Registered, active, its key active."),
+                {"201": oas.with_links(
+                    _json(_ref("Operator"), "Registered, active, its key active."),
+                    {name: (operation, {"code": "$response.body#/code"}) for name, operation in (
+                        ("Suspend", "suspendOperator"), ("Reactivate", "reactivateOperator"),
+                        ("AddKey", "addOperatorKey"), ("FundReserves", "fundReserves"))}),
                  "409": _problem("An operator with this code exists.")},
                 body=_body("RegisterOperator", "The bank and its first signing key.")),
             "get": _admin_op(

@@ -466,7 +466,8 @@ def _paths() -> dict[str, Schema]:
         # ----------------------------------------------------------- wallets
         "/v1/wallets": {"post": _op(
             "openWallet", "Open a class 4 wallet with a phone number", "wallets",
-            {"201": _wallet_summary("Opened: an active class 4 wallet."),
+            {"201": oas.with_links(_wallet_summary("Opened: an active class 4 wallet."), {
+                "GetReceivable": ("getReceivable", {"address": "$response.body#/address"})}),
              "409": _problem("This public key already holds an open wallet."),
              "422": _invalid(BODY_INVALID, "`public_key_pem` is not a P-256 public key "
                                            "(`rule` pem-p256)",
@@ -561,7 +562,10 @@ def _paths() -> dict[str, Schema]:
                         "then.")},
         "/v1/wallets/{address}/payment-requests": {"post": _wallet_op(
             "createPaymentRequest", "Ask to be paid: a `cbdc:` URI and its QR code",
-            {"201": {**_json(ref("PaymentRequestCreated"), "Created."),
+            {"201": {**oas.with_links(_json(ref("PaymentRequestCreated"), "Created."), {
+                "GetPaymentRequest": ("getPaymentRequest", {
+                    "address": "$request.path.address",
+                    "request_id": "$response.body#/request_id"})}),
                      "headers": {"Location": {
                          "description": "the request's status "
                                         "(GET .../payment-requests/{request_id})",

@@ -37,6 +37,10 @@ SEED = seeded("schemathesis fuzz")
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES, deadline=None, derandomize=False, database=None,
     suppress_health_check=list(HealthCheck), print_blob=True)
+# Stateful runs (links followed from one call to the next): scenarios and their length.
+STATEFUL_SETTINGS = settings(
+    max_examples=100 if long_profile() else 8, stateful_step_count=20 if long_profile() else 8,
+    deadline=None, database=None, suppress_health_check=list(HealthCheck), print_blob=True)
 # not_a_server_error is in the default set; these add the document's promises.
 CHECKS = [status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]
@@ -75,6 +79,15 @@ class OperatorSignature(requests.auth.AuthBase):
         return request
 
 
+def fresh_public_key(drawn: object) -> object:
+    """Half the time (by the drawn text's length, so a seed replays) a real P-256 public
+    key in place of the drawn text, so that creating a wallet or an operator succeeds
+    and the links from its answer are followed."""
+    if isinstance(drawn, str) and len(drawn) % 2 == 0:
+        return SigningKey.generate().public.to_pem().decode()
+    return drawn
+
+
 def tally(label: str, status: int) -> None:
     TALLY[(label, status)] += 1
 
@@ -85,8 +98,8 @@ def report(title: str) -> str:
         collections.Counter)
     for (label, status), count in TALLY.items():
         by_operation[label][status] += count
-    lines = [f"{title}: {sum(TALLY.values())} requests over {len(by_operation)} operations "
-             f"(seed {SEED})"]
+    lines = [f"{title}: {sum(TALLY.values())} requests, {len(by_operation)} operations and "
+             f"stateful runs (seed {SEED})"]
     for label in sorted(by_operation):
         statuses = ", ".join(f"{s}x{n}" for s, n in sorted(by_operation[label].items()))
         lines.append(f"  {label}: {statuses}")
