@@ -3,13 +3,20 @@
     {"version": 1, "profile": "<name>", "address": "<wallet address>" | "",
      "bank_url": "<url>", "last_sequence": <n>,
      "kdf": {"name": "scrypt", "salt": "<b64>", "n": 32768, "r": 8, "p": 1},
-     "cipher": {"name": "aes-256-gcm", "nonce": "<b64>", "ciphertext": "<b64>"}}
+     "cipher": {"name": "aes-256-gcm", "nonce": "<b64>", "ciphertext": "<b64>"},
+     "metadata_mac": "<b64>"}
 
 The passphrase goes through scrypt (n=2**15, r=8, p=1) to a 256-bit key; AES-256-GCM seals
 the private key (PKCS#8 DER) with the profile name as associated data, so a file renamed
 to another profile, a wrong passphrase or any flipped byte of salt, nonce or ciphertext
 fails to open. The sequence number of the last signed payment order is kept beside the
 key (not secret), so the wallet never signs two orders with one sequence.
+
+The fields beside the key (profile, address, bank URL, last sequence) are not secret but
+must not be changed behind the wallet's back (another bank URL, an older sequence): an
+HMAC-SHA-256 over them, keyed by a hash of the private key, is checked at unlock, so a
+flipped byte anywhere in the file fails cleanly. `update` can reseal them without the
+passphrase because the unlocked profile holds the key.
 
 Nothing here logs or puts key bytes or the passphrase into an error message.
 """
@@ -18,6 +25,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -79,6 +88,21 @@ def _unb64(text: object, what: str) -> bytes:
 
 def _associated_data(name: str) -> bytes:
     return f"cbdc-wallet/v{VERSION}/profile:{name}".encode()
+
+
+def _private_der(key: SigningKey) -> bytes:
+    return key.private.private_bytes(serialization.Encoding.DER,
+                                     serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption())
+
+
+def _metadata_mac(key: SigningKey, data: dict[str, Any]) -> str:
+    """HMAC of the fields kept in clear beside the sealed key."""
+    mac_key = hashlib.sha256(f"cbdc-wallet/v{VERSION}/metadata-key".encode()
+                             + _private_der(key)).digest()
+    fields = [data.get(name) for name in ("profile", "address", "bank_url", "last_sequence")]
+    message = json.dumps(fields, ensure_ascii=True, separators=(",", ":")).encode()
+    return _b64(hmac.new(mac_key, message, hashlib.sha256).digest())
 
 
 def _derive(passphrase: str, salt: bytes) -> bytes:
@@ -145,19 +169,18 @@ class Keystore:
             raise KeystoreError(f"the passphrase needs at least {MIN_PASSPHRASE} characters")
         key = key if key is not None else SigningKey.generate()
         salt, nonce = os.urandom(SALT_BYTES), os.urandom(NONCE_BYTES)
-        secret = key.private.private_bytes(serialization.Encoding.DER,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption())
-        sealed = AESGCM(_derive(passphrase, salt)).encrypt(nonce, secret,
+        sealed = AESGCM(_derive(passphrase, salt)).encrypt(nonce, _private_der(key),
                                                             _associated_data(name))
-        self._write(name, {
+        data: dict[str, Any] = {
             "version": VERSION, "profile": name, "address": address, "bank_url": bank_url,
             "last_sequence": 0,
             "kdf": {"name": "scrypt", "salt": _b64(salt), "n": SCRYPT_N, "r": SCRYPT_R,
                     "p": SCRYPT_P},
             "cipher": {"name": "aes-256-gcm", "nonce": _b64(nonce),
                        "ciphertext": _b64(sealed)},
-        })
+        }
+        data["metadata_mac"] = _metadata_mac(key, data)
+        self._write(name, data)
         return UnlockedProfile(name, key, address, bank_url, 0)
 
     def import_key(self, name: str, passphrase: str, pem: bytes, *, bank_url: str,
@@ -173,8 +196,9 @@ class Keystore:
         data = self._read(name)
         kdf, cipher = data.get("kdf"), data.get("cipher")
         if not isinstance(kdf, dict) or not isinstance(cipher, dict) \
-                or (kdf.get("n"), kdf.get("r"), kdf.get("p")) != (SCRYPT_N, SCRYPT_R, SCRYPT_P) \
-                or data.get("profile") != name:
+                or (kdf.get("name"), kdf.get("n"), kdf.get("r"), kdf.get("p")) \
+                != ("scrypt", SCRYPT_N, SCRYPT_R, SCRYPT_P) \
+                or cipher.get("name") != "aes-256-gcm" or data.get("profile") != name:
             raise KeystoreError(f"the profile file for {name!r} is damaged")
         salt = _unb64(kdf.get("salt"), "the salt")
         nonce = _unb64(cipher.get("nonce"), "the nonce")
@@ -191,10 +215,15 @@ class Keystore:
         private = serialization.load_der_private_key(secret, password=None)
         if not isinstance(private, ec.EllipticCurvePrivateKey):
             raise KeystoreError(f"the profile {name!r} does not hold a P-256 key")
+        key = SigningKey(private)
+        mac = data.get("metadata_mac")
+        if not isinstance(mac, str) or not hmac.compare_digest(mac, _metadata_mac(key, data)):
+            raise KeystoreError(f"cannot unlock {name!r}: the file was changed (its address, "
+                                "bank or sequence number no longer match the key)")
         sequence = data.get("last_sequence", 0)
         if type(sequence) is not int or sequence < 0:
             raise KeystoreError(f"the profile file for {name!r} has a bad sequence number")
-        return UnlockedProfile(name, SigningKey(private), str(data.get("address", "")),
+        return UnlockedProfile(name, key, str(data.get("address", "")),
                                str(data.get("bank_url", "")), sequence)
 
     def update(self, profile: UnlockedProfile) -> None:
@@ -202,4 +231,5 @@ class Keystore:
         data = self._read(profile.name)
         data.update(address=profile.address, bank_url=profile.bank_url,
                     last_sequence=profile.last_sequence)
+        data["metadata_mac"] = _metadata_mac(profile.key, data)
         self._write(profile.name, data)
