@@ -6,6 +6,8 @@
     seeded(name)          a seed from CBDC_SEED or fresh, printed so a failure replays
     long_profile()        True under CBDC_RELIABILITY=long
     NetworkInThread       the same services in a thread of their own, for blocking callers
+    services              fixture (module): a NetworkInThread of banks A and B; after the
+                          module the books agree as above
 
 Import the fixtures into a test module by name (`from tests.reliability.api_support
 import network`); pytest finds them there.
@@ -18,7 +20,7 @@ import contextlib
 import os
 import random
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,9 +29,13 @@ import pytest
 
 from commercial_bank import accounts as chart
 from commercial_bank.keys import BANK
-from loadtest.reconcile import reconcile
 from tests.conftest import drop_database, with_database
-from tests.integration.bank_harness import Network, running_network
+from tests.integration.bank_harness import (
+    Network,
+    assert_reconciled,
+    bank_ecny,
+    running_network,
+)
 
 SEED_VARIABLE = "CBDC_SEED"
 T = TypeVar("T")
@@ -49,28 +55,13 @@ def seeded(name: str) -> int:
     return seed
 
 
-async def bank_ecny(network: Network, code: str) -> tuple[int, int]:
-    """(e-CNY the bank's ledger holds in wallets, float and in flight; the bank's e-CNY
-    position as the central bank reports it)."""
-    writer = network.banks[code].runner.app[BANK].ledger
-    rows = await writer.store.pool.fetch(
-        "SELECT id FROM accounts WHERE code = ANY($1::int[])",
-        [chart.WALLET, chart.FLOAT, chart.IN_FLIGHT])
-    balances = await writer.lookup_accounts([int.from_bytes(r["id"], "big") for r in rows])
-    held = sum(b.credit_balance for b in balances if b)
-    position = (await network.central_bank.operators[code].client.positions())["ecny"]
-    return held, position
-
-
 async def assert_books_agree(network: Network) -> None:
     """Each bank's e-CNY equals its central bank position, and `cbdc reconcile` (supply,
     both ends of every interbank transfer, every chain) is clean."""
     for code in network.banks:
         held, position = await bank_ecny(network, code)
         assert held == position, f"{code}: ledger holds {held}, central bank says {position}"
-    report = await reconcile(network.central_bank.database_url,
-                             {code: bank.database_url for code, bank in network.banks.items()})
-    assert report.clean, "\n".join(report.lines)
+    await assert_reconciled(network)
 
 
 async def settle_in_flight(network: Network, seconds: float = 5.0) -> None:
@@ -178,3 +169,15 @@ class NetworkInThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
             self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def services(pg_server_url: str, template_database: str, redis_url: str,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetworkInThread]:
+    """The central bank and banks A and B in a thread, for one module of blocking tests;
+    afterwards the books agree (`assert_books_agree`)."""
+    folder: Path = tmp_path_factory.mktemp("services")
+    with NetworkInThread(pg_server_url, template_database, redis_url, folder) as running:
+        yield running
+        running.run(settle_in_flight(running.network))
+        running.run(assert_books_agree(running.network))

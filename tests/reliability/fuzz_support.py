@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import collections
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import requests
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import (
@@ -29,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 
 from cbdc.httpsig import sign_request
 from cbdc.signing import SigningKey
-from tests.reliability.api_support import NetworkInThread, long_profile, seeded
+from tests.reliability.api_support import long_profile, seeded
 
 # Hypothesis examples per operation: at least 100 in CI, many more in the long profile.
 EXAMPLES = 1_000 if long_profile() else 100
@@ -104,12 +101,3 @@ def report(title: str) -> str:
         statuses = ", ".join(f"{s}x{n}" for s, n in sorted(by_operation[label].items()))
         lines.append(f"  {label}: {statuses}")
     return "\n".join(lines)
-
-
-@pytest.fixture(scope="module")
-def services(pg_server_url: str, template_database: str, redis_url: str,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetworkInThread]:
-    """The central bank and banks A and B, for one fuzz module."""
-    folder: Path = tmp_path_factory.mktemp("fuzz")
-    with NetworkInThread(pg_server_url, template_database, redis_url, folder) as running:
-        yield running

@@ -30,7 +30,7 @@ from cbdc.addresses import AddressError
 from cbdc.payment_orders import OrderRejected, PaymentOrder
 from commercial_bank.openapi import build_openapi
 from tests.integration.bank_harness import TELLER_TOKEN, WalletUnderTest
-from tests.reliability.api_support import NetworkInThread, assert_books_agree, settle_in_flight
+from tests.reliability.api_support import NetworkInThread, services
 from tests.reliability.fuzz_support import (
     CHECKS,
     EXCLUDED,
@@ -40,7 +40,6 @@ from tests.reliability.fuzz_support import (
     STATEFUL_SETTINGS,
     fresh_public_key,
     report,
-    services,
     tally,
 )
 
@@ -140,8 +139,6 @@ def wallets(services: NetworkInThread) -> Iterator[Wallets]:
         sequences=itertools.count(1))
     yield made
     print(report("commercial bank fuzzed"))
-    services.run(settle_in_flight(network))
-    services.run(assert_books_agree(network))
 
 
 @SCHEMA.parametrize()

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import collections
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import hypothesis
@@ -36,14 +34,15 @@ from commercial_bank.wallet_classes import PRESET_2020, WalletClass, limits
 from tests.integration.bank_harness import Reply, WalletUnderTest
 from tests.reliability.api_support import (
     NetworkInThread,
-    assert_books_agree,
     bank_ecny,
     long_profile,
     seeded,
+    services,
     settle_in_flight,
 )
 
 pytestmark = pytest.mark.reliability
+__all__ = ["services"]  # fixture
 
 CLASS_4 = limits(PRESET_2020, WalletClass(4))
 BANKS = ("BANKA", "BANKB")
@@ -247,16 +246,6 @@ class WalletModel(RuleBasedStateMachine):
         else:
             assert reply.status == 422, (broken, reply)
             assert reply.body["code"] in broken, (broken, reply)
-
-
-@pytest.fixture(scope="module")
-def services(pg_server_url: str, template_database: str, redis_url: str,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetworkInThread]:
-    folder: Path = tmp_path_factory.mktemp("model")
-    with NetworkInThread(pg_server_url, template_database, redis_url, folder) as running:
-        yield running
-        running.run(settle_in_flight(running.network))
-        running.run(assert_books_agree(running.network))
 
 
 def test_the_apis_agree_with_the_model_after_every_step(services: NetworkInThread) -> None:
