@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import uuid
 
+import pytest
 import requests
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import (
@@ -30,7 +31,7 @@ from tests.reliability.api_support import long_profile, seeded
 
 # Hypothesis examples per operation: at least 100 in CI, many more in the long profile.
 EXAMPLES = 1_000 if long_profile() else 100
-SEED = seeded("schemathesis fuzz")
+SEED = seeded("schemathesis fuzz")  # one seed for every fuzz test of the run
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES, deadline=None, derandomize=False, database=None,
     suppress_health_check=list(HealthCheck), print_blob=True)
@@ -83,6 +84,13 @@ def fresh_public_key(drawn: object) -> object:
     if isinstance(drawn, str) and len(drawn) % 2 == 0:
         return SigningKey.generate().public.to_pem().decode()
     return drawn
+
+
+@pytest.fixture(autouse=True)
+def fuzz_seed() -> int:
+    """Each fuzz test says its seed in its own output, shown when it fails."""
+    print(f"schemathesis fuzz: seed {SEED} (replay with CBDC_SEED={SEED})")
+    return SEED
 
 
 def tally(label: str, status: int) -> None:

@@ -29,12 +29,13 @@ from tests.reliability.fuzz_support import (
     STATEFUL_SETTINGS,
     OperatorSignature,
     fresh_public_key,
+    fuzz_seed,
     report,
     tally,
 )
 
 pytestmark = pytest.mark.reliability
-__all__ = ["services"]  # fixture
+__all__ = ["fuzz_seed", "services"]  # fixtures
 
 SCHEMA = schemathesis.openapi.from_dict(build_openapi())
 FUZZER, PAYEE = "FUZZA", "FUZZB"

@@ -39,12 +39,13 @@ from tests.reliability.fuzz_support import (
     SIGNED_EXCLUDED,
     STATEFUL_SETTINGS,
     fresh_public_key,
+    fuzz_seed,
     report,
     tally,
 )
 
 pytestmark = pytest.mark.reliability
-__all__ = ["services"]  # fixture
+__all__ = ["fuzz_seed", "services"]  # fixtures
 
 BANK = "BANKA"
 SCHEMA = schemathesis.openapi.from_dict(build_openapi(BANK)).exclude(
