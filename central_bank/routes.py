@@ -15,10 +15,10 @@ def add_routes(app: web.Application) -> None:
         web.post("/v1/redemption", h.redeem),
         web.post("/v1/transfers", h.transfer),
         web.post("/v1/transfers/batch", h.transfer_batch),
-        # Ids are hex and dashes: "/v1/transfers/batch" is not a transfer's path, so a
-        # wrong method there is told it may only POST.
-        web.get("/v1/transfers/{id:[0-9a-fA-F-]+}", h.get_transfer),
-        web.get("/v1/transfers/{id:[0-9a-fA-F-]+}/receipt", h.get_receipt),
+        # "/v1/transfers/batch" is not a transfer's path, so a wrong method there is told
+        # it may only POST (any other id is read, and a malformed one named in a 422).
+        web.get("/v1/transfers/{id:(?!batch$)[^/]+}", h.get_transfer),
+        web.get("/v1/transfers/{id}/receipt", h.get_receipt),
         web.get("/v1/positions", h.positions),
         web.get("/v1/statement", h.statement),
         web.get("/v1/events", h.events),
