@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from loadtest.reconcile import reconcile
 from tests.integration.central_bank_harness import (
     assert_forgeries_refused,
     ledger_height,
@@ -67,3 +68,5 @@ async def test_the_rejection_matrix_holds_across_a_restart(database_url: str,
                                                                       2_500)
         supply = await bank.supply()
         assert supply["balanced"], supply
+    report = await reconcile(database_url, {})  # supply and the chain, from the database
+    assert report.clean, "\n".join(report.lines)
