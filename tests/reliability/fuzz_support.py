@@ -1,5 +1,6 @@
-"""What the schemathesis fuzz tests of both services share: the services in a thread,
-request signing at the transport, the checks, the example budget and a tally.
+"""What the schemathesis fuzz tests of both services share: request signing at the
+transport, the checks, the example budgets, the seed and a tally of what was sent (the
+services themselves run in a thread: `api_support.services`).
 
 Operator calls to the central bank are signed after schemathesis has serialised the
 request (a `requests` auth hook sees the exact bytes and URL), so the fuzzer reaches the
