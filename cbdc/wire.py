@@ -33,6 +33,12 @@ MemoRef = Annotated[str, msgspec.Meta(max_length=128, description="optional memo
 MAX_BATCH = 8000
 
 
+def is_digits(text: str) -> bool:
+    """Only the ASCII digits 0-9 (str.isdigit alone takes '²' and other digits that
+    int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def id_to_text(value: int) -> str:
     return str(uuid.UUID(int=value))
 

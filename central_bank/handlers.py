@@ -62,7 +62,7 @@ def query_cursor(request: web.Request, name: str = "after") -> int | None:
     text = request.query.get(name)
     if text is None or text == "":
         return None
-    if not text.isdigit() or len(text) > 20:
+    if not wire.is_digits(text) or len(text) > 20:
         raise validation(name, "cursor", f"{name} must be a cursor this API returned")
     return int(text)
 
@@ -221,7 +221,7 @@ async def supply(request: web.Request) -> web.StreamResponse:
 @admin_call
 async def block(request: web.Request) -> web.StreamResponse:
     text = request.match_info["height"]
-    if not text.isdigit() or len(text) > 18:
+    if not wire.is_digits(text) or len(text) > 18:
         raise validation("height", "integer", "height must be a positive integer")
     stored = await request.app[CENTRAL_BANK].ledger.store.block(int(text))
     if stored is None:

@@ -447,7 +447,9 @@ def _paths() -> dict[str, Schema]:
         "/v1/admin/operators/{code}/reserves": {"post": _admin_op(
             "fundReserves", "Move reserves in for an operator (stands for the RTGS system)",
             {"201": _json(_ref("TransferResult"), "Funded (or the first result for this id)."),
-             "404": no_operator, "422": rejected},
+             "404": no_operator,
+             "409": _problem("The id was used before for another amount or operator."),
+             "422": rejected},
             body=_body("FundReserves", "Reserves to credit."), parameters=("OperatorCode",))},
         "/v1/admin/supply": {"get": _admin_op(
             "getSupply", "e-CNY outstanding and the reserve-backing invariant",

@@ -52,6 +52,8 @@ SIGNED_EXCLUDED = [missing_required_header, negative_data_rejection]
 # document gives: an unknown payee bank, the nil UUID as id, a key that is not P-256).
 EXCLUDED = [positive_data_acceptance]
 
+# Seconds a fuzzed request may take (the whole chain export grows with the long profile).
+CALL_TIMEOUT = 60
 # Requests sent, by "METHOD /path template" and status: the figures of the report.
 TALLY: collections.Counter[tuple[str, int]] = collections.Counter()
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import hypothesis
 import pytest
+import requests
 import schemathesis
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
@@ -21,6 +22,7 @@ from central_bank.openapi import build_openapi
 from tests.integration.central_bank_harness import ADMIN_TOKEN, Operator
 from tests.reliability.api_support import NetworkInThread, services
 from tests.reliability.fuzz_support import (
+    CALL_TIMEOUT,
     CHECKS,
     EXCLUDED,
     FUZZ_SETTINGS,
@@ -99,8 +101,21 @@ def test_central_bank_answers_as_documented(case: schemathesis.Case, services: N
                                             fuzzer: Operator) -> None:
     tame(case)
     response = case.call_and_validate(base_url=services.network.central_bank.url,
-                                      additional_checks=CHECKS, **credentials(case, fuzzer))
+                                      additional_checks=CHECKS, timeout=CALL_TIMEOUT,
+                                      **credentials(case, fuzzer))
     tally(case.operation.label, response.status_code)
+
+
+@pytest.mark.parametrize("path", ["/v1/statement?after=\u00b2", "/v1/events?after=\u0663",
+                                  "/v1/statement?after=\uff11"])
+def test_digits_other_than_ascii_are_a_422(services: NetworkInThread, fuzzer: Operator,
+                                           path: str) -> None:
+    """Found by the long profile: '²' passed str.isdigit and int() then failed (500)."""
+    url = services.network.central_bank.url + path
+    response = requests.get(url, auth=OperatorSignature(fuzzer.key_id, fuzzer.key),
+                            timeout=CALL_TIMEOUT)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "after"
 
 
 def test_central_bank_workflows_follow_the_documents_links(services: NetworkInThread,

@@ -24,6 +24,7 @@ from typing import Any
 
 import hypothesis
 import pytest
+import requests
 import schemathesis
 
 from cbdc.addresses import AddressError
@@ -32,6 +33,7 @@ from commercial_bank.openapi import build_openapi
 from tests.integration.bank_harness import TELLER_TOKEN, WalletUnderTest
 from tests.reliability.api_support import NetworkInThread, services
 from tests.reliability.fuzz_support import (
+    CALL_TIMEOUT,
     CHECKS,
     EXCLUDED,
     FUZZ_SETTINGS,
@@ -151,7 +153,8 @@ def test_commercial_bank_answers_as_documented(case: schemathesis.Case,
     headers = make_genuine(case, wallets)
     response = case.call_and_validate(base_url=services.network.banks[BANK].url,
                                       headers=headers, additional_checks=CHECKS,
-                                      excluded_checks=excluded_checks(case, headers))
+                                      excluded_checks=excluded_checks(case, headers),
+                                      timeout=CALL_TIMEOUT)
     tally(case.operation.label, response.status_code)
 
 
@@ -175,3 +178,21 @@ def test_commercial_bank_workflows_follow_the_documents_links(services: NetworkI
 
     hypothesis.seed(SEED)(Workflow)  # a state machine takes its seed from its class
     Workflow.run(settings=STATEFUL_SETTINGS)
+
+
+def test_digits_other_than_ascii_are_a_422(services: NetworkInThread, wallets: Wallets) -> None:
+    """As at the central bank: '²' and other non-ASCII digits in a cursor, a limit, a
+    time or a deposit number are a 422 naming the parameter, not a 500."""
+    bank = services.network.banks[BANK].url
+    history = f"{bank}/v1/wallets/{wallets.payer.address}/history"
+    session = {"Authorization": f"Bearer {wallets.payer.token}"}
+    for query, name in (("after=\u00b2", "after"), ("limit=\u0663", "limit"),
+                        ("since=\uff11", "since")):
+        response = requests.get(f"{history}?{query}",
+                                headers=session, timeout=CALL_TIMEOUT)
+        assert (response.status_code, response.json()["field"]) == (422, name), response.text
+    response = requests.post(f"{bank}/v1/teller/deposits/\u00b2/cash-in",
+                             json={"id": "0192c4e0-7c1e-7b2a-9d41-000000000001", "amount": 1},
+                             headers={"Authorization": f"Bearer {TELLER_TOKEN}"},
+                             timeout=CALL_TIMEOUT)
+    assert (response.status_code, response.json()["field"]) == (422, "number"), response.text
