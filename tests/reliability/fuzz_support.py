@@ -107,7 +107,8 @@ def tally(label: str, status: int) -> None:
 
 
 def report(title: str) -> str:
-    """One line per operation: requests and their statuses."""
+    """One line per operation: requests and their statuses (then the tally starts over,
+    for the next module)."""
     by_operation: dict[str, collections.Counter[int]] = collections.defaultdict(
         collections.Counter)
     for (label, status), count in TALLY.items():
@@ -117,4 +118,5 @@ def report(title: str) -> str:
     for label in sorted(by_operation):
         statuses = ", ".join(f"{s}x{n}" for s, n in sorted(by_operation[label].items()))
         lines.append(f"  {label}: {statuses}")
+    TALLY.clear()
     return "\n".join(lines)
