@@ -29,7 +29,7 @@ import msgspec
 from cbdc.errors import CbdcError
 from cbdc.httpsig import signed_headers
 from cbdc.signing import SigningKey
-from cbdc.wire import InterbankTransfer, IssueRequest, id_to_text
+from cbdc.wire import InterbankTransfer, IssueRequest, id_to_text, is_digits
 
 __all__ = ["CentralBankClient", "CentralBankError", "CentralBankUnreachable", "IdLike"]
 
@@ -208,7 +208,7 @@ class CentralBankClient:
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         delay = min(self.backoff * 2.0**attempt, MAX_BACKOFF)
-        if retry_after is not None and retry_after.isdigit():
+        if retry_after is not None and is_digits(retry_after):
             delay = max(delay, min(float(retry_after), MAX_BACKOFF))
         return delay
 

@@ -165,6 +165,16 @@ def json_response(schema: Schema, description: str, media: str = JSON) -> Schema
     return {"description": description, "content": {media: {"schema": schema}}}
 
 
+def with_links(response: Schema, links: Mapping[str, tuple[str, Mapping[str, str]]]
+               ) -> Schema:
+    """`response` with OpenAPI links: name -> (operationId, {parameter: runtime
+    expression}), e.g. ("getTransfer", {"id": "$response.body#/id"}). Clients and
+    stateful fuzzers follow them from one call to the next."""
+    return {**response, "links": {
+        name: {"operationId": operation, "parameters": dict(parameters)}
+        for name, (operation, parameters) in links.items()}}
+
+
 def problem_response(description: str, *, headers: Mapping[str, Schema] | None = None
                      ) -> Schema:
     """An RFC 9457 problem response; `headers` maps header names to Header Objects."""

@@ -34,7 +34,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from cbdc.errors import CbdcError
-from cbdc.wire import Problem
+from cbdc.wire import Problem, id_from_text
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -185,6 +185,16 @@ def validation(field: str, rule: str, detail: str) -> ProblemError:
     return _status_problem(422, detail, field=field, rule=rule)
 
 
+def transfer_id(text: str, field: str = "id") -> int:
+    """A client-chosen id in UUID form as the ledger's 128-bit number; the nil UUID is no
+    id (422 naming `field`)."""
+    try:
+        return id_from_text(text)
+    except ValueError:
+        raise validation(field, "nonzero-uuid",
+                         f"{text!r} is not an id: use a UUID other than the nil UUID") from None
+
+
 def unauthorized(detail: str) -> ProblemError:
     """401: the request is not signed, or its signature is refused."""
     return _status_problem(401, detail)
@@ -314,6 +324,17 @@ async def read_json(request: web.Request, type_: type[T]) -> T:
     except msgspec.DecodeError as exc:
         raise from_msgspec_error(exc) from None
     return result
+
+
+class _NoFields(msgspec.Struct, forbid_unknown_fields=True):
+    """A JSON object with no fields."""
+
+
+async def read_empty(request: web.Request) -> None:
+    """A body that must be absent or `{}`: anything else is a 400 (not JSON) or a 422
+    naming the field that should not be there."""
+    if request.can_read_body and (await request.read()).strip():
+        await read_json(request, _NoFields)
 
 
 def json_response(

@@ -33,14 +33,20 @@ MemoRef = Annotated[str, msgspec.Meta(max_length=128, description="optional memo
 MAX_BATCH = 8000
 
 
+def is_digits(text: str) -> bool:
+    """Only the ASCII digits 0-9 (str.isdigit alone takes '²' and other digits that
+    int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def id_to_text(value: int) -> str:
     return str(uuid.UUID(int=value))
 
 
-def id_from_text(text: str) -> int:
+def id_from_text(text: str, *, allow_zero: bool = False) -> int:
     """Parse a UUID-form id (the schema has checked its shape); zero is not an id."""
     value = uuid.UUID(text).int
-    if not 0 < value < U128_LIMIT:
+    if not (0 if allow_zero else 1) <= value < U128_LIMIT:
         raise ValueError("an id must not be zero")
     return value
 
@@ -82,7 +88,9 @@ class TransferBatch(msgspec.Struct, forbid_unknown_fields=True):
 
 class RegisterOperator(msgspec.Struct, forbid_unknown_fields=True):
     code: BankCode
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    # Printable: no control characters (PostgreSQL text cannot even hold NUL).
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200,
+                                      pattern=r"^[^\x00-\x1f\x7f]+$")]
     key_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
     public_key_pem: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 

@@ -8,7 +8,14 @@ import msgspec
 from aiohttp import web
 
 from cbdc import wire
-from cbdc.problems import json_response, not_found, read_json, validation
+from cbdc.problems import (
+    json_response,
+    not_found,
+    read_empty,
+    read_json,
+    transfer_id,
+    validation,
+)
 from central_bank.auth import SIGNED_BY, authenticate_operator, check_admin
 from central_bank.keys import (
     ADMIN_TOKEN,
@@ -48,18 +55,14 @@ def admin_call(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def path_id(request: web.Request) -> int:
-    text = request.match_info["id"]
-    try:
-        return wire.id_from_text(text)
-    except ValueError:
-        raise validation("id", "uuid", f"{text!r} is not a transfer id in UUID form") from None
+    return transfer_id(request.match_info["id"])
 
 
 def query_cursor(request: web.Request, name: str = "after") -> int | None:
     text = request.query.get(name)
     if text is None or text == "":
         return None
-    if not text.isdigit() or len(text) > 20:
+    if not wire.is_digits(text) or len(text) > 20:
         raise validation(name, "cursor", f"{name} must be a cursor this API returned")
     return int(text)
 
@@ -84,7 +87,7 @@ async def _swap(request: web.Request, bank: OperatorBank, kind: str) -> web.Stre
     body = await read_json(request, wire.IssueRequest)
     central = request.app[CENTRAL_BANK]
     swap = central.issue if kind == "issue" else central.redeem
-    result = await swap(bank.code, wire.id_from_text(body.id), body.amount)
+    result = await swap(bank.code, transfer_id(body.id, "$.id"), body.amount)
     return json_response(result, status=201)
 
 
@@ -159,6 +162,7 @@ async def events(request: web.Request, bank: OperatorBank) -> web.StreamResponse
 async def confirm_key(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
     """Signed with the pending key itself: proves the bank holds it, then activates it
     and retires the key it replaces."""
+    await read_empty(request)
     registry = request.app[CENTRAL_BANK].registry
     return json_response((await registry.confirm_key(request[SIGNED_BY])).to_wire())
 
@@ -179,6 +183,7 @@ async def list_operators(request: web.Request) -> web.StreamResponse:
 
 @admin_call
 async def suspend(request: web.Request) -> web.StreamResponse:
+    await read_empty(request)
     registry = request.app[CENTRAL_BANK].registry
     bank = await registry.set_status(request.match_info["code"], "suspended")
     return json_response(bank.to_wire())
@@ -186,6 +191,7 @@ async def suspend(request: web.Request) -> web.StreamResponse:
 
 @admin_call
 async def reactivate(request: web.Request) -> web.StreamResponse:
+    await read_empty(request)
     registry = request.app[CENTRAL_BANK].registry
     bank = await registry.set_status(request.match_info["code"], "active")
     return json_response(bank.to_wire())
@@ -203,7 +209,7 @@ async def add_key(request: web.Request) -> web.StreamResponse:
 async def fund_reserves(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, wire.FundReserves)
     result = await request.app[CENTRAL_BANK].fund_reserves(
-        request.match_info["code"], wire.id_from_text(body.id), body.amount)
+        request.match_info["code"], transfer_id(body.id, "$.id"), body.amount)
     return json_response(result, status=201)
 
 
@@ -215,7 +221,7 @@ async def supply(request: web.Request) -> web.StreamResponse:
 @admin_call
 async def block(request: web.Request) -> web.StreamResponse:
     text = request.match_info["height"]
-    if not text.isdigit() or len(text) > 18:
+    if not wire.is_digits(text) or len(text) > 18:
         raise validation("height", "integer", "height must be a positive integer")
     stored = await request.app[CENTRAL_BANK].ledger.store.block(int(text))
     if stored is None:

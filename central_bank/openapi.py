@@ -292,8 +292,9 @@ def _admin_op(
         operation["parameters"] = [_param(name) for name in parameters]
     if body is not None:
         operation["requestBody"] = body
-    has_payload = body is not None and body["content"][JSON]["schema"] != _ref("EmptyBody")
-    operation["responses"] = _sorted_responses({**_admin_errors(has_payload), **responses})
+    # An empty body may be left out; one that is there is read and checked as any other.
+    operation["responses"] = _sorted_responses({**_admin_errors(body is not None),
+                                                **responses})
     return operation
 
 
@@ -331,7 +332,10 @@ def _paths() -> dict[str, Schema]:
             body=_body("IssueRequest", "Swap `amount` fen of e-CNY back for reserves."))},
         "/v1/transfers": {"post": _operator_op(
             "createTransfer", "Move e-CNY to another operator bank", "transfers",
-            {"201": settled, "422": _problem(
+            {"201": oas.with_links(settled, {
+                "GetTransfer": ("getTransfer", {"id": "$response.body#/id"}),
+                "GetTransferReceipt": ("getTransferReceipt", {"id": "$response.body#/id"})}),
+             "422": _problem(
                 "Rejected (`code`, e.g. insufficient position, unknown or suspended payee) "
                 "or the body breaks the schema (`field`, `rule`).")},
             body=_body("InterbankTransfer", "Payer is the calling bank."))},
@@ -377,7 +381,11 @@ def _paths() -> dict[str, Schema]:
         "/v1/admin/operators": {
             "post": _admin_op(
                 "registerOperator", "Register an operator bank",
-                {"201": _json(_ref("Operator"), "Registered, active, its key active."),
+                {"201": oas.with_links(
+                    _json(_ref("Operator"), "Registered, active, its key active."),
+                    {name: (operation, {"code": "$response.body#/code"}) for name, operation in (
+                        ("Suspend", "suspendOperator"), ("Reactivate", "reactivateOperator"),
+                        ("AddKey", "addOperatorKey"), ("FundReserves", "fundReserves"))}),
                  "409": _problem("An operator with this code exists.")},
                 body=_body("RegisterOperator", "The bank and its first signing key.")),
             "get": _admin_op(
@@ -400,7 +408,9 @@ def _paths() -> dict[str, Schema]:
         "/v1/admin/operators/{code}/reserves": {"post": _admin_op(
             "fundReserves", "Move reserves in for an operator (stands for the RTGS system)",
             {"201": _json(_ref("TransferResult"), "Funded (or the first result for this id)."),
-             "404": no_operator, "422": rejected},
+             "404": no_operator,
+             "409": _problem("The id was used before for another amount or operator."),
+             "422": rejected},
             body=_body("FundReserves", "Reserves to credit."), parameters=("OperatorCode",))},
         "/v1/admin/supply": {"get": _admin_op(
             "getSupply", "e-CNY outstanding and the reserve-backing invariant",
@@ -408,7 +418,8 @@ def _paths() -> dict[str, Schema]:
         "/v1/admin/blocks/{height}": {"get": _admin_op(
             "getBlock", "One block of the journal",
             {"200": _json(_ref("Block"), "The block."),
-             "404": _problem("No block at this height.")},
+             "404": _problem("No block at this height."),
+             "422": _problem("The height is not a positive whole number (`field` height).")},
             parameters=("BlockHeight",))},
         "/v1/admin/chain": {"get": _admin_op(
             "exportChain", "The whole journal, for `cbdc audit`",

@@ -15,7 +15,9 @@ def add_routes(app: web.Application) -> None:
         web.post("/v1/redemption", h.redeem),
         web.post("/v1/transfers", h.transfer),
         web.post("/v1/transfers/batch", h.transfer_batch),
-        web.get("/v1/transfers/{id}", h.get_transfer),
+        # "/v1/transfers/batch" is not a transfer's path, so a wrong method there is told
+        # it may only POST (any other id is read, and a malformed one named in a 422).
+        web.get("/v1/transfers/{id:(?!batch$)[^/]+}", h.get_transfer),
         web.get("/v1/transfers/{id}/receipt", h.get_receipt),
         web.get("/v1/positions", h.positions),
         web.get("/v1/statement", h.statement),

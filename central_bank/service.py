@@ -15,6 +15,7 @@ import msgspec
 
 from cbdc import wire
 from cbdc.problems import conflict, not_found, rejected
+from cbdc.problems import transfer_id as checked_id
 from central_bank import accounts as chart
 from central_bank.operators import OperatorBank, OperatorRegistry
 from settlement import (
@@ -127,7 +128,7 @@ class CentralBank:
         problem = self._payee_problem(payer, item.payee_bank)
         if problem is not None:
             raise rejected(problem[0], problem[1], field="payee_bank")
-        transfer_id = wire.id_from_text(item.id)
+        transfer_id = checked_id(item.id, "$.id")
         note = _encode_note(TransferNote(item.payer_ref, item.payee_ref, item.memo_ref))
         return await self._settle(
             [chart.interbank(transfer_id, payer, item.payee_bank, item.amount, note_hash(note))],
@@ -142,6 +143,11 @@ class CentralBank:
             if problem is not None:
                 results[index] = wire.TransferResult(id=item.id, status="rejected",
                                                      code=problem[0], detail=problem[1])
+                continue
+            if wire.id_from_text(item.id, allow_zero=True) == 0:
+                results[index] = wire.TransferResult(
+                    id=item.id, status="rejected", code="id_must_not_be_zero",
+                    detail="the nil UUID is not an id")
                 continue
             note = _encode_note(TransferNote(item.payer_ref, item.payee_ref, item.memo_ref))
             transfers.append(chart.interbank(wire.id_from_text(item.id), payer,

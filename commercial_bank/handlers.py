@@ -15,10 +15,11 @@ from cbdc.problems import (
     ProblemError,
     json_response,
     read_json,
+    transfer_id,
     unauthorized,
     validation,
 )
-from cbdc.wire import Fen, TransferId, id_from_text
+from cbdc.wire import Fen, TransferId, is_digits
 from commercial_bank.keys import ADMIN_TOKEN, BANK, SESSIONS
 from commercial_bank.sessions import LoginRefused, SessionStoreUnavailable, require_session
 from commercial_bank.wallets import Wallet, parse_public_key
@@ -86,7 +87,7 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     text = request.query.get(name, "")
     if not text:
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not is_digits(text) or not low <= int(text) <= high:
         raise validation(name, "range", f"{name} must be a whole number from {low} to {high}")
     return int(text)
 
@@ -178,7 +179,7 @@ async def top_up(request: web.Request) -> web.StreamResponse:
     wallet = await session_wallet(request)
     body = await read_json(request, MoneyMove)
     bank = request.app[BANK]
-    await bank.top_up(wallet, id_from_text(body.id), body.amount)
+    await bank.top_up(wallet, transfer_id(body.id, "$.id"), body.amount)
     return json_response(await bank.summary(wallet))
 
 
@@ -186,7 +187,7 @@ async def redeem(request: web.Request) -> web.StreamResponse:
     wallet = await session_wallet(request)
     body = await read_json(request, MoneyMove)
     bank = request.app[BANK]
-    await bank.redeem(wallet, id_from_text(body.id), body.amount)
+    await bank.redeem(wallet, transfer_id(body.id, "$.id"), body.amount)
     return json_response(await bank.summary(wallet))
 
 
@@ -196,7 +197,7 @@ async def history(request: web.Request) -> web.StreamResponse:
     if direction not in ("both", "in", "out"):
         raise validation("direction", "enum", "direction must be both, in or out")
     after_text = request.query.get("after", "")
-    if after_text and (not after_text.isdigit() or int(after_text) >= 1 << 63):
+    if after_text and (not is_digits(after_text) or int(after_text) >= 1 << 63):
         raise validation("after", "cursor", "after must be a cursor this API returned")
     page = await request.app[BANK].history(
         wallet, after=int(after_text or 0), limit=query_int(request, "limit", 50, 1, 500),
@@ -209,7 +210,7 @@ def _query_time(request: web.Request, name: str) -> int | None:
     text = request.query.get(name, "")
     if not text:
         return None
-    if not text.isdigit() or int(text) > 9_000_000_000:
+    if not is_digits(text) or int(text) > 9_000_000_000:
         raise validation(name, "unix-seconds", f"{name} must be a time in unix seconds")
     return int(text) * 1_000_000_000
 
@@ -243,10 +244,10 @@ async def teller_class(request: web.Request) -> web.StreamResponse:
 async def cash_in(request: web.Request) -> web.StreamResponse:
     check_admin(request)
     text = request.match_info["number"]
-    if not text.isdigit():
+    if not is_digits(text):
         raise validation("number", "integer", "a deposit account number is digits only")
     body = await read_json(request, MoneyMove)
-    await request.app[BANK].cash_in(int(text), id_from_text(body.id), body.amount)
+    await request.app[BANK].cash_in(int(text), transfer_id(body.id, "$.id"), body.amount)
     return json_response({"id": body.id, "status": "settled"}, status=201)
 
 

@@ -50,7 +50,8 @@ class Interbank:
         self.peers = dict(peers)
         self.session = session
         self._tasks: list[asyncio.Task[None]] = []
-        self._sending: set[int] = set()  # payments being settled by `send` right now
+        # Payments being settled by `send` right now, set when their outcome is booked.
+        self._sending: dict[int, asyncio.Event] = {}
 
     # ------------------------------------------------------------------- out
     async def payee_problem(self, payee: WalletAddress, amount: int) -> str | None:
@@ -80,15 +81,25 @@ class Interbank:
             chart.system_id(self.code, "in_flight"), order.amount, chart.OUTGOING,
             flags=TransferFlags.PENDING,
             user_data=int.from_bytes(sha256(note).digest()[:16], "big"))
-        self._sending.add(transfer_id)
+        done = self._sending.get(transfer_id)
+        first = done is None
+        if done is None:
+            done = self._sending[transfer_id] = asyncio.Event()
         try:
             [result] = await self.ledger.create_transfers([hold], [note])
+            if not first:
+                # A copy of a payment this bank is settling right now: answer with the
+                # outcome of the first, not with "pending" while it is on its way.
+                await done.wait()
+                return {"result": result}
             if result not in _SUCCESS:
                 return {"result": result}
             status = await self.settle(transfer_id, order.payee.bank, order.amount,
                                        str(order.payer), str(order.payee), order.memo)
         finally:
-            self._sending.discard(transfer_id)
+            if first:
+                del self._sending[transfer_id]
+                done.set()
         return {"result": result, "status": status}
 
     async def settle(self, transfer_id: int, payee_bank: str, amount: int, payer_ref: str,

@@ -506,7 +506,8 @@ def _paths() -> dict[str, Schema]:
         # ----------------------------------------------------------- wallets
         "/v1/wallets": {"post": _op(
             "openWallet", "Open a class 4 wallet with a phone number", "wallets",
-            {"201": _wallet_summary("Opened: an active class 4 wallet."),
+            {"201": oas.with_links(_wallet_summary("Opened: an active class 4 wallet."), {
+                "GetReceivable": ("getReceivable", {"address": "$response.body#/address"})}),
              "409": _problem("This public key already holds an open wallet."),
              "422": _invalid(BODY_INVALID, "`public_key_pem` is not a P-256 public key "
                                            "(`rule` pem-p256)",
@@ -608,7 +609,10 @@ def _paths() -> dict[str, Schema]:
                         "then.")},
         "/v1/wallets/{address}/payment-requests": {"post": _wallet_op(
             "createPaymentRequest", "Ask to be paid: a `cbdc:` URI and its QR code",
-            {"201": {**_json(ref("PaymentRequestCreated"), "Created."),
+            {"201": {**oas.with_links(_json(ref("PaymentRequestCreated"), "Created."), {
+                "GetPaymentRequest": ("getPaymentRequest", {
+                    "address": "$request.path.address",
+                    "request_id": "$response.body#/request_id"})}),
                      "headers": {"Location": {
                          "description": "the request's status "
                                         "(GET .../payment-requests/{request_id})",
@@ -696,10 +700,10 @@ def _paths() -> dict[str, Schema]:
         "/v1/teller/deposits/{number}/cash-in": {"post": _op(
             "cashIn", "Pay cash into a deposit account", "teller",
             {"201": _json(ref("CashIn"), "Paid in (or the first result for this id)."),
+             "409": _problem("The id was used before for another amount or account."),
              "422": _invalid("the number is not digits (`field` number)", BODY_INVALID,
                              "the ledger refused it (`code`, e.g. credit_account_not_found "
-                             "for an unknown account, exists_with_different_fields for an "
-                             "id used before)"),
+                             "for an unknown account)"),
              **_teller_errors(), **_bad_body()},
             security="teller", parameters=("DepositNumber",),
             body=json_body("MoneyMove", "A client-chosen id and the amount."))},

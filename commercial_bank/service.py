@@ -299,29 +299,41 @@ class Bank:
         if wallet.deposit_number is None:
             raise rejected("no_deposit_account", "link a deposit account before topping up",
                            field="deposit_account")
-        if self.ledger.may_have_transfer(transfer_id) and \
-                (await self.ledger.lookup_transfers([transfer_id]))[0] is not None:
-            # A retry of a top-up that went through (its answer was lost): the ledger
-            # answers it as it did the first time, or as a conflict if it differs.
-            results = await self.ledger.create_transfers(chart.top_up(
-                transfer_id, self.code, wallet.number, wallet.deposit_number, amount))
-            await self._raise_with_limits(results, wallet, "the deposit account")
-            return
+        if await self._booked(transfer_id) is None:
+            refusal = await self._top_up_refusal(wallet, wallet.deposit_number, amount)
+            if refusal is None:
+                await self.ensure_float(amount)
+            elif await self._booked(transfer_id) is None:
+                raise refusal
+        # A retry of a top-up already booked (its answer was lost, or a concurrent copy
+        # won; which is why the deposit or the cap may no longer allow it) asks for no
+        # float: the ledger answers it with the first result, or a 409 if it differs.
+        results = await self.ledger.create_transfers(chart.top_up(
+            transfer_id, self.code, wallet.number, wallet.deposit_number, amount))
+        await self._raise_with_limits(results, wallet, "the deposit account")
+
+    async def _booked(self, transfer_id: int) -> TransferRecord | None:
+        """The ledger's transfer with this id, if there is one (no I/O for a new id)."""
+        if not self.ledger.may_have_transfer(transfer_id):
+            return None
+        return (await self.ledger.lookup_transfers([transfer_id]))[0]
+
+    async def _top_up_refusal(self, wallet: Wallet, deposit_number: int, amount: int
+                              ) -> ProblemError | None:
+        """Why a top-up of `amount` cannot be done now: checked before the bank asks the
+        central bank for e-CNY to cover it."""
         [deposit] = await self.ledger.lookup_accounts(
-            [chart.deposit_id(self.code, wallet.deposit_number)])
+            [chart.deposit_id(self.code, deposit_number)])
         if deposit is None or deposit.credit_balance - deposit.debits_pending < amount:
-            raise rejected("insufficient_funds", "the deposit account does not hold enough",
-                           field="amount")
+            return rejected("insufficient_funds", "the deposit account does not hold enough",
+                            field="amount")
         lim = limits(self.preset, WalletClass(wallet.wallet_class))
         balance = await self.balance(wallet)
         if balance.credits_posted + balance.credits_pending - balance.debits_posted + amount \
                 > lim.balance_cap:
-            raise rejected("exceeds_balance_cap", f"the wallet would go over its balance cap "
-                           f"of {format_fen(lim.balance_cap)}", field="amount")
-        await self.ensure_float(amount)
-        results = await self.ledger.create_transfers(chart.top_up(
-            transfer_id, self.code, wallet.number, wallet.deposit_number, amount))
-        await self._raise_with_limits(results, wallet, "the deposit account")
+            return rejected("exceeds_balance_cap", f"the wallet would go over its balance cap "
+                            f"of {format_fen(lim.balance_cap)}", field="amount")
+        return None
 
     async def redeem(self, wallet: Wallet, transfer_id: int, amount: int) -> None:
         self._require_active(wallet)
@@ -356,8 +368,7 @@ class Bank:
         # they travel to the central bank and into the payee bank's ledger.
         transfer_id = chart.derived_id("cbdc/bank/payment", str(order.payer), order.sequence)
         note = signed.to_json().encode()
-        earlier = (await self.ledger.lookup_transfers([transfer_id]))[0] \
-            if self.ledger.may_have_transfer(transfer_id) else None
+        earlier = await self._booked(transfer_id)
         if earlier is not None:
             # A retry (its answer was lost, or the bank restarted): answer from the ledger,
             # before any check that could have changed since (the payee's bank may be
@@ -527,6 +538,8 @@ class Bank:
     @staticmethod
     def _raise_for(results: Sequence[CreateTransferResult], what: str) -> None:
         failure = first_failure(results)
+        if failure in (R.EXISTS_WITH_DIFFERENT_FIELDS, R.ID_ALREADY_FAILED):
+            raise conflict("this id was already used for a different request")
         if failure is not None:
             raise rejected(failure.name.lower(), f"{what}: {failure.name.lower()}")
 

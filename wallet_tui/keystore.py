@@ -4,7 +4,8 @@
      "bank_url": "<url>", "last_sequence": <n>,
      "ledger_keys": {"<bank code or 'central_bank'>": "<public key PEM>", ...},
      "kdf": {"name": "scrypt", "salt": "<b64>", "n": 32768, "r": 8, "p": 1},
-     "cipher": {"name": "aes-256-gcm", "nonce": "<b64>", "ciphertext": "<b64>"}}
+     "cipher": {"name": "aes-256-gcm", "nonce": "<b64>", "ciphertext": "<b64>"},
+     "metadata_mac": "<b64>"}
 
 The passphrase goes through scrypt (n=2**15, r=8, p=1) to a 256-bit key; AES-256-GCM seals
 the private key (PKCS#8 DER) with the wallet id (its address) and the profile name as
@@ -15,6 +16,12 @@ the last signed payment order is kept beside the key (not secret), so the wallet
 signs two orders with one sequence. So are the ledger keys the wallet first saw (trust
 on first use): receipts are checked against these pinned keys from then on.
 
+The fields beside the key (profile, address, bank URL, last sequence, pinned ledger keys)
+are not secret but must not be changed behind the wallet's back (another bank URL, an
+older sequence, a forger's ledger key): an HMAC-SHA-256 over them, keyed by HKDF of the
+private key, is checked at unlock, so a flipped byte anywhere in the file fails cleanly.
+`update` can reseal them without the passphrase because the unlocked profile holds the key.
+
 Nothing here logs or puts key bytes or the passphrase into an error message.
 """
 
@@ -22,6 +29,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -31,9 +40,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from cbdc.errors import CbdcError
@@ -46,6 +56,8 @@ SCRYPT_P: Final = 1
 SALT_BYTES: Final = 16
 NONCE_BYTES: Final = 12
 MIN_PASSPHRASE: Final = 8
+# Kept in clear beside the sealed key, and covered by the profile's HMAC.
+CLEAR_FIELDS: Final = ("profile", "address", "bank_url", "last_sequence", "ledger_keys")
 PROFILE_NAME = re.compile(r"[A-Za-z0-9._-]{1,32}", re.ASCII)
 DEFAULT_FOLDER: Final = Path("~/.cbdc-wallet")
 
@@ -84,6 +96,22 @@ def _unb64(text: object, what: str) -> bytes:
 
 def _associated_data(name: str, address: str) -> bytes:
     return f"cbdc-wallet/v{VERSION}/wallet:{address}/profile:{name}".encode()
+
+
+def _private_der(key: SigningKey) -> bytes:
+    return key.private.private_bytes(serialization.Encoding.DER,
+                                     serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption())
+
+
+def _metadata_mac(key: SigningKey, data: dict[str, Any]) -> str:
+    """HMAC of the fields kept in clear beside the sealed key."""
+    mac_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                   info=f"cbdc-wallet/v{VERSION}/metadata-key".encode()).derive(_private_der(key))
+    fields = [data.get(name) for name in CLEAR_FIELDS]
+    message = json.dumps(fields, ensure_ascii=True, sort_keys=True,
+                         separators=(",", ":")).encode()
+    return _b64(hmac.new(mac_key, message, hashlib.sha256).digest())
 
 
 def _derive(passphrase: str, salt: bytes) -> bytes:
@@ -162,19 +190,18 @@ class Keystore:
             raise KeystoreError(f"the passphrase needs at least {MIN_PASSPHRASE} characters")
         key = key if key is not None else SigningKey.generate()
         salt, nonce = os.urandom(SALT_BYTES), os.urandom(NONCE_BYTES)
-        secret = key.private.private_bytes(serialization.Encoding.DER,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption())
-        sealed = AESGCM(_derive(passphrase, salt)).encrypt(nonce, secret,
+        sealed = AESGCM(_derive(passphrase, salt)).encrypt(nonce, _private_der(key),
                                                             _associated_data(name, address))
-        self._write(name, {
+        data: dict[str, Any] = {
             "version": VERSION, "profile": name, "address": address, "bank_url": bank_url,
             "last_sequence": 0,
             "kdf": {"name": "scrypt", "salt": _b64(salt), "n": SCRYPT_N, "r": SCRYPT_R,
                     "p": SCRYPT_P},
             "cipher": {"name": "aes-256-gcm", "nonce": _b64(nonce),
                        "ciphertext": _b64(sealed)},
-        })
+        }
+        data["metadata_mac"] = _metadata_mac(key, data)
+        self._write(name, data)
         return UnlockedProfile(name, key, address, bank_url, 0)
 
     def import_key(self, name: str, passphrase: str, pem: bytes, *, bank_url: str,
@@ -187,8 +214,9 @@ class Keystore:
         data = self._read(name)
         kdf, cipher = data.get("kdf"), data.get("cipher")
         if not isinstance(kdf, dict) or not isinstance(cipher, dict) \
-                or (kdf.get("n"), kdf.get("r"), kdf.get("p")) != (SCRYPT_N, SCRYPT_R, SCRYPT_P) \
-                or data.get("profile") != name:
+                or (kdf.get("name"), kdf.get("n"), kdf.get("r"), kdf.get("p")) \
+                != ("scrypt", SCRYPT_N, SCRYPT_R, SCRYPT_P) \
+                or cipher.get("name") != "aes-256-gcm" or data.get("profile") != name:
             raise KeystoreError(f"the profile file for {name!r} is damaged")
         salt = _unb64(kdf.get("salt"), "the salt")
         nonce = _unb64(cipher.get("nonce"), "the nonce")
@@ -208,6 +236,11 @@ class Keystore:
         private = serialization.load_der_private_key(secret, password=None)
         if not isinstance(private, ec.EllipticCurvePrivateKey):
             raise KeystoreError(f"the profile {name!r} does not hold a P-256 key")
+        key = SigningKey(private)
+        mac = data.get("metadata_mac")
+        if not isinstance(mac, str) or not hmac.compare_digest(mac, _metadata_mac(key, data)):
+            raise KeystoreError(f"cannot unlock {name!r}: the file was changed (its address, "
+                                "bank, sequence number or ledger keys no longer match the key)")
         sequence = data.get("last_sequence", 0)
         if type(sequence) is not int or sequence < 0:
             raise KeystoreError(f"the profile file for {name!r} has a bad sequence number")
@@ -215,8 +248,8 @@ class Keystore:
         if not isinstance(pinned, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in pinned.items()):
             raise KeystoreError(f"the profile file for {name!r} has damaged ledger keys")
-        return UnlockedProfile(name, SigningKey(private), address,
-                               str(data.get("bank_url", "")), sequence, dict(pinned))
+        return UnlockedProfile(name, key, address, str(data.get("bank_url", "")), sequence,
+                               dict(pinned))
 
     def update(self, profile: UnlockedProfile) -> None:
         """Store the profile's bank and last sequence (the sealed key and the address it
@@ -226,4 +259,5 @@ class Keystore:
             raise KeystoreError(f"the profile {profile.name!r} belongs to another wallet")
         data.update(bank_url=profile.bank_url, last_sequence=profile.last_sequence,
                     ledger_keys=profile.ledger_keys)
+        data["metadata_mac"] = _metadata_mac(profile.key, data)
         self._write(profile.name, data)

@@ -21,10 +21,13 @@ from aiohttp.test_utils import unused_port
 
 from cbdc.payment_orders import PaymentOrder
 from cbdc.signing import SigningKey
+from commercial_bank import accounts as chart
 from commercial_bank.app import BankConfig, create_app
+from commercial_bank.keys import BANK
 from commercial_bank.service import FloatPolicy
 from commercial_bank.sessions import login_message
 from commercial_bank.wallet_classes import PRESET_2020
+from loadtest.reconcile import reconcile
 from tests.integration.central_bank_harness import CentralBankUnderTest, running_central_bank
 from tests.openapi_check import OpenApiChecker
 
@@ -195,3 +198,24 @@ async def running_network(make_database: Callable[[], Awaitable[str]], redis_url
         finally:
             for runner in runners:
                 await runner.cleanup()
+
+
+async def bank_ecny(network: Network, code: str) -> tuple[int, int]:
+    """(e-CNY the bank's ledger holds in wallets, float and in flight; the bank's e-CNY
+    position as the central bank reports it)."""
+    writer = network.banks[code].runner.app[BANK].ledger
+    rows = await writer.store.pool.fetch(
+        "SELECT id FROM accounts WHERE code = ANY($1::int[])",
+        [chart.WALLET, chart.FLOAT, chart.IN_FLIGHT])
+    balances = await writer.lookup_accounts([int.from_bytes(r["id"], "big") for r in rows])
+    held = sum(b.credit_balance for b in balances if b)
+    position = (await network.central_bank.operators[code].client.positions())["ecny"]
+    return held, position
+
+
+async def assert_reconciled(network: Network) -> None:
+    """`cbdc reconcile`'s checks: supply, each bank against its position, every settled
+    interbank transfer booked at both ends, every chain verified."""
+    report = await reconcile(network.central_bank.database_url,
+                             {code: bank.database_url for code, bank in network.banks.items()})
+    assert report.clean, "\n".join(report.lines)

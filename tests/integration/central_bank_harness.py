@@ -3,6 +3,7 @@ loopback port, with operator banks whose keys the tests hold."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -143,3 +144,80 @@ async def signed_call(bank: CentralBankUnderTest, operator: Operator, method: st
             route = path.split("?", maxsplit=1)[0]
             bank.check(method, route, response.status, response.content_type, data)
         return response.status, data
+
+
+async def ledger_height(bank: CentralBankUnderTest) -> int:
+    async with bank.session.get(bank.url + "/health") as response:
+        return int((await response.json())["ledger_height"])
+
+
+def _replace(headers: dict[str, str], name: str, value: str) -> dict[str, str]:
+    return {**headers, name: value}
+
+
+async def assert_forgeries_refused(central_bank: CentralBankUnderTest, a: Operator) -> None:
+    """The request-signing rejection matrix: each forged, replayed, stale or unauthorised
+    request of operator `a` is refused with 401 and writes nothing (the ledger height
+    stays)."""
+    body = {"id": new_id(), "amount": 1_000}
+    height_before = await ledger_height(central_bank)
+
+    async def refused(tamper: Any, expected: int = 401, **kwargs: Any) -> str:
+        status, problem = await signed_call(central_bank, a, "POST", "/v1/issuance", body,
+                                            tamper=tamper, **kwargs)
+        assert status == expected, problem
+        return str(problem.get("detail"))
+
+    assert "digest" in (await refused(lambda h, c, u: (h, c.replace(b"1000", b"9000"), u))).lower()
+    await refused(lambda h, c, u: (h, c, u.replace("/v1/issuance", "/v1/redemption")))
+    await refused(lambda h, c, u: (_replace(h, "Idempotency-Key", new_id()), c, u))
+    await refused(lambda h, c, u: ({k: v for k, v in h.items() if k != "Signature"}, c, u))
+
+    # A signature that leaves out a covered component.
+    import http_message_signatures as hms
+
+    from cbdc.httpsig import KeyResolver
+
+    def partial(headers: dict[str, str], content: bytes, url: str):  # type: ignore[no-untyped-def]
+        message = type("M", (), {})()
+        message.method, message.url = "POST", url
+        message.headers = {"Idempotency-Key": headers["Idempotency-Key"]}
+        hms.HTTPMessageSigner(signature_algorithm=hms.algorithms.ECDSA_P256_SHA256,
+                              key_resolver=KeyResolver(signing={a.key_id: a.key})).sign(
+            message, key_id=a.key_id, nonce=new_id(), label="cbdc",
+            covered_component_ids=("@method", "@path", "@query", "content-digest"),
+            body=content)
+        return {**headers, **message.headers}, content, url
+
+    assert "idempotency-key" in await refused(partial)
+
+    # Replay: the very same signed request twice.
+    captured: dict[str, Any] = {}
+
+    def keep(headers: dict[str, str], content: bytes, url: str):  # type: ignore[no-untyped-def]
+        captured.update(headers=headers, content=content, url=url)
+        return headers, content, url
+
+    status, _ = await signed_call(central_bank, a, "GET", "/v1/positions", tamper=keep)
+    assert status == 200
+    async with central_bank.session.get(captured["url"], headers=captured["headers"]) as again:
+        assert again.status == 401
+        assert "replay" in (await again.json())["detail"]
+
+    # Stale and future `created`.
+    from cbdc.httpsig import sign_request
+
+    for created in (int(time.time()) - 120, int(time.time()) + 60):
+        def dated(headers: dict[str, str], content: bytes, url: str, created: int = created
+                  ):  # type: ignore[no-untyped-def]
+            base = {"Idempotency-Key": headers["Idempotency-Key"],
+                    "Content-Type": "application/json"}
+            return base | sign_request("POST", url, base, content, key_id=a.key_id, key=a.key,
+                                       created=created), content, url
+        await refused(dated)
+
+    # Unknown key.
+    stranger = Operator("BANKA", "nobody-key", SigningKey.generate(), a.client)
+    status, _ = await signed_call(central_bank, stranger, "POST", "/v1/issuance", body)
+    assert status == 401
+    assert await ledger_height(central_bank) == height_before

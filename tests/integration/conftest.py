@@ -8,6 +8,7 @@ that damages a ledger on purpose says so with `@pytest.mark.tampers`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -19,12 +20,13 @@ from settlement.store import LedgerStore
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Set up first, so it is torn down last: after the test's engines are closed and
-    # before its database is dropped.
+    # before its database is dropped. The hook sees the whole session's items; only this
+    # folder's can use the fixture.
+    here = Path(__file__).parent
     for item in items:
         names = getattr(item, "fixturenames", None)
-        if names is not None and "database_url" in names and not item.get_closest_marker(
-            "tampers"
-        ):
+        if names is not None and "database_url" in names and item.path.is_relative_to(here) \
+                and not item.get_closest_marker("tampers"):
             names.insert(0, "ledgers_still_verify")
 
 

@@ -14,33 +14,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from commercial_bank import accounts as chart
-from commercial_bank.keys import BANK
-from loadtest.reconcile import reconcile
-from tests.integration.bank_harness import Network, new_id, running_network
+from tests.integration.bank_harness import (
+    Network,
+    assert_reconciled,
+    bank_ecny,
+    new_id,
+    running_network,
+)
 
 CNY = 100  # fen
-
-
-async def bank_ecny(network: Network, code: str) -> tuple[int, int]:
-    """(e-CNY the bank's ledger holds in wallets, float and in flight; the bank's e-CNY
-    position as the central bank reports it)."""
-    writer = network.banks[code].runner.app[BANK].ledger
-    rows = await writer.store.pool.fetch(
-        "SELECT id FROM accounts WHERE code = ANY($1::int[])",
-        [chart.WALLET, chart.FLOAT, chart.IN_FLIGHT])
-    balances = await writer.lookup_accounts([int.from_bytes(r["id"], "big") for r in rows])
-    held = sum(b.credit_balance for b in balances if b)
-    position = (await network.central_bank.operators[code].client.positions())["ecny"]
-    return held, position
-
-
-async def assert_reconciled(network: Network) -> None:
-    """`cbdc reconcile`'s checks: supply, each bank against its position, every settled
-    interbank transfer booked at both ends, every chain verified."""
-    report = await reconcile(network.central_bank.database_url,
-                             {code: bank.database_url for code, bank in network.banks.items()})
-    assert report.clean, "\n".join(report.lines)
 
 
 @pytest.fixture

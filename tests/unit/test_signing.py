@@ -15,6 +15,9 @@ from hypothesis import strategies as st
 
 from cbdc.signing import P256_ORDER, SigningKey, VerifyingKey
 
+# The RFC 6979 vectors, high-S and DER checks are part of the reliability suite too.
+pytestmark = pytest.mark.reliability
+
 N = P256_ORDER
 # RFC 6979 appendix A.2.5: ECDSA, 256 bits (prime field), with SHA-256.
 RFC_KEY = 0xC9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721
