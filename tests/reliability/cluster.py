@@ -30,21 +30,14 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import unused_port
 
+from cbdc.processes import Service, wait_healthy
 from cbdc.settings import Settings
 from cbdc.storage import database_url_for
 from central_bank.bench import drop_database
 from commercial_bank.run import database_name, operator_key, register_operator, teller_token
-from loadtest.retail_bench import (
-    CENTRAL_BANK_SERVICE,
-    BenchWallet,
-    RetailBenchOptions,
-    Service,
-    child_env,
-    seed_wallet,
-    start_service,
-    stop_all,
-    wait_healthy,
-)
+from loadtest.network import CENTRAL_BANK_SERVICE, child_env, start_service, stop_all
+from loadtest.retail_bench import RetailBenchOptions
+from loadtest.seeding import BenchWallet, seed_wallet
 
 READY_WITHIN_S = 30.0  # a restarted service answers again within this (the bound)
 REQUEST_TIMEOUT_S = 10.0

@@ -26,7 +26,9 @@ import aiohttp
 import asyncpg
 
 from commercial_bank import accounts as chart
-from loadtest.retail_bench import CENTRAL_BANK_SERVICE, WALLET_FUNDING, BenchWallet, Orders
+from loadtest.network import CENTRAL_BANK_SERVICE
+from loadtest.retail_bench import Orders
+from loadtest.seeding import WALLET_FUNDING, BenchWallet
 from tests.reliability import ledgers
 from tests.reliability.cluster import Answer, Cluster, pick
 

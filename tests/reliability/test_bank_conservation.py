@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from loadtest.retail_bench import CENTRAL_BANK_SERVICE
+from loadtest.network import CENTRAL_BANK_SERVICE
 from tests.reliability import ledgers
 from tests.reliability.cluster import Cluster
 from tests.reliability.load import Payments, Shape, bank_pools, check_books

@@ -23,7 +23,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from loadtest.retail_bench import CENTRAL_BANK_SERVICE, Orders
+from loadtest.network import CENTRAL_BANK_SERVICE
+from loadtest.retail_bench import Orders
 from tests.reliability.cluster import READY_WITHIN_S, Cluster
 from tests.reliability.load import Payments, Shape, bank_pools, check_books
 from tests.reliability.stores import PrivatePostgres, PrivateRedis

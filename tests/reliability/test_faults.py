@@ -20,7 +20,8 @@ import aiohttp
 import pytest
 
 from cbdc.login import login_message
-from loadtest.retail_bench import CENTRAL_BANK_SERVICE, BenchWallet
+from loadtest.network import CENTRAL_BANK_SERVICE
+from loadtest.seeding import BenchWallet
 from tests.reliability.cluster import Cluster
 from tests.reliability.fault_proxy import FaultProxy
 from tests.reliability.load import Payments, Shape, bank_pools, check_books
