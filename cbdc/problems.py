@@ -185,6 +185,15 @@ def validation(field: str, rule: str, detail: str) -> ProblemError:
     return _status_problem(422, detail, field=field, rule=rule)
 
 
+def query_value(request: web.Request, name: str) -> str:
+    """The query parameter `name` ("" when absent); given more than once it is a 422, not
+    a silent pick of one of the values."""
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise validation(name, "single", f"{name} may be given once, not {len(values)} times")
+    return values[0] if values else ""
+
+
 def transfer_id(text: str, field: str = "id") -> int:
     """A client-chosen id in UUID form as the ledger's 128-bit number; the nil UUID is no
     id (422 naming `field`)."""

@@ -11,6 +11,7 @@ from cbdc import wire
 from cbdc.problems import (
     json_response,
     not_found,
+    query_value,
     read_empty,
     read_json,
     transfer_id,
@@ -59,8 +60,8 @@ def path_id(request: web.Request) -> int:
 
 
 def query_cursor(request: web.Request, name: str = "after") -> int | None:
-    text = request.query.get(name)
-    if text is None or text == "":
+    text = query_value(request, name)
+    if not text:
         return None
     if not wire.is_digits(text) or len(text) > 20:
         raise validation(name, "cursor", f"{name} must be a cursor this API returned")
@@ -69,8 +70,8 @@ def query_cursor(request: web.Request, name: str = "after") -> int | None:
 
 def query_number(request: web.Request, name: str, default: float, low: float, high: float,
                  *, integer: bool) -> float:
-    text = request.query.get(name)
-    if text is None or text == "":
+    text = query_value(request, name)
+    if not text:
         return default
     try:
         value = int(text) if integer else float(text)

@@ -14,6 +14,7 @@ from cbdc.payment_orders import OrderRejected, SignedOrder
 from cbdc.problems import (
     ProblemError,
     json_response,
+    query_value,
     read_json,
     transfer_id,
     unauthorized,
@@ -84,7 +85,7 @@ def check_admin(request: web.Request) -> None:
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    text = request.query.get(name, "")
+    text = query_value(request, name)
     if not text:
         return default
     if not is_digits(text) or not low <= int(text) <= high:
@@ -193,10 +194,10 @@ async def redeem(request: web.Request) -> web.StreamResponse:
 
 async def history(request: web.Request) -> web.StreamResponse:
     wallet = await session_wallet(request)
-    direction = request.query.get("direction", "both")
+    direction = query_value(request, "direction") or "both"
     if direction not in ("both", "in", "out"):
         raise validation("direction", "enum", "direction must be both, in or out")
-    after_text = request.query.get("after", "")
+    after_text = query_value(request, "after")
     if after_text and (not is_digits(after_text) or int(after_text) >= 1 << 63):
         raise validation("after", "cursor", "after must be a cursor this API returned")
     page = await request.app[BANK].history(
@@ -207,7 +208,7 @@ async def history(request: web.Request) -> web.StreamResponse:
 
 
 def _query_time(request: web.Request, name: str) -> int | None:
-    text = request.query.get(name, "")
+    text = query_value(request, name)
     if not text:
         return None
     if not is_digits(text) or int(text) > 9_000_000_000:

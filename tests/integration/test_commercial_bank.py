@@ -189,6 +189,8 @@ async def test_bad_input_names_the_field(network: Network) -> None:
     assert (reply.status, reply.body["field"]) == (422, "order.payee")
     reply = await bank.call("GET", "/v1/wallets/BANKA-000000000001-00")
     assert reply.status in (401, 422)
+    reply = await bank.call("GET", f"/v1/receivable/{wallet.address}?amount=&amount=-5")
+    assert (reply.status, reply.body["field"], reply.body["rule"]) == (422, "amount", "single")
     assert (await wallet.summary())["balance"] == 100 * CNY
 
 
