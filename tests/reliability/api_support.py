@@ -38,6 +38,7 @@ from tests.integration.bank_harness import (
 )
 
 SEED_VARIABLE = "CBDC_SEED"
+CI_SEED = 20261124
 T = TypeVar("T")
 
 
@@ -47,10 +48,21 @@ def long_profile() -> bool:
 
 
 def seeded(name: str) -> int:
-    """The seed of one randomised test: CBDC_SEED if set (to replay), else a fresh one;
-    printed either way, so a failing run's output says how to replay it."""
-    text = os.environ.get(SEED_VARIABLE)
-    seed = int(text) if text else random.SystemRandom().randrange(1 << 32)
+    """The seed of one randomised test, printed so a failing run's output says how to
+    replay it: CBDC_SEED if set (to replay); under CI (`CI` set) one fixed seed, so CI's
+    verdict is about the change and not about the draw; else a fresh one, so every
+    developer's run explores new cases (as the long profile does)."""
+    text = os.environ.get(SEED_VARIABLE, "").strip()
+    if text:
+        try:
+            seed = int(text)
+        except ValueError:
+            raise pytest.UsageError(
+                f"{SEED_VARIABLE} must be a whole number, not {text!r}") from None
+    elif os.environ.get("CI"):
+        seed = CI_SEED
+    else:
+        seed = random.SystemRandom().randrange(1 << 32)
     print(f"{name}: seed {seed} (replay with {SEED_VARIABLE}={seed})")
     return seed
 

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability.api_support import seeded
 from tests.reliability.stores import PrivatePostgres, PrivateRedis
 
 PROFILES = ("quick", "long")
@@ -38,14 +38,10 @@ def profile() -> str:
 
 @pytest.fixture
 def seed(request: pytest.FixtureRequest) -> int:
-    text = os.environ.get("CBDC_SEED", "").strip()
-    try:
-        value = int(text) if text else random.SystemRandom().randrange(1 << 32)
-    except ValueError:
-        raise pytest.UsageError(f"CBDC_SEED must be a whole number, not {text!r}") from None
-    replay = f"seed {value}: replay with CBDC_SEED={value} pytest '{request.node.nodeid}'"
-    print(replay)
-    request.node.add_report_section("setup", "seed", replay)
+    value = seeded(request.node.nodeid)
+    request.node.add_report_section(
+        "setup", "seed", f"seed {value}: replay with CBDC_SEED={value} pytest "
+        f"'{request.node.nodeid}'")
     return value
 
 
