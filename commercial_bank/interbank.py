@@ -81,10 +81,10 @@ class Interbank:
             chart.system_id(self.code, "in_flight"), order.amount, chart.OUTGOING,
             flags=TransferFlags.PENDING,
             user_data=int.from_bytes(sha256(note).digest()[:16], "big"))
-        done = self._sending.get(transfer_id)
-        first = done is None
-        if done is None:
-            done = self._sending[transfer_id] = asyncio.Event()
+        first = transfer_id not in self._sending
+        if first:
+            self._sending[transfer_id] = asyncio.Event()
+        done = self._sending[transfer_id]
         try:
             [result] = await self.ledger.create_transfers([hold], [note])
             if not first:
