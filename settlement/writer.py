@@ -9,12 +9,20 @@ block, and commits it to PostgreSQL in one transaction. Only when that commit re
 Two stages overlap: while batch N commits, batch N+1 is decided on top of N's state. If
 a commit fails, N and N+1 both fail with `BatchNotCommitted`, the writer drops its state
 and loads it again from the database, and carries on with later requests.
+
+The ledger's state is long-lived: an object per account and per open pending transfer,
+millions of them, which Python's cyclic collector would walk in every full collection
+(a 1,000,000-account bench run once spent 4.9 s in 16 full collections of up to 856 ms,
+stalls that made the half-load p99). They hold no reference cycles, so the writer moves
+them out of the collector's sight (`gc.freeze`) once loaded and again whenever they have
+grown by a quarter; reference counting still frees them as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections import deque
@@ -45,6 +53,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], int]
 MAX_EVENTS_PER_REQUEST = 8190
 YIELD_EVERY_EVENTS = 128
+FREEZE_MIN_GROWTH = 10_000  # state objects added before the heap is frozen again
 
 
 @dataclass(slots=True)
@@ -61,6 +70,7 @@ class _Decided:
     block: SealedBlock | None
     requests: list[tuple[_Request, list[Any]]] = field(default_factory=list)
     checkpoint: list[tuple[int, tuple[int, ...]]] | None = None
+    rows: list[tuple[Any, ...]] | None = None  # the transfers as table rows
 
 
 class LedgerWriter:
@@ -98,6 +108,7 @@ class LedgerWriter:
         self._since_checkpoint = 0
         self._checkpointing: asyncio.Task[None] | None = None
         self._failed_since_reload = False
+        self._frozen_objects = 0  # accounts + pendings when the heap was last frozen
 
     # --------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -132,6 +143,7 @@ class LedgerWriter:
         self._since_checkpoint = self.store.replayed
         self._failed_since_reload = False
         self.metrics.reloads += 1
+        self._freeze_long_lived(force=True)
         log.info("ledger %d loaded: %d accounts, height %d, in %.2fs", self.ledger,
                  len(state.accounts), self.tip.height, time.perf_counter() - started)
 
@@ -297,6 +309,7 @@ class LedgerWriter:
         block = seal_block(ledger=self.ledger, height=height, previous_hash=self.tip.hash,
                            time_ns=batch.now, entries=batch.entries, key=self.key)
         self.tip = ChainTip(height, block.hash)
+        rows = self.store.transfer_rows(batch, height)
         self._since_checkpoint += len(batch.entries)
         checkpoint = None
         if self._since_checkpoint >= self.checkpoint_every and (
@@ -304,7 +317,8 @@ class LedgerWriter:
         ):
             checkpoint = state.take_checkpoint()
             self._since_checkpoint = 0
-        return _Decided(batch=batch, block=block, requests=taken, checkpoint=checkpoint)
+        return _Decided(batch=batch, block=block, requests=taken, checkpoint=checkpoint,
+                        rows=rows)
 
     async def _commit(self, decided: _Decided) -> None:
         if decided.block is None:
@@ -312,7 +326,7 @@ class LedgerWriter:
             return
         started = time.perf_counter()
         try:
-            await self.store.commit(decided.batch, decided.block)
+            await self.store.commit(decided.batch, decided.block, decided.rows)
         except Exception as exc:
             log.error("ledger %d: commit of block %d failed: %s", self.ledger,
                       decided.block.header.height, exc)
@@ -323,6 +337,7 @@ class LedgerWriter:
             raise BatchNotCommitted(self.ledger, str(exc)) from exc
         self.metrics.observe_commit(time.perf_counter() - started, len(decided.batch.entries))
         self._answer(decided)
+        self._freeze_long_lived()
         committed = self._next_commit
         self._next_commit = asyncio.get_running_loop().create_future()
         committed.set_result(None)  # wakes whoever waits for news (event feeds)
@@ -345,6 +360,20 @@ class LedgerWriter:
         self.metrics.checkpoints += 1
         log.info("ledger %d: checkpoint of %d accounts at block %d in %.2fs", self.ledger,
                  len(rows), height, time.perf_counter() - started)
+
+    def _freeze_long_lived(self, *, force: bool = False) -> None:
+        """Take the state's objects out of the cyclic collector's walks once they have
+        grown by a quarter since the last time (amortised: each object is frozen once).
+
+        Young garbage is collected first, so only what survived two collections (the
+        state, the service's long-lived objects) is frozen.
+        """
+        held = len(self.state.accounts) + len(self.state.pendings)
+        if not force and held < self._frozen_objects * 1.25 + FREEZE_MIN_GROWTH:
+            return
+        gc.collect(1)
+        gc.freeze()
+        self._frozen_objects = held
 
     @staticmethod
     def _answer(decided: _Decided) -> None:

@@ -22,9 +22,16 @@ from aiohttp.test_utils import unused_port
 
 from cbdc.errors import StorageError
 from cbdc.settings import Settings
-from cbdc.storage import check_durability, redact, running_storage
+from cbdc.storage import check_durability, embedded_tuning, redact, running_storage
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def pretty(value: str) -> str:
+    """A setting as SHOW prints it: PostgreSQL writes whole gigabytes as GB."""
+    if value.endswith("MB") and int(value[:-2]) % 1024 == 0:
+        return f"{int(value[:-2]) // 1024}GB"
+    return value
 
 
 def postmaster_pid(data_dir: Path) -> int:
@@ -64,6 +71,9 @@ async def test_embedded_storage_starts_keeps_data_and_stops(tmp_path: Path) -> N
         assert endpoints.redis_url.startswith("unix://")
         conn = await asyncpg.connect(endpoints.database_url)
         assert await conn.fetchval("SELECT current_database()") == "cbdc"
+        # A folder made here runs with the ledger's settings from its first start.
+        running = {name: await conn.fetchval(f"SHOW {name}") for name in embedded_tuning()}
+        assert running == {name: pretty(value) for name, value in embedded_tuning().items()}
         await conn.execute("CREATE TABLE kept (note text); INSERT INTO kept VALUES ('hi')")
         await conn.close()
         client = redis.asyncio.Redis.from_url(endpoints.redis_url)
