@@ -6,7 +6,7 @@ writer's own connection, so a batch is either wholly in the database or not at a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,14 +153,15 @@ _TRANSFER_COLUMNS = (
 
 
 class LedgerStore:
-    """One ledger's tables, seen through a pool (lookups) and one writer connection."""
+    """One ledger's tables, seen through a pool (lookups) and the writer's connections
+    (one per commit the writer keeps in flight)."""
 
     def __init__(self, pool: asyncpg.Pool, ledger: int, dsn: str) -> None:
         self.pool = pool
         self.ledger = ledger
         self.dsn = dsn
         self.replayed = 0
-        self._conn: asyncpg.Connection | None = None
+        self._conns: dict[int, asyncpg.Connection] = {}
 
     # ------------------------------------------------------------------ set-up
     async def register(self, public_key_der: bytes) -> bytes:
@@ -177,20 +178,22 @@ class LedgerStore:
             )
         return key
 
-    async def writer_connection(self) -> asyncpg.Connection:
-        if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncpg.connect(self.dsn)
-        return self._conn
+    async def writer_connection(self, slot: int = 0) -> asyncpg.Connection:
+        conn = self._conns.get(slot)
+        if conn is None or conn.is_closed():
+            conn = self._conns[slot] = await asyncpg.connect(self.dsn)
+        return conn
 
     async def close(self) -> None:
-        if self._conn is not None and not self._conn.is_closed():
-            await self._conn.close()
-        self._conn = None
+        conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            if not conn.is_closed():
+                await conn.close()
 
-    async def drop_writer_connection(self) -> None:
-        if self._conn is not None:
-            self._conn.terminate()
-            self._conn = None
+    async def drop_writer_connection(self, slot: int = 0) -> None:
+        conn = self._conns.pop(slot, None)
+        if conn is not None:
+            conn.terminate()
 
     # ------------------------------------------------------------------ loading
     async def load(self, state: LedgerState) -> ChainTip:
@@ -280,25 +283,32 @@ class LedgerStore:
         ]
 
     async def commit(self, batch: Batch, block: SealedBlock,
-                     rows: list[tuple[Any, ...]] | None = None) -> None:
+                     rows: list[tuple[Any, ...]] | None = None, *,
+                     after: Awaitable[object] | None = None, slot: int = 0) -> None:
         """Write the batch and its block in one transaction (durable on return).
 
-        `rows` are `transfer_rows(batch, height)`, made here when not given.
+        `rows` are `transfer_rows(batch, height)`, made here when not given. `after` is
+        the commit of the block before, still in flight on another connection (`slot`):
+        this one writes everything, then waits for it before its own COMMIT, so a block
+        is never durable before its predecessor; if `after` raises, this transaction
+        rolls back and the error propagates.
         """
-        conn = await self.writer_connection()
+        conn = await self.writer_connection(slot)
         ledger = self.ledger
         height = block.header.height
         header = block.header
         if rows is None:
             rows = self.transfer_rows(batch, height)
-        if (len(rows) <= SMALL_BATCH and not batch.accounts and not batch.failures
-                and not batch.expirations and not batch.notes and not batch.account_updates):
-            columns = list(zip(*rows, strict=True)) or [()] * 12
-            await conn.execute(
-                _INSERT_SMALL_BATCH, ledger, height, header.previous_hash, header.merkle_root,
-                header.time_ns, header.entry_count, header.version, block.hash,
-                block.signature, *columns[1:11],
-            )
+        plain = (len(rows) <= SMALL_BATCH and not batch.accounts and not batch.failures
+                 and not batch.expirations and not batch.notes
+                 and not batch.account_updates)
+        if plain and after is None:
+            await self._insert_small_batch(conn, block, rows)  # its own transaction
+            return
+        if plain and after is not None:
+            async with conn.transaction():
+                await self._insert_small_batch(conn, block, rows)
+                await after
             return
         async with conn.transaction():
             if batch.accounts:
@@ -386,6 +396,19 @@ class LedgerStore:
                 block.hash,
                 block.signature,
             )
+            if after is not None:
+                await after
+
+    async def _insert_small_batch(self, conn: asyncpg.Connection, block: SealedBlock,
+                                  rows: list[tuple[Any, ...]]) -> None:
+        """A few plain transfers and their block in one statement: one round trip."""
+        header = block.header
+        columns = list(zip(*rows, strict=True)) or [()] * 12
+        await conn.execute(
+            _INSERT_SMALL_BATCH, self.ledger, header.height, header.previous_hash,
+            header.merkle_root, header.time_ns, header.entry_count, header.version,
+            block.hash, block.signature, *columns[1:11],
+        )
 
     # -------------------------------------------------------------- checkpoint
     async def checkpoint(self, height: int, rows: list[tuple[int, tuple[int, ...]]]) -> None:

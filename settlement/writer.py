@@ -6,9 +6,13 @@ decides every event against its in-memory `LedgerState`, seals the batch into a 
 block, and commits it to PostgreSQL in one transaction. Only when that commit returns
 (fsync on) do the batch's callers hear their results.
 
-Two stages overlap: while batch N commits, batch N+1 is decided on top of N's state. If
-a commit fails, N and N+1 both fail with `BatchNotCommitted`, the writer drops its state
-and loads it again from the database, and carries on with later requests.
+The stages overlap: while batch N commits, batch N+1 is decided on top of N's state, and
+then written on a second connection while N's COMMIT (the fsync) is still under way
+(`pipeline_depth`, default 2). N+1 sends its own COMMIT only once N's has returned, so a
+block is never durable before the one it chains to, and PostgreSQL works on one batch
+while the disk takes the other. If a commit fails, the batches after it fail too with
+`BatchNotCommitted`, the writer drops its state and loads it again from the database,
+and carries on with later requests.
 
 The ledger's state is long-lived: an object per account and per open pending transfer,
 millions of them, which Python's cyclic collector would walk in every full collection
@@ -87,6 +91,7 @@ class LedgerWriter:
         max_events: int = 8190,
         max_wait: float = 0.001,
         checkpoint_every: int = 1_000_000,
+        pipeline_depth: int = 2,
     ) -> None:
         self.ledger = ledger
         self.store = store
@@ -96,6 +101,10 @@ class LedgerWriter:
         self.max_events = max_events
         self.max_wait = max_wait
         self.checkpoint_every = checkpoint_every
+        if pipeline_depth < 1:
+            raise ValueError("pipeline_depth must be at least 1")
+        self.pipeline_depth = pipeline_depth
+        self._slot = 0  # the writer connection the last commit used
         self.metrics = WriterMetrics()
         self.state = LedgerState(ledger, LimitCalendar(timezone))
         self.tip = ChainTip(0, b"")
@@ -218,34 +227,38 @@ class LedgerWriter:
 
     # -------------------------------------------------------------------- loop
     async def _run(self) -> None:
-        committing: asyncio.Task[None] | None = None
+        in_flight: deque[asyncio.Task[None]] = deque()  # commits, oldest first
         while not self._closed:
             await self._wait_for_work()
             if self._closed:
                 break
-            if committing is not None and committing.done():
-                if committing.exception() is not None:
-                    await self._recover()
-                committing = None
-            if self.max_wait and committing is None and (
+            failed = False
+            while in_flight and in_flight[0].done():
+                failed = in_flight.popleft().exception() is not None or failed
+            if failed:
+                await _settle(in_flight)  # the later ones fail with it (they build on it)
+                await self._recover()
+                continue
+            if self.max_wait and not in_flight and (
                 self._queued_events() < self.max_events
             ):
                 # Nothing in flight to batch behind: linger briefly to gather more.
                 await asyncio.sleep(self.max_wait)
-            decided = await self._decide(committing)
-            if committing is not None:
+            decided = await self._decide(in_flight[-1] if in_flight else None)
+            if len(in_flight) >= self.pipeline_depth:
                 try:
-                    await committing
+                    await in_flight.popleft()
                 except BatchNotCommitted:
                     self._fail(decided, "an earlier batch it builds on did not commit")
-                    committing = None
+                    await _settle(in_flight)
                     await self._recover()
                     continue
-            committing = asyncio.create_task(self._commit(decided))
-            committing.add_done_callback(_retrieve)
-        if committing is not None:
-            with contextlib.suppress(BatchNotCommitted):
-                await committing
+            previous = in_flight[-1] if in_flight else None
+            self._slot = (self._slot + 1) % self.pipeline_depth
+            commit = asyncio.create_task(self._commit(decided, previous, self._slot))
+            commit.add_done_callback(_retrieve)
+            in_flight.append(commit)
+        await _settle(in_flight)
 
     async def _wait_for_work(self) -> None:
         if self._queue:
@@ -320,20 +333,35 @@ class LedgerWriter:
         return _Decided(batch=batch, block=block, requests=taken, checkpoint=checkpoint,
                         rows=rows)
 
-    async def _commit(self, decided: _Decided) -> None:
+    async def _commit(self, decided: _Decided, previous: asyncio.Task[None] | None,
+                      slot: int) -> None:
+        """Make `decided` durable, after `previous` (the block before, if still in
+        flight), then answer its callers; a failure of either fails them."""
         if decided.block is None:
+            # Nothing to write, but answers may rest on batches still committing (an
+            # EXISTS for a transfer in one), so they wait their turn all the same.
+            if previous is not None:
+                try:
+                    await previous
+                except BatchNotCommitted:
+                    self._fail(decided, "an earlier batch it builds on did not commit")
+                    raise
             self._answer(decided)
             return
         started = time.perf_counter()
         try:
-            await self.store.commit(decided.batch, decided.block, decided.rows)
+            await self.store.commit(decided.batch, decided.block, decided.rows,
+                                    after=previous, slot=slot)
+        except BatchNotCommitted:
+            self._fail(decided, "an earlier batch it builds on did not commit")
+            raise
         except Exception as exc:
             log.error("ledger %d: commit of block %d failed: %s", self.ledger,
                       decided.block.header.height, exc)
             self.metrics.failed_commits += 1
             self._failed_since_reload = True
             self._fail(decided, f"the commit failed: {exc}")
-            await self.store.drop_writer_connection()
+            await self.store.drop_writer_connection(slot)
             raise BatchNotCommitted(self.ledger, str(exc)) from exc
         self.metrics.observe_commit(time.perf_counter() - started, len(decided.batch.entries))
         self._answer(decided)
@@ -398,6 +426,13 @@ class LedgerWriter:
                             self.ledger, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+async def _settle(commits: deque[asyncio.Task[None]]) -> None:
+    """Wait for every commit still in flight; their callers hear the outcome from them."""
+    while commits:
+        with contextlib.suppress(BatchNotCommitted):
+            await commits.popleft()
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

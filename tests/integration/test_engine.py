@@ -319,6 +319,63 @@ async def test_failed_commit_fails_its_callers_and_reloads(ledger: Ledger) -> No
     assert w.metrics.failed_commits == 1
 
 
+async def until(conn: asyncpg.Connection, query: str, seconds: float = 10.0) -> None:
+    """Poll `query` until it counts a row (a state another connection reaches)."""
+    for _ in range(int(seconds / 0.01)):
+        if await conn.fetchval(query):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never true within {seconds} s: {query}")
+
+
+async def test_a_batch_is_never_durable_before_the_one_it_chains_to(ledger: Ledger) -> None:
+    """The writer writes batch N+1 while N's COMMIT is under way; when N's COMMIT fails,
+    N+1 fails with it and neither is stored, so the chain has no gap; both then succeed
+    on retry and the chain verifies."""
+    w = ledger.writer
+    assert w.pipeline_depth >= 2
+    await setup_accounts(w, issuer(1), wallet(2), wallet(3))
+    conn = await asyncpg.connect(ledger.dsn)
+    try:
+        # Refuse the next block at COMMIT time, slowly enough that the one after it is
+        # written (and waiting for it) meanwhile.
+        height = await conn.fetchval("SELECT max(height) FROM blocks") + 1
+        await conn.execute(f"""
+            CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN
+                IF NEW.height = {height} THEN
+                    PERFORM pg_sleep(1.5);
+                    RAISE EXCEPTION 'the disk failed at commit (simulated)';
+                END IF;
+                RETURN NULL;
+            END $$;
+            CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON blocks
+                DEFERRABLE INITIALLY DEFERRED
+                FOR EACH ROW EXECUTE FUNCTION refuse_at_commit();
+        """)
+        first, second = pay(1, 2, 700), pay(1, 3, 300)
+        doomed = asyncio.create_task(w.create_transfers([first]))
+        await until(conn, "SELECT count(*) FROM pg_stat_activity "
+                          "WHERE wait_event = 'PgSleep'")  # its COMMIT is under way
+        follower = asyncio.create_task(w.create_transfers([second]))
+        # The follower is written on another connection and waits, open, for its turn.
+        await until(conn, "SELECT count(*) FROM pg_stat_activity "
+                          "WHERE state = 'idle in transaction' AND datname = current_database()")
+        assert not doomed.done()
+        for task in (doomed, follower):
+            with pytest.raises(BatchNotCommitted):
+                await task
+        assert await conn.fetchval("SELECT count(*) FROM blocks WHERE height >= $1",
+                                   height) == 0
+        await conn.execute("DROP TRIGGER refuse ON blocks")
+    finally:
+        await conn.close()
+    assert await w.create_transfers([first, second]) == [R.OK, R.OK]
+    assert [await credit_balance(w, a) for a in (2, 3)] == [700, 300]
+    report = await verify_store(w.store, ledger.key.public)
+    assert report.ok, report.summary()
+
+
 async def test_concurrent_submitters_keep_the_ledger_balanced(ledger: Ledger) -> None:
     """Many submitters at once: every OK transfer is applied exactly once and the
     balances of the ledger sum to zero."""
