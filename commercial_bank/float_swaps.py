@@ -13,8 +13,10 @@ So the bank's mirror of its position never drifts from the central bank's figure
 
 from __future__ import annotations
 
+import enum
 import logging
 import uuid
+from dataclasses import dataclass
 
 from cbdc.bank_client import CentralBankClient, CentralBankError, CentralBankUnreachable
 from commercial_bank import accounts as chart
@@ -24,8 +26,29 @@ log = logging.getLogger(__name__)
 
 R = CreateTransferResult
 _SUCCESS = (R.OK, R.EXISTS)
-SETTLED, PENDING = "settled", "pending"
 KINDS = (chart.ISSUANCE, chart.REDEMPTION)
+
+
+class SwapStatus(enum.Enum):
+    SETTLED = "settled"  # the central bank swapped; the hold is posted
+    PENDING = "pending"  # no definite answer yet; `resolve_open` asks again
+    REJECTED = "rejected"  # refused (by our ledger or the central bank); hold voided
+
+
+@dataclass(frozen=True, slots=True)
+class SwapOutcome:
+    status: SwapStatus
+    reason: str = ""  # why it was refused, for REJECTED
+
+    def __str__(self) -> str:
+        return f"{self.status.value}: {self.reason}" if self.reason else self.status.value
+
+
+SETTLED, PENDING = SwapOutcome(SwapStatus.SETTLED), SwapOutcome(SwapStatus.PENDING)
+
+
+def rejected(reason: str) -> SwapOutcome:
+    return SwapOutcome(SwapStatus.REJECTED, reason)
 
 
 class FloatSwaps:
@@ -36,9 +59,8 @@ class FloatSwaps:
         self.central_bank = central_bank
         self._sending: set[int] = set()  # swaps whose first request is still out
 
-    async def swap(self, kind: int, amount: int) -> str:
-        """Issue (`chart.ISSUANCE`) or redeem (`chart.REDEMPTION`) `amount` fen: 'settled',
-        'pending' (no answer yet; resolved later) or 'rejected: <reason>'."""
+    async def swap(self, kind: int, amount: int) -> SwapOutcome:
+        """Issue (`chart.ISSUANCE`) or redeem (`chart.REDEMPTION`) `amount` fen."""
         transfer_id = uuid.uuid4().int
         position, float_ = (chart.system_id(self.code, "cb_position"),
                             chart.system_id(self.code, "float"))
@@ -48,12 +70,12 @@ class FloatSwaps:
             [result] = await self.ledger.create_transfers([chart.transfer(
                 transfer_id, debit, credit, amount, kind, flags=TransferFlags.PENDING)])
             if result not in _SUCCESS:
-                return f"rejected: {result.name.lower()}"
+                return rejected(result.name.lower())
             return await self._settle(kind, transfer_id, amount)
         finally:
             self._sending.discard(transfer_id)
 
-    async def _settle(self, kind: int, transfer_id: int, amount: int) -> str:
+    async def _settle(self, kind: int, transfer_id: int, amount: int) -> SwapOutcome:
         send = self.central_bank.issue if kind == chart.ISSUANCE else self.central_bank.redeem
         try:
             await send(transfer_id, amount)
@@ -65,7 +87,7 @@ class FloatSwaps:
             if exc.status >= 500 or exc.status == 429:
                 return PENDING
             await self._resolve(transfer_id, post=False)
-            return f"rejected: {exc.problem.get('detail') or exc}"
+            return rejected(str(exc.problem.get("detail") or exc))
         await self._resolve(transfer_id, post=True)
         return SETTLED
 
@@ -90,5 +112,6 @@ class FloatSwaps:
             transfer_id = int.from_bytes(row["id"], "big")
             if transfer_id in self._sending:
                 continue
-            still += await self._settle(row["code"], transfer_id, row["amount"]) == PENDING
+            outcome = await self._settle(row["code"], transfer_id, row["amount"])
+            still += outcome.status is SwapStatus.PENDING
         return still

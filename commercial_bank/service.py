@@ -29,7 +29,7 @@ from cbdc.payment_orders import OrderRejected, SignedOrder, verify
 from cbdc.problems import ProblemError, conflict, forbidden, rejected, validation
 from cbdc.signing import VerifyingKey
 from commercial_bank import accounts as chart
-from commercial_bank.float_swaps import FloatSwaps
+from commercial_bank.float_swaps import FloatSwaps, SwapStatus
 from commercial_bank.wallet_classes import LimitPreset, WalletClass, limits
 from commercial_bank.wallets import Wallet, Wallets
 from settlement import (
@@ -270,21 +270,21 @@ class Bank:
             if not amount:
                 return
             outcome = await self.swaps.swap(chart.ISSUANCE, amount)
-            if outcome == "pending":
+            if outcome.status is SwapStatus.PENDING:
                 raise ProblemError(503, "https://cbdc.example/problems/central-bank-unavailable",
                                    "Service Unavailable", "the bank cannot reach the central "
                                    "bank for e-CNY right now; try again shortly")
-            if outcome != "settled":
+            if outcome.status is SwapStatus.REJECTED:
                 raise ProblemError(503, "https://cbdc.example/problems/float-unavailable",
                                    "Service Unavailable", "the bank cannot get more e-CNY "
-                                   f"right now: {outcome.removeprefix('rejected: ')}")
+                                   f"right now: {outcome.reason}")
 
     async def return_surplus(self) -> None:
         async with self._float_lock:
             amount = self.float_policy.to_redeem(await self._float_balance())
             if amount:
                 outcome = await self.swaps.swap(chart.REDEMPTION, amount)
-                if outcome != "settled":
+                if outcome.status is not SwapStatus.SETTLED:
                     log.warning("returning %d fen of float to the central bank: %s", amount,
                                 outcome)
 
