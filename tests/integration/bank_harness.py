@@ -2,10 +2,17 @@
 and the shared Redis, settling with a real central bank; wallets whose keys tests hold.
 
 Every answer a test gets through `BankUnderTest.call` is checked against the bank's own
-OpenAPI document (fetched once from its `/openapi.json`), as the central bank's are."""
+OpenAPI document (fetched once from its `/openapi.json`), as the central bank's are.
+
+    network / two_banks   fixtures: `running_network` with bank A, or banks A and B; after
+                          the test, once nothing is in flight, every bank's e-CNY equals
+                          its position at the central bank and `cbdc reconcile` is clean
+
+Import the fixtures into a test module (or conftest) by name; pytest finds them there."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 import uuid
@@ -16,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import unused_port
 
@@ -219,3 +227,54 @@ async def assert_reconciled(network: Network) -> None:
     report = await reconcile(network.central_bank.database_url,
                              {code: bank.database_url for code, bank in network.banks.items()})
     assert report.clean, "\n".join(report.lines)
+
+
+async def assert_books_agree(network: Network) -> None:
+    """Each bank's e-CNY equals its central bank position, and `cbdc reconcile` (supply,
+    both ends of every interbank transfer, every chain) is clean."""
+    for code in network.banks:
+        held, position = await bank_ecny(network, code)
+        assert held == position, f"{code}: ledger holds {held}, central bank says {position}"
+    await assert_reconciled(network)
+
+
+async def settle_in_flight(network: Network, seconds: float = 5.0) -> None:
+    """Wait until no bank has money in flight to another bank (the payee bank has booked
+    every credit from the central bank's feed)."""
+    for _ in range(int(seconds / 0.05)):
+        in_flight = 0
+        for bank in network.banks.values():
+            writer = bank.runner.app[BANK].ledger
+            [account] = await writer.lookup_accounts([chart.system_id(bank.code,
+                                                                      "in_flight")])
+            in_flight += account.credit_balance if account else 0
+        if not in_flight:
+            return
+        await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def checked_network(make_database: Callable[[], Awaitable[str]], redis_url: str,
+                          data_dir: Path, codes: tuple[str, ...],
+                          clock: Callable[[], int] = time.time_ns) -> AsyncIterator[Network]:
+    """`running_network`; on leaving, once nothing is in flight, the books agree."""
+    async with running_network(make_database, redis_url, data_dir, codes=codes,
+                               clock=clock) as network:
+        yield network
+        await settle_in_flight(network)
+        await assert_books_agree(network)
+
+
+@pytest.fixture
+async def network(make_database: Callable[[], Awaitable[str]], redis_url: str,
+                  tmp_path: Path) -> AsyncIterator[Network]:
+    async with checked_network(make_database, redis_url, tmp_path, ("BANKA",)) as network:
+        yield network
+
+
+@pytest.fixture
+async def two_banks(make_database: Callable[[], Awaitable[str]], redis_url: str,
+                    tmp_path: Path) -> AsyncIterator[Network]:
+    async with checked_network(make_database, redis_url, tmp_path,
+                               ("BANKA", "BANKB")) as network:
+        yield network

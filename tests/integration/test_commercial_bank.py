@@ -8,32 +8,22 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
-
-import pytest
 
 from tests.integration.bank_harness import (
     Network,
     assert_reconciled,
-    bank_ecny,
+    network,
     new_id,
     running_network,
+    two_banks,
 )
 
+__all__ = ["network", "two_banks"]  # fixtures
+
 CNY = 100  # fen
-
-
-@pytest.fixture
-async def network(make_database: Callable[[], Awaitable[str]], redis_url: str,
-                  tmp_path: Path) -> AsyncIterator[Network]:
-    async with running_network(make_database, redis_url, tmp_path) as network:
-        yield network
-        for code in network.banks:
-            held, position = await bank_ecny(network, code)
-            assert held == position, f"{code}: ledger holds {held}, central bank says {position}"
-        await assert_reconciled(network)
 
 
 async def test_open_top_up_pay_and_redeem(network: Network) -> None:
@@ -208,20 +198,6 @@ async def test_concurrent_payments_never_overspend(network: Network) -> None:
     total = sum([(await p.summary())["balance"] for p in payees])
     assert total == 11 * 90 * CNY
     assert (await payer.summary())["balance"] == 1_000 * CNY - total
-
-
-
-@pytest.fixture
-async def two_banks(make_database: Callable[[], Awaitable[str]], redis_url: str,
-                    tmp_path: Path) -> AsyncIterator[Network]:
-    async with running_network(make_database, redis_url, tmp_path,
-                               codes=("BANKA", "BANKB")) as network:
-        yield network
-        await asyncio.sleep(0.3)  # let the payee bank book the last credits
-        for code in network.banks:
-            held, position = await bank_ecny(network, code)
-            assert held == position, f"{code}: ledger holds {held}, central bank says {position}"
-        await assert_reconciled(network)
 
 
 async def wait_for_balance(wallet: object, expected: int, seconds: float = 5.0) -> int:

@@ -4,25 +4,21 @@ the central bank applies the id once, and the bank posts or voids its hold to ma
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-
-import pytest
 
 from commercial_bank import accounts as chart
 from commercial_bank.keys import BANK
 from commercial_bank.service import Bank
-from tests.integration.bank_harness import RESERVES, Network, running_network
-from tests.integration.test_commercial_bank import assert_reconciled, bank_ecny
+from tests.integration.bank_harness import (
+    RESERVES,
+    Network,
+    assert_reconciled,
+    bank_ecny,
+    network,
+)
+
+__all__ = ["network"]  # fixture
 
 AMOUNT = 250_000
-
-
-@pytest.fixture
-async def network(make_database: Callable[[], Awaitable[str]], redis_url: str,
-                  tmp_path: Path) -> AsyncIterator[Network]:
-    async with running_network(make_database, redis_url, tmp_path) as network:
-        yield network
 
 
 def bank_of(network: Network) -> Bank:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,11 @@ from tests.integration.bank_harness import (
     Network,
     Reply,
     WalletUnderTest,
+    network,
     running_network,
 )
+
+__all__ = ["network"]  # fixture
 
 CNY = 100  # fen
 
@@ -64,13 +67,6 @@ async def marked_paid(client: redis.asyncio.Redis, network: Network, code: str,
             return True
         await asyncio.sleep(0.05)
     return False
-
-
-@pytest.fixture
-async def network(make_database: Callable[[], Awaitable[str]], redis_url: str,
-                  tmp_path: Path) -> AsyncIterator[Network]:
-    async with running_network(make_database, redis_url, tmp_path) as network:
-        yield network
 
 
 # ------------------------------------------------------------------- memos

@@ -6,23 +6,20 @@ from __future__ import annotations
 import asyncio
 import copy
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
 
 from cbdc.receipts import Receipt, verify_transfer_receipt
 from cbdc.signing import VerifyingKey
-from tests.integration.bank_harness import Network, running_network
+from tests.integration.bank_harness import Network, two_banks
 from wallet_tui.receipt_check import judge
+
+__all__ = ["two_banks"]  # fixture
 
 
 @pytest.fixture
-async def network(make_database: Callable[[], Awaitable[str]], redis_url: str,
-                  tmp_path: Path) -> AsyncIterator[Network]:
-    async with running_network(make_database, redis_url, tmp_path,
-                               codes=("BANKA", "BANKB")) as net:
-        yield net
+def network(two_banks: Network) -> Network:
+    return two_banks
 
 
 async def test_receipts_within_and_between_banks_verify(network: Network) -> None:

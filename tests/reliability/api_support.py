@@ -1,16 +1,14 @@
 """Helpers the reliability tests of the HTTP APIs share (a module, not a conftest).
 
-    network / two_banks   fixtures: `running_network` with one bank or banks A and B;
-                          after the test every bank's e-CNY equals its position at the
-                          central bank and `cbdc reconcile` is clean
     seeded(name)          a seed from CBDC_SEED or fresh, printed so a failure replays
     long_profile()        True under CBDC_RELIABILITY=long
     NetworkInThread       the same services in a thread of their own, for blocking callers
     services              fixture (module): a NetworkInThread of banks A and B; after the
-                          module the books agree as above
+                          module the books agree (bank_harness.assert_books_agree)
 
-Import the fixtures into a test module by name (`from tests.reliability.api_support
-import network`); pytest finds them there.
+Import the fixture into a test module by name (`from tests.reliability.api_support
+import services`); pytest finds it there. The `network` and `two_banks` fixtures are
+tests.integration.bank_harness's.
 """
 
 from __future__ import annotations
@@ -20,21 +18,19 @@ import contextlib
 import os
 import random
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
 import pytest
 
-from commercial_bank import accounts as chart
-from commercial_bank.keys import BANK
 from tests.conftest import drop_database, with_database
 from tests.integration.bank_harness import (
     Network,
-    assert_reconciled,
-    bank_ecny,
+    assert_books_agree,
     running_network,
+    settle_in_flight,
 )
 
 SEED_VARIABLE = "CBDC_SEED"
@@ -65,48 +61,6 @@ def seeded(name: str) -> int:
         seed = random.SystemRandom().randrange(1 << 32)
     print(f"{name}: seed {seed} (replay with {SEED_VARIABLE}={seed})")
     return seed
-
-
-async def assert_books_agree(network: Network) -> None:
-    """Each bank's e-CNY equals its central bank position, and `cbdc reconcile` (supply,
-    both ends of every interbank transfer, every chain) is clean."""
-    for code in network.banks:
-        held, position = await bank_ecny(network, code)
-        assert held == position, f"{code}: ledger holds {held}, central bank says {position}"
-    await assert_reconciled(network)
-
-
-async def settle_in_flight(network: Network, seconds: float = 5.0) -> None:
-    """Wait until no bank has money in flight to another bank (the payee bank has booked
-    every credit from the central bank's feed)."""
-    for _ in range(int(seconds / 0.05)):
-        in_flight = 0
-        for bank in network.banks.values():
-            writer = bank.runner.app[BANK].ledger
-            [account] = await writer.lookup_accounts([chart.system_id(bank.code,
-                                                                      "in_flight")])
-            in_flight += account.credit_balance if account else 0
-        if not in_flight:
-            return
-        await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def network(make_database: Callable[[], Awaitable[str]], redis_url: str,
-                  tmp_path: Path) -> AsyncIterator[Network]:
-    async with running_network(make_database, redis_url, tmp_path) as network:
-        yield network
-        await assert_books_agree(network)
-
-
-@pytest.fixture
-async def two_banks(make_database: Callable[[], Awaitable[str]], redis_url: str,
-                    tmp_path: Path) -> AsyncIterator[Network]:
-    async with running_network(make_database, redis_url, tmp_path,
-                               codes=("BANKA", "BANKB")) as network:
-        yield network
-        await settle_in_flight(network)
-        await assert_books_agree(network)
 
 
 class NetworkInThread:

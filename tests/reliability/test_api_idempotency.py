@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.bank_harness import Network, Reply, new_id
+from tests.integration.bank_harness import Network, Reply, network, new_id, two_banks
 from tests.integration.central_bank_harness import signed_call
-from tests.reliability.api_support import network, two_banks
 
 pytestmark = pytest.mark.reliability
 __all__ = ["network", "two_banks"]  # fixtures

@@ -31,15 +31,8 @@ from hypothesis.stateful import (
 )
 
 from commercial_bank.wallet_classes import PRESET_2020, WalletClass, limits
-from tests.integration.bank_harness import Reply, WalletUnderTest
-from tests.reliability.api_support import (
-    NetworkInThread,
-    bank_ecny,
-    long_profile,
-    seeded,
-    services,
-    settle_in_flight,
-)
+from tests.integration.bank_harness import Reply, WalletUnderTest, bank_ecny, settle_in_flight
+from tests.reliability.api_support import NetworkInThread, long_profile, seeded, services
 
 pytestmark = pytest.mark.reliability
 __all__ = ["services"]  # fixture

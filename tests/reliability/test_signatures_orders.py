@@ -19,8 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from cbdc.signing import P256_ORDER
-from tests.integration.bank_harness import Network, Reply
-from tests.reliability.api_support import two_banks
+from tests.integration.bank_harness import Network, Reply, two_banks
 from tests.unit.test_signing import non_canonical_forms
 
 pytestmark = pytest.mark.reliability

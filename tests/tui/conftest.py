@@ -1,8 +1,9 @@
 """Terminal wallet tests: a real central bank and two banks (BANKA, BANKB).
 
-`network` runs on the real clock; `fixed_network` on a clock that starts at a fixed time
-and steps one microsecond per reading, so what the snapshots show (times, limits'
-reset dates) is the same on every run. The time zone is fixed for every test here.
+`network` (bank_harness's `two_banks`) runs on the real clock; `fixed_network` on a
+clock that starts at a fixed time and steps one microsecond per reading, so what the
+snapshots show (times, limits' reset dates) is the same on every run. After each test
+the books of both agree (`checked_network`). The time zone is fixed for every test here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.bank_harness import Network, running_network
+from tests.integration.bank_harness import Network, checked_network, two_banks
+
+__all__ = ["two_banks"]  # fixture
 
 FIXED_START_NS = 1_767_233_400 * 1_000_000_000  # 2026-01-01 10:10 in Shanghai
 
@@ -30,11 +33,8 @@ def shanghai_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-async def network(make_database: Callable[[], Awaitable[str]], redis_url: str,
-                  tmp_path: Path) -> AsyncIterator[Network]:
-    async with running_network(make_database, redis_url, tmp_path,
-                               codes=("BANKA", "BANKB")) as net:
-        yield net
+def network(two_banks: Network) -> Network:
+    return two_banks
 
 
 @pytest.fixture
@@ -45,6 +45,6 @@ async def fixed_network(make_database: Callable[[], Awaitable[str]], redis_url: 
     def clock() -> int:
         return FIXED_START_NS + next(ticks) * 1_000
 
-    async with running_network(make_database, redis_url, tmp_path,
-                               codes=("BANKA", "BANKB"), clock=clock) as net:
+    async with checked_network(make_database, redis_url, tmp_path, ("BANKA", "BANKB"),
+                               clock=clock) as net:
         yield net
