@@ -456,3 +456,21 @@ async def test_account_updates_change_limits_and_freeze(ledger: Ledger) -> None:
     assert await credit_balance(w, 2) == 99_000
     report = await verify_store(w.store, ledger.key.public)
     assert report.ok, report.summary()
+
+
+@pytest.mark.parametrize("count", [1, 300], ids=["one-statement", "transaction"])
+async def test_notes_are_stored_with_their_transfers_in_either_commit_shape(
+        ledger: Ledger, count: int) -> None:
+    """A small noted batch commits as one statement, a large one as a transaction with
+    COPY: either way every note of a settled transfer is stored and the chain verifies."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2))
+    transfers = [pay(1, 2, 10) for _ in range(count)]
+    notes = [f"note {t.id}".encode() if i % 3 != 1 else None
+             for i, t in enumerate(transfers)]
+    assert await w.create_transfers(transfers, notes=notes) == [R.OK] * count
+    stored = await w.store.lookup_notes([t.id for t in transfers])
+    assert stored == {t.id: n for t, n in zip(transfers, notes, strict=True) if n is not None}
+    assert await count_rows(ledger.dsn, "transfers") == count
+    report = await verify_store(w.store, ledger.key.public)
+    assert report.ok, report.summary()
