@@ -474,3 +474,16 @@ async def test_notes_are_stored_with_their_transfers_in_either_commit_shape(
     assert await count_rows(ledger.dsn, "transfers") == count
     report = await verify_store(w.store, ledger.key.public)
     assert report.ok, report.summary()
+
+
+async def test_a_pool_connection_comes_back_without_an_open_transaction(ledger: Ledger) -> None:
+    """The pool skips asyncpg's reset query, but a transaction left open by a borrower
+    is still rolled back on release: the next borrower starts clean."""
+    pool = ledger.engine.pool
+    async with pool.acquire() as conn:
+        await conn.execute("BEGIN")
+        await conn.execute("CREATE TEMPORARY TABLE left_behind (x int)")
+    for _ in range(pool.get_size()):
+        async with pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT to_regclass('pg_temp.left_behind')") is None
