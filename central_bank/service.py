@@ -134,7 +134,7 @@ class CentralBank:
             [chart.interbank(transfer_id, payer, item.payee_bank, item.amount, note_hash(note))],
             f"{payer}'s e-CNY position", transfer_id, [note])
 
-    async def transfer_batch(self, payer: str, items: Sequence[wire.InterbankTransfer]
+    async def transfer_batch(self, payer: str, items: Sequence[wire.TransferItem]
                              ) -> wire.BatchResult:
         results: list[wire.TransferResult | None] = [None] * len(items)
         transfers, notes, positions = [], [], []
