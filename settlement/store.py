@@ -133,25 +133,6 @@ WITH moved AS (
     FROM unnest($10::bytea[], $11::bytea[], $12::bytea[], $13::bigint[], $14::bytea[],
                 $15::bytea[], $16::bigint[], $17::int[], $18::int[], $19::bigint[])
          AS u(id, dr, cr, amount, pending_id, user_data, timeout, code, flags, ts)
-)
-INSERT INTO blocks (ledger, height, previous_hash, merkle_root, time_ns, entry_count, version,
-                    hash, signature)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-"""
-# The same with the batch's notes (the central bank's wallet references) in a third
-# part, so a small batch of noted transfers is one round trip too, not a transaction of
-# five (BEGIN, COPY, notes, block, COMMIT). No constraint ties a note to its transfer
-# row, and a statement's parts commit together or not at all.
-_INSERT_SMALL_BATCH_WITH_NOTES = """
-WITH moved AS (
-    INSERT INTO transfers (ledger, id, debit_account_id, credit_account_id, amount,
-                           pending_id, user_data, timeout, code, flags, timestamp,
-                           block_height)
-    SELECT $1, u.id, u.dr, u.cr, u.amount, u.pending_id, u.user_data, u.timeout, u.code,
-           u.flags, u.ts, $2
-    FROM unnest($10::bytea[], $11::bytea[], $12::bytea[], $13::bigint[], $14::bytea[],
-                $15::bytea[], $16::bigint[], $17::int[], $18::int[], $19::bigint[])
-         AS u(id, dr, cr, amount, pending_id, user_data, timeout, code, flags, ts)
 ), noted AS (
     INSERT INTO transfer_notes (ledger, id, note, block_height)
     SELECT $1, n.id, n.note, $2 FROM unnest($20::bytea[], $21::bytea[]) AS n(id, note)
@@ -293,23 +274,20 @@ class LedgerStore:
         height = block.header.height
         header = block.header
         if (len(batch.transfers) <= SMALL_BATCH and not batch.accounts and not batch.failures
-                and not batch.expirations and len(batch.notes) <= SMALL_BATCH
-                and not batch.account_updates):
+                and not batch.expirations and not batch.account_updates):
+            # One statement, one round trip: transfers, their notes (a payment's signed
+            # order) and the block. A data-modifying CTE runs whether or not it is read.
             columns = list(zip(*batch.transfers, strict=True)) or [()] * 11
             ids, drs, crs, amounts, pending_ids, user_data, timeouts, _, codes, flags, stamps \
                 = columns
-            arguments = [
-                ledger, height, header.previous_hash, header.merkle_root,
+            await conn.execute(
+                _INSERT_SMALL_BATCH, ledger, height, header.previous_hash, header.merkle_root,
                 header.time_ns, header.entry_count, header.version, block.hash,
                 block.signature, [b16(i) for i in ids], [b16(i) for i in drs],
                 [b16(i) for i in crs], amounts, [b16(i) if i else None for i in pending_ids],
                 [b16(i) for i in user_data], timeouts, codes, flags, stamps,
-            ]
-            if not batch.notes:
-                await conn.execute(_INSERT_SMALL_BATCH, *arguments)
-                return
-            await conn.execute(_INSERT_SMALL_BATCH_WITH_NOTES, *arguments,
-                               [b16(i) for i, _ in batch.notes], [n for _, n in batch.notes])
+                [b16(i) for i, _ in batch.notes], [n for _, n in batch.notes],
+            )
             return
         async with conn.transaction():
             if batch.accounts:
