@@ -71,7 +71,10 @@ def both(method: str, url: str, headers: CIMultiDict[str], body: bytes,
 
 # ------------------------------------------------------------- strategies
 _PCHAR = "ABCXYZabcxyz0189-._~!$&'()*+,;=:@"
-segments = st.text(alphabet=_PCHAR, min_size=1, max_size=12)
+segments = st.lists(
+    st.one_of(st.text(alphabet=_PCHAR, min_size=1, max_size=6),
+              st.sampled_from(["%2F", "%7e", "%41", "%e4%b8%ad"])),
+    min_size=1, max_size=3).map("".join)
 paths = st.lists(segments, min_size=1, max_size=4).map(lambda parts: "/" + "/".join(parts))
 queries = st.one_of(
     st.just(""), st.just("?"),
