@@ -24,6 +24,18 @@ library, pinned to ECDSA P-256 with SHA-256. The policy around it (which label, 
 components, which parameters, how old) is checked here first, so each refusal names its
 cause, and against an injectable clock: the library reads the wall clock itself, so our
 verifier subclass answers its freshness hook with the caller's `now`.
+
+The fast path. Every signature this module makes has one fixed layout (the label, the
+five components in that order, then created, keyid, alg and nonce), and parsing and
+re-serialising it through the library's Structured Field code costs several times the
+ECDSA operation itself. So both sides first try a strict fast path for exactly that
+layout: one compiled regular expression reads the Signature-Input, the signature base
+is written out directly (for this layout it is a fixed template), and `cryptography`
+signs or verifies it. Anything that is not exactly that layout, or that the fast path
+would refuse, goes through the library path instead, which stays the reference and
+names the precise reason for a refusal. The fast path therefore accepts a subset of
+what the library accepts and never refuses on its own (tests/unit/test_httpsig_fast.py
+checks that on valid and mutated requests).
 """
 
 from __future__ import annotations
@@ -34,12 +46,19 @@ import hmac
 import re
 import secrets
 import time
+from base64 import b64decode, b64encode
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 import http_sf
+from cryptography.exceptions import InvalidSignature as InvalidEcdsaSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from http_message_signatures import (
     HTTPMessageSignaturesException,
     HTTPMessageSigner,
@@ -181,6 +200,23 @@ def sign_request(
         raise ValueError("a nonce must be 22 to 128 URL-safe base64 characters")
     if created is None:
         created = int(time.time())
+    fast = _sign_fast(method.upper(), url, idempotency_key, body, key_id, key, created, nonce)
+    if fast is not None:
+        return fast
+    return _sign_with_library(method, url, idempotency_key, body, key_id, key, created, nonce)
+
+
+def _sign_with_library(
+    method: str,
+    url: str,
+    idempotency_key: str,
+    body: bytes,
+    key_id: str,
+    key: SigningKey,
+    created: int,
+    nonce: str,
+) -> dict[str, str]:
+    """The reference signer: the library builds and serialises everything."""
     message = _Message(method.upper(), url, {"Idempotency-Key": idempotency_key})
     signer = HTTPMessageSigner(
         signature_algorithm=ECDSA_P256_SHA256, key_resolver=KeyResolver(signing={key_id: key})
@@ -248,6 +284,34 @@ def verify_request(
     if now is None:
         now = time.time()
     lines = _field_lines(headers)
+    verified = _verify_fast(method, url, lines, body, resolve_key, now)
+    if verified is not None:
+        return verified
+    return _verify_lines_with_library(method, url, lines, body, resolve_key, now)
+
+
+def _verify_with_library(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    resolve_key: Callable[[str], VerifyingKey | None],
+    now: float,
+) -> VerifiedSignature:
+    """The reference verifier alone (no fast path): what `verify_request` must agree with."""
+    return _verify_lines_with_library(method, url, _field_lines(headers), body, resolve_key, now)
+
+
+def _verify_lines_with_library(
+    method: str,
+    url: str,
+    lines: Mapping[str, list[str]],
+    body: bytes,
+    resolve_key: Callable[[str], VerifyingKey | None],
+    now: float,
+) -> VerifiedSignature:
+    """Every policy check in order, then the library's verifier; raises saying why not."""
     components, params = _signature_input(lines)
     signature = _signature(lines)
 
@@ -425,3 +489,148 @@ def _check_digest(lines: Mapping[str, list[str]], body: bytes) -> None:
         raise SignatureRejected("the Content-Digest header is malformed", "content-digest")
     if not hmac.compare_digest(claimed, hashlib.sha256(body).digest()):
         raise SignatureRejected("the Content-Digest does not match the body", "content-digest")
+
+
+# -------------------------------------------------------------------- fast path
+# Exactly the layout `_sign_with_library` writes, in the library's own serialisation.
+# `created` is a canonical positive Structured Field Integer (no sign, no leading zero,
+# at most 15 digits); keyid and nonce use the character sets the policy allows, which
+# need no escaping inside a Structured Field String.
+_COMPONENT_LIST = '("@method" "@path" "@query" "content-digest" "idempotency-key")'
+_FAST_SIGNATURE_INPUT = re.compile(
+    re.escape(f"{LABEL}={_COMPONENT_LIST}")
+    + r';created=([1-9][0-9]{0,14});keyid="([A-Za-z0-9._:-]{1,64})"'
+    + re.escape(f';alg="{ALGORITHM}"')
+    + r';nonce="([A-Za-z0-9_-]{22,128})"'
+)
+# 64 bytes (r || s) in canonical base64: 86 characters, the last with its 4 spare bits
+# clear, and two padding characters.
+_FAST_SIGNATURE = re.compile(re.escape(f"{LABEL}=:") + r"([A-Za-z0-9+/]{85}[AQgw]==):")
+# A subset of the absolute URLs the library's strict parser accepts (RFC 3986): a
+# lower-case scheme, a plain host name or IPv4 address and port, no user information
+# or fragment, and percent escapes only when well formed. @path and @query are the
+# spelling as given, exactly as the library's resolver takes them.
+_PCHARS = r"(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})"
+_FAST_URL = re.compile(
+    r"[a-z][a-z0-9+.-]*://[A-Za-z0-9.-]+(?::[0-9]{1,5})?"
+    rf"(/(?:{_PCHARS}|/)*)?(?:\?((?:{_PCHARS}|[/?])*))?"
+)
+_FAST_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_COORDINATE = 32  # bytes of r and of s for P-256
+
+
+def _fast_target(method: str, url: str) -> tuple[str, str] | None:
+    """(@path, @query) of a request inside the fast path's subset, else None."""
+    if method not in _FAST_METHODS:
+        return None
+    match = _FAST_URL.fullmatch(url)
+    if match is None:
+        return None
+    path, query = match.groups()
+    return path or "/", "?" + (query or "")
+
+
+def _fast_field(value: str) -> bool:
+    """A field value the fast path may cover as is: printable ASCII, no outer blanks."""
+    return bool(value) and value.isascii() and value.isprintable() and value.strip() == value
+
+
+def _content_digest(body: bytes) -> str:
+    return f"sha-256=:{b64encode(hashlib.sha256(body).digest()).decode('ascii')}:"
+
+
+def _signature_base(
+    method: str, path: str, query: str, digest: str, idempotency_key: str, params: str
+) -> bytes:
+    """RFC 9421 section 2.5 for the fixed layout: one line per component, in order."""
+    return (
+        f'"@method": {method}\n"@path": {path}\n"@query": {query}\n'
+        f'"content-digest": {digest}\n"idempotency-key": {idempotency_key}\n'
+        f'"@signature-params": {params}'
+    ).encode("ascii")
+
+
+def _sign_fast(
+    method: str,
+    url: str,
+    idempotency_key: str,
+    body: bytes,
+    key_id: str,
+    key: SigningKey,
+    created: int,
+    nonce: str,
+) -> dict[str, str] | None:
+    """The three signature headers, or None when the request is outside the fast path."""
+    target = _fast_target(method, url)
+    if (
+        target is None
+        or not _fast_field(idempotency_key)
+        or type(created) is not int
+        or not 0 < created < 10**15
+        or not isinstance(key.private.curve, ec.SECP256R1)
+    ):
+        return None
+    digest = _content_digest(body)
+    params = (
+        f'{_COMPONENT_LIST};created={created};keyid="{key_id}";alg="{ALGORITHM}"'
+        f';nonce="{nonce}"'
+    )
+    base = _signature_base(method, *target, digest, idempotency_key, params)
+    r, s = decode_dss_signature(key.private.sign(base, _ECDSA_SHA256))
+    signature = r.to_bytes(_COORDINATE, "big") + s.to_bytes(_COORDINATE, "big")
+    return {
+        "Content-Digest": digest,
+        "Signature-Input": f"{LABEL}={params}",
+        "Signature": f"{LABEL}=:{b64encode(signature).decode('ascii')}:",
+    }
+
+
+def _one_line(lines: Mapping[str, list[str]], name: str) -> str | None:
+    values = lines.get(name)
+    return values[0] if values is not None and len(values) == 1 else None
+
+
+def _verify_fast(
+    method: str,
+    url: str,
+    lines: Mapping[str, list[str]],
+    body: bytes,
+    resolve_key: Callable[[str], VerifyingKey | None],
+    now: float,
+) -> VerifiedSignature | None:
+    """The signature's facts when the request has exactly the fixed layout and verifies;
+    None for anything else (the library path then decides, and says why it refuses)."""
+    signature_input = _one_line(lines, "signature-input")
+    signature = _one_line(lines, "signature")
+    digest = _one_line(lines, "content-digest")
+    idempotency_key = _one_line(lines, "idempotency-key")
+    if signature_input is None or signature is None or digest is None or idempotency_key is None:
+        return None
+    parsed_input = _FAST_SIGNATURE_INPUT.fullmatch(signature_input)
+    parsed_signature = _FAST_SIGNATURE.fullmatch(signature)
+    target = _fast_target(method, url)
+    if parsed_input is None or parsed_signature is None or target is None:
+        return None
+    created_text, key_id, nonce = parsed_input.groups()
+    created = int(created_text)
+    if not now - MAX_AGE - CLOCK_SKEW <= created <= now + CLOCK_SKEW:
+        return None
+    if not _fast_field(idempotency_key):
+        return None
+    if digest != _content_digest(body):  # a digest of the body is no secret: plain ==
+        return None
+    verifying_key = resolve_key(key_id)
+    if verifying_key is None or not isinstance(verifying_key.public.curve, ec.SECP256R1):
+        return None
+    raw = b64decode(parsed_signature[1])
+    der = encode_dss_signature(
+        int.from_bytes(raw[:_COORDINATE], "big"), int.from_bytes(raw[_COORDINATE:], "big")
+    )
+    params = signature_input[len(LABEL) + 1 :]  # the @signature-params value, as it was signed
+    base = _signature_base(method, *target, digest, idempotency_key, params)
+    try:
+        verifying_key.public.verify(der, base, _ECDSA_SHA256)
+    except InvalidEcdsaSignature:
+        return None
+    return VerifiedSignature(key_id=key_id, nonce=nonce, created=created)

@@ -14,6 +14,7 @@ from cbdc.problems import (
     query_value,
     read_empty,
     read_json,
+    read_json_checked,
     transfer_id,
     validation,
 )
@@ -111,7 +112,9 @@ async def transfer(request: web.Request, bank: OperatorBank) -> web.StreamRespon
 
 @operator_call
 async def transfer_batch(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
-    body = await read_json(request, wire.TransferBatch)
+    body = await read_json_checked(request, wire.UncheckedTransferBatch,
+                                   lambda batch: wire.batch_patterns_hold(batch.transfers),
+                                   wire.TransferBatch)
     result = await request.app[CENTRAL_BANK].transfer_batch(bank.code, body.transfers)
     return json_response(result)
 

@@ -134,7 +134,7 @@ class CentralBank:
             [chart.interbank(transfer_id, payer, item.payee_bank, item.amount, note_hash(note))],
             f"{payer}'s e-CNY position", transfer_id, [note])
 
-    async def transfer_batch(self, payer: str, items: Sequence[wire.InterbankTransfer]
+    async def transfer_batch(self, payer: str, items: Sequence[wire.TransferItem]
                              ) -> wire.BatchResult:
         results: list[wire.TransferResult | None] = [None] * len(items)
         transfers, notes, positions = [], [], []
@@ -144,14 +144,15 @@ class CentralBank:
                 results[index] = wire.TransferResult(id=item.id, status="rejected",
                                                      code=problem[0], detail=problem[1])
                 continue
-            if wire.id_from_text(item.id, allow_zero=True) == 0:
+            transfer_id = wire.id_from_text(item.id, allow_zero=True)
+            if transfer_id == 0:
                 results[index] = wire.TransferResult(
                     id=item.id, status="rejected", code="id_must_not_be_zero",
                     detail="the nil UUID is not an id")
                 continue
             note = _encode_note(TransferNote(item.payer_ref, item.payee_ref, item.memo_ref))
-            transfers.append(chart.interbank(wire.id_from_text(item.id), payer,
-                                             item.payee_bank, item.amount, note_hash(note)))
+            transfers.append(chart.interbank(transfer_id, payer, item.payee_bank, item.amount,
+                                             note_hash(note)))
             notes.append(note)
             positions.append(index)
         if transfers:

@@ -133,6 +133,9 @@ WITH moved AS (
     FROM unnest($10::bytea[], $11::bytea[], $12::bytea[], $13::bigint[], $14::bytea[],
                 $15::bytea[], $16::bigint[], $17::int[], $18::int[], $19::bigint[])
          AS u(id, dr, cr, amount, pending_id, user_data, timeout, code, flags, ts)
+), noted AS (
+    INSERT INTO transfer_notes (ledger, id, note, block_height)
+    SELECT $1, n.id, n.note, $2 FROM unnest($20::bytea[], $21::bytea[]) AS n(id, note)
 )
 INSERT INTO blocks (ledger, height, previous_hash, merkle_root, time_ns, entry_count, version,
                     hash, signature)
@@ -300,14 +303,13 @@ class LedgerStore:
         if rows is None:
             rows = self.transfer_rows(batch, height)
         plain = (len(rows) <= SMALL_BATCH and not batch.accounts and not batch.failures
-                 and not batch.expirations and not batch.notes
-                 and not batch.account_updates)
+                 and not batch.expirations and not batch.account_updates)
         if plain and after is None:
-            await self._insert_small_batch(conn, block, rows)  # its own transaction
+            await self._insert_small_batch(conn, batch, block, rows)  # its own transaction
             return
         if plain and after is not None:
             async with conn.transaction():
-                await self._insert_small_batch(conn, block, rows)
+                await self._insert_small_batch(conn, batch, block, rows)
                 await after
             return
         async with conn.transaction():
@@ -399,15 +401,18 @@ class LedgerStore:
             if after is not None:
                 await after
 
-    async def _insert_small_batch(self, conn: asyncpg.Connection, block: SealedBlock,
-                                  rows: list[tuple[Any, ...]]) -> None:
-        """A few plain transfers and their block in one statement: one round trip."""
+    async def _insert_small_batch(self, conn: asyncpg.Connection, batch: Batch,
+                                  block: SealedBlock, rows: list[tuple[Any, ...]]) -> None:
+        """A few plain transfers, their notes (a payment's signed order) and their block
+        in one statement: one round trip. A data-modifying CTE runs whether or not it is
+        read."""
         header = block.header
         columns = list(zip(*rows, strict=True)) or [()] * 12
         await conn.execute(
             _INSERT_SMALL_BATCH, self.ledger, header.height, header.previous_hash,
             header.merkle_root, header.time_ns, header.entry_count, header.version,
             block.hash, block.signature, *columns[1:11],
+            [b16(i) for i, _ in batch.notes], [n for _, n in batch.notes],
         )
 
     # -------------------------------------------------------------- checkpoint

@@ -414,6 +414,37 @@ async def test_receipt_proves_the_transfer_is_in_a_signed_block(ledger: Ledger) 
     assert receipt.verify(SigningKey.generate().public) is not None
 
 
+@pytest.mark.parametrize("count", [1, 300], ids=["one-statement", "transaction"])
+async def test_notes_are_stored_with_their_transfers_in_either_commit_shape(
+        ledger: Ledger, count: int) -> None:
+    """A small noted batch commits as one statement, a large one as a transaction with
+    COPY: either way every note of a settled transfer is stored and the chain verifies."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2))
+    transfers = [pay(1, 2, 10) for _ in range(count)]
+    notes = [f"note {t.id}".encode() if i % 3 != 1 else None
+             for i, t in enumerate(transfers)]
+    assert await w.create_transfers(transfers, notes=notes) == [R.OK] * count
+    stored = await w.store.lookup_notes([t.id for t in transfers])
+    assert stored == {t.id: n for t, n in zip(transfers, notes, strict=True) if n is not None}
+    assert await count_rows(ledger.dsn, "transfers") == count
+    report = await verify_store(w.store, ledger.key.public)
+    assert report.ok, report.summary()
+
+
+async def test_a_pool_connection_comes_back_without_an_open_transaction(ledger: Ledger) -> None:
+    """The pool skips asyncpg's reset query, but a transaction left open by a borrower
+    is still rolled back on release: the next borrower starts clean."""
+    pool = ledger.engine.pool
+    async with pool.acquire() as conn:
+        await conn.execute("BEGIN")
+        await conn.execute("CREATE TEMPORARY TABLE left_behind (x int)")
+    for _ in range(pool.get_size()):
+        async with pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT to_regclass('pg_temp.left_behind')") is None
+
+
 @pytest.mark.tampers
 async def test_audit_names_the_block_of_a_tampered_transfer(ledger: Ledger, tmp_path) -> None:
     """Changing one stored transfer makes the audit fail at exactly that block, from

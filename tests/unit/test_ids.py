@@ -75,3 +75,35 @@ def test_parse_id_accepts_plain_digits_only(text: str) -> None:
     """An id is written with ASCII digits only (or 0x and hex digits)."""
     with pytest.raises(ValueError, match="not a decimal or 0x-hex integer"):
         parse_id(text)
+
+
+@given(st.integers(0, U128 - 1), st.sampled_from(["lower", "upper", "braces", "hex", "urn"]))
+def test_wire_ids_parse_as_uuid_does_in_every_spelling(value: int, spelling: str) -> None:
+    """cbdc.wire.id_from_text reads the canonical spelling itself and leaves the rest to
+    uuid.UUID: both give the same number, and zero is refused unless allowed."""
+    import uuid
+
+    from cbdc.wire import id_from_text
+
+    text = str(uuid.UUID(int=value))
+    text = {"lower": text, "upper": text.upper(), "braces": "{" + text + "}",
+            "hex": text.replace("-", ""), "urn": "urn:uuid:" + text}[spelling]
+    assert id_from_text(text, allow_zero=True) == value
+    if value == 0:
+        with pytest.raises(ValueError, match="zero"):
+            id_from_text(text)
+    else:
+        assert id_from_text(text) == value
+
+
+@pytest.mark.parametrize(
+    "text", ["", "not-a-uuid", "0" * 31, "00000000-0000-0000-0000-000000000001\n"])
+def test_wire_ids_refuse_what_uuid_refuses(text: str) -> None:
+    import uuid
+
+    from cbdc.wire import id_from_text
+
+    with pytest.raises(ValueError):
+        uuid.UUID(text)
+    with pytest.raises(ValueError):
+        id_from_text(text)
