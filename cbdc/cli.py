@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     ledger.add_argument("--hot-accounts", type=_positive_int, metavar="K",
                         help="number of hot accounts (default 10)")
     ledger.add_argument("--submitters", type=_positive_int, metavar="N",
-                        help="concurrent submitting tasks (default 16)")
+                        help="concurrent submitting tasks (default 64)")
     ledger.add_argument("--batch", type=_positive_int, metavar="N",
                         help="transfers per create_transfers call (default 512)")
     ledger.add_argument("--naive-connections", type=_non_negative_int, metavar="N",

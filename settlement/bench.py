@@ -76,7 +76,8 @@ class BenchOptions:
     accounts: int = 100_000
     hot_share: float = 0.0  # share of transfers with one side among the hot accounts
     hot_accounts: int = 10
-    submitters: int = 32  # 32 x 512 keeps two batches in flight, so the stages overlap
+    # 64 x 512 queue enough for two batches committing and one being decided.
+    submitters: int = 64
     batch: int = 512  # transfers per create_transfers call
     naive_connections: int = 16  # 0 skips the naive baseline
     json: bool = False

@@ -7,12 +7,12 @@ block, and commits it to PostgreSQL in one transaction. Only when that commit re
 (fsync on) do the batch's callers hear their results.
 
 The stages overlap: while batch N commits, batch N+1 is decided on top of N's state, and
-then written on a second connection while N's COMMIT (the fsync) is still under way
-(`pipeline_depth`, default 2). N+1 sends its own COMMIT only once N's has returned, so a
-block is never durable before the one it chains to, and PostgreSQL works on one batch
-while the disk takes the other. If a commit fails, the batches after it fail too with
-`BatchNotCommitted`, the writer drops its state and loads it again from the database,
-and carries on with later requests.
+then, when it is big (`pipeline_min_events`), written on a second connection while N's
+COMMIT (the fsync) is still under way (`pipeline_depth`, default 2). N+1 sends its own
+COMMIT only once N's has returned, so a block is never durable before the one it chains
+to, and PostgreSQL works on one batch while the disk takes the other. If a commit fails,
+the batches after it fail too with `BatchNotCommitted`, the writer drops its state and
+loads it again from the database, and carries on with later requests.
 
 The ledger's state is long-lived: an object per account and per open pending transfer,
 millions of them, which Python's cyclic collector would walk in every full collection
@@ -92,6 +92,7 @@ class LedgerWriter:
         max_wait: float = 0.001,
         checkpoint_every: int = 1_000_000,
         pipeline_depth: int = 2,
+        pipeline_min_events: int = 1024,
     ) -> None:
         self.ledger = ledger
         self.store = store
@@ -104,6 +105,7 @@ class LedgerWriter:
         if pipeline_depth < 1:
             raise ValueError("pipeline_depth must be at least 1")
         self.pipeline_depth = pipeline_depth
+        self.pipeline_min_events = pipeline_min_events
         self._slot = 0  # the writer connection the last commit used
         self.metrics = WriterMetrics()
         self.state = LedgerState(ledger, LimitCalendar(timezone))
@@ -245,14 +247,19 @@ class LedgerWriter:
                 # Nothing in flight to batch behind: linger briefly to gather more.
                 await asyncio.sleep(self.max_wait)
             decided = await self._decide(in_flight[-1] if in_flight else None)
-            if len(in_flight) >= self.pipeline_depth:
-                try:
+            # A big batch goes in beside the commit in flight; a small one waits for it,
+            # as what arrives meanwhile then makes the next batch bigger (a commit has a
+            # fixed cost, and under light load two small ones in flight save nothing).
+            beside = len(decided.batch.entries) >= self.pipeline_min_events
+            limit = self.pipeline_depth if beside else 1
+            try:
+                while len(in_flight) >= limit:
                     await in_flight.popleft()
-                except BatchNotCommitted:
-                    self._fail(decided, "an earlier batch it builds on did not commit")
-                    await _settle(in_flight)
-                    await self._recover()
-                    continue
+            except BatchNotCommitted:
+                self._fail(decided, "an earlier batch it builds on did not commit")
+                await _settle(in_flight)
+                await self._recover()
+                continue
             previous = in_flight[-1] if in_flight else None
             self._slot = (self._slot + 1) % self.pipeline_depth
             commit = asyncio.create_task(self._commit(decided, previous, self._slot))

@@ -334,6 +334,7 @@ async def test_a_batch_is_never_durable_before_the_one_it_chains_to(ledger: Ledg
     on retry and the chain verifies."""
     w = ledger.writer
     assert w.pipeline_depth >= 2
+    w.pipeline_min_events = 1  # these one-transfer batches go beside each other too
     await setup_accounts(w, issuer(1), wallet(2), wallet(3))
     conn = await asyncpg.connect(ledger.dsn)
     try:
