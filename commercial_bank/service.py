@@ -367,7 +367,7 @@ class Bank:
         # The payer's full address (bank included) makes ids unique across banks too:
         # they travel to the central bank and into the payee bank's ledger.
         transfer_id = chart.derived_id("cbdc/bank/payment", str(order.payer), order.sequence)
-        note = signed.to_json().encode()
+        note = signed.to_json_bytes()
         earlier = await self._booked(transfer_id)
         if earlier is not None:
             # A retry (its answer was lost, or the bank restarted): answer from the ledger,
