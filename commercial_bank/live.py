@@ -3,9 +3,9 @@
 A payment in or out of a wallet is announced by `Bank.announce` once it is durable. The
 app sets `Bank.notify` to a `Notifier`, which queues the event and returns at once, so a
 payment never waits for Redis (a hung Redis takes the client's whole socket timeout,
-2 s, per call); a background task hands each event, in order, to each hook: payment
-request matching (`commercial_bank.payment_requests`) and `LiveEvents.publish`, which
-publishes it as JSON on the channel
+2 s, per call); a background task hands the events, in order, to each hook: payment
+request matching (`commercial_bank.payment_requests`), then `LiveEvents.publish_many`,
+which publishes each waiting event (one pipeline to Redis) as JSON on the channel
 
     <prefix>wallet:<address>
 
@@ -47,9 +47,10 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
+import msgspec
 from aiohttp import hdrs, web
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -73,6 +74,7 @@ log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
 Hook = Callable[[str, Event], Awaitable[None]]
+BatchHook = Callable[[Sequence[tuple[str, Event]]], Awaitable[None]]
 
 HEARTBEAT_S: Final = 15.0  # a comment line this often keeps proxies from closing the stream
 PING_S: Final = 15.0  # how often a quiet pub/sub connection checks that Redis answers
@@ -166,8 +168,22 @@ class LiveEvents:
 
     async def publish(self, address: str, event: Event) -> None:
         """Publish `event` to the streams of wallet `address` (in every process)."""
-        await self._redis.publish(self.channel(address),
-                                  json.dumps(event, separators=(",", ":")))
+        await self._redis.publish(self.channel(address), msgspec.json.encode(event))
+
+    async def publish_many(self, events: Sequence[tuple[str, Event]]) -> None:
+        """Publish each (address, event), in order, in one round trip to Redis.
+
+        A bank under load announces hundreds of payments a second: one pipeline per
+        batch of them costs one write and one read where a PUBLISH each cost as many
+        (the round trips were about a tenth of a bank's CPU per payment). The channels
+        and messages are the same as `publish` sends one by one."""
+        if len(events) == 1:
+            await self.publish(*events[0])
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for address, event in events:
+                pipe.publish(self.channel(address), msgspec.json.encode(event))
+            await pipe.execute()
 
     # ------------------------------------------------------------- subscribe
     @property
@@ -330,10 +346,17 @@ async def close_streams(app: web.Application) -> None:
 class Notifier:
     """`Bank.notify`: queues each (address, event) and returns at once; a background task
     hands the events, in order, to each hook. A failing hook is logged (once per outage)
-    and never stops the others. When `limit` events are waiting, new ones are dropped."""
+    and never stops the others. When `limit` events are waiting, new ones are dropped.
 
-    def __init__(self, *hooks: Hook, limit: int = 10_000) -> None:
+    The task takes every event waiting (up to `max_batch`) at once: each of `hooks` is
+    called per event, in order, then each of `batch_hooks` once with the whole list (so
+    live delivery publishes a burst of payments in one round trip)."""
+
+    def __init__(self, *hooks: Hook, batch_hooks: Sequence[BatchHook] = (),
+                 limit: int = 10_000, max_batch: int = 512) -> None:
         self.hooks = hooks
+        self.batch_hooks = tuple(batch_hooks)
+        self.max_batch = max_batch
         self.dropped = 0
         self._queue: asyncio.Queue[tuple[str, Event]] = asyncio.Queue(limit)
         self._failing: set[int] = set()
@@ -352,24 +375,34 @@ class Notifier:
             self._task = asyncio.create_task(self._deliver(), name="payment-notifier")
 
     async def _deliver(self) -> None:
+        queue = self._queue
         while True:
-            address, event = await self._queue.get()
+            batch = [await queue.get()]
+            while len(batch) < self.max_batch and not queue.empty():
+                batch.append(queue.get_nowait())
             try:
                 for index, hook in enumerate(self.hooks):
-                    try:
-                        await hook(address, event)
-                    except Exception as exc:
-                        if index not in self._failing:
-                            self._failing.add(index)
-                            log.warning("payment event hook %s failing: %s",
-                                        getattr(hook, "__qualname__", hook), exc)
-                    else:
-                        if index in self._failing:
-                            self._failing.discard(index)
-                            log.info("payment event hook %s works again",
-                                     getattr(hook, "__qualname__", hook))
+                    for address, event in batch:
+                        await self._call(index, hook, hook(address, event))
+                for index, batch_hook in enumerate(self.batch_hooks, start=len(self.hooks)):
+                    await self._call(index, batch_hook, batch_hook(batch))
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    queue.task_done()
+
+    async def _call(self, index: int, hook: object, call: Awaitable[None]) -> None:
+        try:
+            await call
+        except Exception as exc:
+            if index not in self._failing:
+                self._failing.add(index)
+                log.warning("payment event hook %s failing: %s",
+                            getattr(hook, "__qualname__", hook), exc)
+        else:
+            if index in self._failing:
+                self._failing.discard(index)
+                log.info("payment event hook %s works again",
+                         getattr(hook, "__qualname__", hook))
 
     async def close(self, drain: float = 2.0) -> None:
         """Deliver what is queued (for up to `drain` seconds), then stop."""
