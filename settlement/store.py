@@ -133,6 +133,9 @@ WITH moved AS (
     FROM unnest($10::bytea[], $11::bytea[], $12::bytea[], $13::bigint[], $14::bytea[],
                 $15::bytea[], $16::bigint[], $17::int[], $18::int[], $19::bigint[])
          AS u(id, dr, cr, amount, pending_id, user_data, timeout, code, flags, ts)
+), noted AS (
+    INSERT INTO transfer_notes (ledger, id, note, block_height)
+    SELECT $1, n.id, n.note, $2 FROM unnest($20::bytea[], $21::bytea[]) AS n(id, note)
 )
 INSERT INTO blocks (ledger, height, previous_hash, merkle_root, time_ns, entry_count, version,
                     hash, signature)
@@ -271,7 +274,9 @@ class LedgerStore:
         height = block.header.height
         header = block.header
         if (len(batch.transfers) <= SMALL_BATCH and not batch.accounts and not batch.failures
-                and not batch.expirations and not batch.notes and not batch.account_updates):
+                and not batch.expirations and not batch.account_updates):
+            # One statement, one round trip: transfers, their notes (a payment's signed
+            # order) and the block. A data-modifying CTE runs whether or not it is read.
             columns = list(zip(*batch.transfers, strict=True)) or [()] * 11
             ids, drs, crs, amounts, pending_ids, user_data, timeouts, _, codes, flags, stamps \
                 = columns
@@ -281,6 +286,7 @@ class LedgerStore:
                 block.signature, [b16(i) for i in ids], [b16(i) for i in drs],
                 [b16(i) for i in crs], amounts, [b16(i) if i else None for i in pending_ids],
                 [b16(i) for i in user_data], timeouts, codes, flags, stamps,
+                [b16(i) for i, _ in batch.notes], [n for _, n in batch.notes],
             )
             return
         async with conn.transaction():
