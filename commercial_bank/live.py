@@ -9,9 +9,13 @@ which publishes each waiting event (one pipeline to Redis) as JSON on the channe
 
     <prefix>wallet:<address>
 
-Each bank process keeps one pub/sub connection, pattern-subscribed to
-``<prefix>wallet:*``, and fans messages out to the event streams it serves, however
-many there are (`LiveEvents.subscribe`). A wallet app follows its wallet with
+Each bank process keeps one pub/sub connection, subscribed to a control channel
+(``<prefix>live``, on which nothing is published: it shows that the connection stands)
+and to the channel of each wallet it serves an open stream of, and fans messages out to
+those streams, however many there are (`LiveEvents.subscribe`). A wallet's channel is
+subscribed when its first stream opens (the stream says live only once Redis confirmed
+it) and unsubscribed when its last one ends, so a bank is sent only the events of
+wallets someone follows there, not every payment of every bank. A wallet app follows its wallet with
 
     GET /v1/wallets/{address}/events        (session of that wallet; text/event-stream)
 
@@ -47,7 +51,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -81,7 +85,6 @@ PING_S: Final = 15.0  # how often a quiet pub/sub connection checks that Redis a
 POLL_S: Final = 1.0  # how often a quiet stream checks that its client is still there
 RETRY_AFTER_S: Final = 5  # what a 503 tells the client to wait
 CLIENT_RETRY_MS: Final = 3000  # the SSE `retry:` a browser's EventSource reconnects after
-_GLOB_SPECIALS = frozenset("*?[]\\")
 
 
 class LiveUnavailable(Exception):
@@ -133,8 +136,8 @@ class Subscription:
         return self._items.popleft()
 
 
-def _escape_glob(text: str) -> str:
-    return "".join(f"\\{c}" if c in _GLOB_SPECIALS else c for c in text)
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 class LiveEvents:
@@ -155,12 +158,19 @@ class LiveEvents:
         self.open_wait = open_wait  # how long opening a stream waits for the subscription
         self.ping_every = ping_every  # a quiet subscription pings Redis; 3 unanswered: lost
         self._channel_prefix = f"{prefix}wallet:"
-        self._pattern = _escape_glob(self._channel_prefix) + "*"
+        self._control = f"{prefix}live"
         self._streams: dict[str, set[Subscription]] = {}
         self._live = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._pubsub: PubSub | None = None
+        # Channels SUBSCRIBEd (and not since UNSUBSCRIBEd) on the current connection, and
+        # the confirmations still awaited. Commands go out under the lock, each decided
+        # on the state it finds then, so a quick unsubscribe-subscribe keeps its order.
+        self._subscribed: set[str] = set()
+        self._confirming: dict[str, asyncio.Future[None]] = {}
+        self._commands = asyncio.Lock()
+        self._chores: set[asyncio.Task[None]] = set()
 
     # --------------------------------------------------------------- publish
     def channel(self, address: str) -> str:
@@ -195,17 +205,43 @@ class LiveEvents:
         (after waiting up to `open_wait` seconds for the subscription to stand)."""
         if self._closing or self._task is None:
             raise LiveUnavailable("live events are not running")
+        subscription = Subscription(address, self.queue_limit)
+        self._streams.setdefault(address, set()).add(subscription)
         try:
             async with asyncio.timeout(self.open_wait):
                 while not self._live.is_set():
                     await self._live.wait()
+                await self._ensure_subscribed(self.channel(address))
         except TimeoutError:
+            self.unsubscribe(subscription)
             raise LiveUnavailable("Redis cannot be reached") from None
+        except Exception as exc:  # Redis errors, OSError: the follower reconnects
+            self.unsubscribe(subscription)
+            raise LiveUnavailable(f"Redis cannot be reached: {exc}") from None
         if self._closing:
+            self.unsubscribe(subscription)
             raise LiveUnavailable("the bank is shutting down")
-        subscription = Subscription(address, self.queue_limit)
-        self._streams.setdefault(address, set()).add(subscription)
         return subscription
+
+    async def _ensure_subscribed(self, channel: str) -> None:
+        """Return once Redis has confirmed this connection's subscription to `channel`."""
+        async with self._commands:
+            pubsub = self._pubsub
+            if pubsub is None or not self._live.is_set():
+                raise ConnectionError("not subscribed to Redis")
+            waiting = self._confirming.get(channel)
+            if channel not in self._subscribed:
+                if waiting is None:
+                    waiting = self._confirming[channel] = \
+                        asyncio.get_running_loop().create_future()
+                self._subscribed.add(channel)
+                try:
+                    await pubsub.subscribe(channel)
+                except BaseException:
+                    self._subscribed.discard(channel)
+                    raise
+        if waiting is not None:
+            await asyncio.shield(waiting)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscription.end("closed")
@@ -214,6 +250,24 @@ class LiveEvents:
             subs.discard(subscription)
             if not subs:
                 del self._streams[subscription.address]
+                self._chore(self._drop_channel(subscription.address))
+
+    def _chore(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
+    async def _drop_channel(self, address: str) -> None:
+        """UNSUBSCRIBE from a wallet's channel, unless a stream of it opened meanwhile."""
+        channel = self.channel(address)
+        with contextlib.suppress(Exception):
+            async with self._commands:
+                pubsub = self._pubsub
+                if address in self._streams or channel not in self._subscribed \
+                        or pubsub is None or self._closing:
+                    return
+                self._subscribed.discard(channel)
+                await pubsub.unsubscribe(channel)
 
     def _broadcast(self, name: str, data: Event) -> None:
         for subs in list(self._streams.values()):
@@ -221,9 +275,7 @@ class LiveEvents:
                 if not subscription.push(name, data):
                     self.unsubscribe(subscription)
 
-    def _dispatch(self, channel: bytes | str, data: bytes | str) -> None:
-        if isinstance(channel, bytes):
-            channel = channel.decode("utf-8", "replace")
+    def _dispatch(self, channel: str, data: bytes | str) -> None:
         subs = self._streams.get(channel.removeprefix(self._channel_prefix))
         if not subs:
             return
@@ -239,6 +291,11 @@ class LiveEvents:
                 log.info("live events: a stream of %s lagged behind and was ended",
                          subscription.address)
                 self.unsubscribe(subscription)
+
+    def _confirmed(self, channel: str) -> None:
+        waiting = self._confirming.pop(channel, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
     # -------------------------------------------------------------- follower
     def start(self) -> None:
@@ -272,18 +329,28 @@ class LiveEvents:
             delay = min(delay * 2, self.backoff[1])
 
     async def _follow(self, pubsub: PubSub) -> None:
-        await pubsub.psubscribe(self._pattern)
+        async with self._commands:
+            # A new connection: the control channel and every wallet followed here.
+            self._subscribed = {self._control,
+                                *(self.channel(address) for address in self._streams)}
+            channels = sorted(self._subscribed - {self._control})
+            await pubsub.subscribe(self._control, *channels)
         async with asyncio.timeout(5):
-            while True:
+            confirmed = 0
+            while confirmed < 1 + len(channels):
                 message = await pubsub.get_message(timeout=1.0)
-                if message is not None and message["type"] == "psubscribe":
-                    break
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":
+                    confirmed += 1
+                    self._confirmed(_text(message["channel"]))
+                elif message["type"] == "message":
+                    self._dispatch(_text(message["channel"]), message["data"])
         self._set_live(True)
         ping_every = self.ping_every
         heard = pinged = time.monotonic()
         while not self._closing:
-            message = await pubsub.get_message(ignore_subscribe_messages=True,
-                                               timeout=min(1.0, ping_every))
+            message = await pubsub.get_message(timeout=min(1.0, ping_every))
             now = time.monotonic()
             if message is None:
                 if now - heard > 3 * ping_every:
@@ -293,17 +360,27 @@ class LiveEvents:
                     pinged = now
                 continue
             heard = now
-            if message["type"] == "pmessage":
-                self._dispatch(message["channel"], message["data"])
+            kind = message["type"]
+            if kind == "message":
+                self._dispatch(_text(message["channel"]), message["data"])
+            elif kind == "subscribe":
+                self._confirmed(_text(message["channel"]))
 
     def _set_live(self, live: bool) -> None:
         if live == self._live.is_set():
             return
         if live:
             self._live.set()
-            log.info("live events: subscribed to %s", self._pattern)
+            log.info("live events: following %s and %d wallets", self._control,
+                     len(self._subscribed) - 1)
         else:
             self._live.clear()
+            self._subscribed = set()
+            for waiting in self._confirming.values():
+                if not waiting.done():
+                    waiting.set_exception(ConnectionError("Redis pub/sub was lost"))
+                    waiting.exception()  # retrieved: nobody may be waiting any more
+            self._confirming.clear()
         self._broadcast("status", {"live": live})
 
     # ---------------------------------------------------------------- close
@@ -324,6 +401,8 @@ class LiveEvents:
             # Redis is only stopped once nobody is connected).
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        for chore in list(self._chores):
+            chore.cancel()
         if self._task is not None:
             self._task.cancel()
             # Bounded: redis-py's pub/sub read can swallow a cancellation now and then,
