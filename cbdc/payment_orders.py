@@ -193,7 +193,7 @@ class PaymentOrder:
     @classmethod
     def from_dict(cls, fields: object) -> PaymentOrder:
         """An order from decoded JSON; refuses missing, unknown and mistyped fields."""
-        if not isinstance(fields, Mapping):
+        if type(fields) is not dict and not isinstance(fields, Mapping):
             raise _malformed("a payment order must be a JSON object")
         unknown = sorted(set(fields) - set(_ORDER_FIELDS))
         if unknown:
@@ -260,14 +260,24 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+# One decoder for every order: json.loads(text, **hooks) builds a new one each call.
+_DECODER = json.JSONDecoder(
+    parse_float=_refuse_float,
+    parse_constant=_refuse_constant,
+    object_pairs_hook=_object_without_duplicates,
+)
+
+
 def _strict_json(text: str | bytes) -> Any:
     try:
-        return json.loads(
-            text,
-            parse_float=_refuse_float,
-            parse_constant=_refuse_constant,
-            object_pairs_hook=_object_without_duplicates,
-        )
+        # What json.loads does before decoding: bytes in any JSON encoding, no BOM.
+        if isinstance(text, str):
+            if text.startswith("\ufeff"):
+                raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)",
+                                           text, 0)
+        else:
+            text = text.decode(json.detect_encoding(text), "surrogatepass")
+        return _DECODER.decode(text)
     except (ValueError, RecursionError) as error:  # JSONDecodeError is a ValueError
         raise _malformed(f"the signed order is not valid JSON: {error}") from None
 
@@ -298,7 +308,7 @@ class SignedOrder:
 
     @classmethod
     def from_dict(cls, fields: object) -> SignedOrder:
-        if not isinstance(fields, Mapping):
+        if type(fields) is not dict and not isinstance(fields, Mapping):
             raise _malformed("a signed order must be a JSON object")
         unknown = sorted(set(fields) - set(_ENVELOPE_FIELDS))
         if unknown:
