@@ -23,7 +23,7 @@ import functools
 import re
 import string
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stdnum.iso7064 import mod_97_10
 
@@ -79,6 +79,8 @@ class WalletAddress:
 
     bank: str
     number: int
+    # str(self), once made: a payment prints its two addresses several times.
+    _text: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.bank, str) or not _BANK_CODE.fullmatch(self.bank):
@@ -97,7 +99,11 @@ class WalletAddress:
         return check_digits(self.bank, self.number)
 
     def __str__(self) -> str:
-        return f"{self.bank}-{self.number:0{NUMBER_DIGITS}d}-{self.check_digits}"
+        text = self._text
+        if text is None:
+            text = f"{self.bank}-{self.number:0{NUMBER_DIGITS}d}-{self.check_digits}"
+            object.__setattr__(self, "_text", text)
+        return text
 
 
 def address_for(bank: str, number: int) -> str:

@@ -85,7 +85,7 @@ def create_app(config: BankConfig) -> web.Application:
             live = app[LIVE] = LiveEvents(cache, prefix=keys)
             requests = app[PAYMENT_REQUESTS] = PaymentRequests(
                 cache, prefix=keys, bank=bank)
-            notifier = Notifier(requests.on_payment, live.publish)
+            notifier = Notifier(requests.on_payment, batch_hooks=[live.publish_many])
             bank.notify = notifier
             live.start()
             notifier.start()

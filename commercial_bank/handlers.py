@@ -61,6 +61,19 @@ class StatusChange(msgspec.Struct, forbid_unknown_fields=True):
     status: Literal["active", "frozen", "lost"]
 
 
+MAX_RECEIVABLE_CHECKS = 1000
+
+
+class ReceivableCheck(msgspec.Struct, forbid_unknown_fields=True):
+    address: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    amount: Fen
+
+
+class ReceivableChecks(msgspec.Struct, forbid_unknown_fields=True):
+    checks: Annotated[list[ReceivableCheck],
+                      msgspec.Meta(min_length=1, max_length=MAX_RECEIVABLE_CHECKS)]
+
+
 # ------------------------------------------------------------------- helpers
 async def session_wallet(request: web.Request) -> Wallet:
     """The wallet named in the path, which the session must belong to."""
@@ -263,6 +276,23 @@ async def receivable(request: web.Request) -> web.StreamResponse:
     amount = query_int(request, "amount", 1, 1, (1 << 63) - 1)
     reason = await request.app[BANK].receivable(address, amount)
     return json_response({"receivable": reason is None, "reason": reason})
+
+
+async def receivable_batch(request: web.Request) -> web.StreamResponse:
+    """The same question for many wallets at once, one answer each, in order: asked by a
+    payer's bank with many payments on their way."""
+    from cbdc.addresses import AddressError, parse_address
+
+    body = await read_json(request, ReceivableChecks)
+    checks = []
+    for index, check in enumerate(body.checks):
+        try:
+            checks.append((parse_address(check.address), check.amount))
+        except AddressError as exc:
+            raise validation(f"$.checks[{index}].address", "address", str(exc)) from None
+    reasons = await request.app[BANK].receivable_many(checks)
+    return json_response({"results": [{"receivable": reason is None, "reason": reason}
+                                      for reason in reasons]})
 
 
 async def health(request: web.Request) -> web.StreamResponse:

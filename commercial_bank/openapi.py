@@ -13,7 +13,7 @@ Three kinds of caller:
                     authority
     tellers         `/v1/teller/...` with the bank's bearer token (`tellerToken`)
     anyone          `/health`, `/metrics`, `/openapi.json`, `/v1/ledger-keys`, and
-                    `/v1/receivable/...`, which other banks ask before they pay one of
+                    `/v1/receivable...`, which other banks ask before they pay one of
                     this bank's wallets
 
 Every 4xx and 5xx answer is an RFC 9457 problem (`application/problem+json`, `Problem`).
@@ -47,6 +47,8 @@ REQUEST_TYPES: tuple[type[msgspec.Struct], ...] = (
     handlers.ClassChange,
     handlers.StatusChange,
     handlers.MoneyMove,
+    handlers.ReceivableCheck,
+    handlers.ReceivableChecks,
     payment_requests.NewPaymentRequest,
 )
 
@@ -320,6 +322,12 @@ def _hand_written_schemas(bank_code: str | None) -> dict[str, Schema]:
             },
             title="Receivable",
             description="Whether the wallet can receive the amount now."),
+        "ReceivableResults": oas.closed_object(
+            {"results": {"type": "array", "items": ref("Receivable"),
+                         "minItems": 1, "maxItems": handlers.MAX_RECEIVABLE_CHECKS,
+                         "description": "one answer per check, in the order asked"}},
+            title="ReceivableResults",
+            description="Whether each wallet can receive its amount now."),
         "Health": oas.closed_object(
             {
                 "status": {"const": "ok"},
@@ -684,6 +692,16 @@ def _paths() -> dict[str, Schema]:
             parameters=("AnyAddress", "Amount"),
             description="Asked by a payer's bank before it pays one of this bank's wallets; "
                         "a wallet of another bank is never receivable here.")},
+        "/v1/receivable": {"post": _op(
+            "checkReceivable", "Can these wallets receive these amounts now?", "interbank",
+            {"200": _json(ref("ReceivableResults"), "An answer per check, in order."),
+             "422": _invalid(BODY_INVALID, "an address is not valid (`field` "
+                             "$.checks[i].address)"),
+             **_bad_body()},
+            body=json_body("ReceivableChecks", "Up to 1,000 (address, amount) checks."),
+            description="GET /v1/receivable/{address} for many wallets in one request, "
+                        "asked by a payer's bank with many payments on their way; each "
+                        "answer is the one that GET would give.")},
         # ------------------------------------------------------------ teller
         "/v1/teller/wallets/{address}/class": {"post": _op(
             "tellerChangeWalletClass", "Change a wallet's class at a branch", "teller",

@@ -30,6 +30,7 @@ def add_routes(app: web.Application) -> None:
                 payment_requests.request_status),
         web.post("/v1/payments", h.pay),
         web.get("/v1/receivable/{address}", h.receivable),
+        web.post("/v1/receivable", h.receivable_batch),
         web.post("/v1/teller/wallets/{address}/class", h.teller_class),
         web.post("/v1/teller/deposits/{number}/cash-in", h.cash_in),
         web.get("/v1/ledger-keys", receipts.ledger_keys),

@@ -367,7 +367,7 @@ class Bank:
         # The payer's full address (bank included) makes ids unique across banks too:
         # they travel to the central bank and into the payee bank's ledger.
         transfer_id = chart.derived_id("cbdc/bank/payment", str(order.payer), order.sequence)
-        note = signed.to_json().encode()
+        note = signed.to_json_bytes()
         earlier = await self._booked(transfer_id)
         if earlier is not None:
             # A retry (its answer was lost, or the bank restarted): answer from the ledger,
@@ -458,17 +458,37 @@ class Bank:
 
     async def receivable(self, address: WalletAddress, amount: int) -> str | None:
         """Why `address` cannot receive `amount` now (None: it can)."""
-        wallet = await self.wallets.get(address.number) if address.bank == self.code else None
-        if wallet is None:
-            return f"no wallet {address} exists"
-        if wallet.status != "active":
-            return f"the payee's wallet is {wallet.status} and cannot receive"
-        balance = await self.balance(wallet)
-        cap = limits(self.preset, WalletClass(wallet.wallet_class)).balance_cap
-        if balance.credits_posted + balance.credits_pending - balance.debits_posted + amount \
-                > cap:
-            return f"the payee's wallet would go over its balance cap of {format_fen(cap)}"
-        return None
+        [reason] = await self.receivable_many([(address, amount)])
+        return reason
+
+    async def receivable_many(self, checks: Sequence[tuple[WalletAddress, int]]
+                              ) -> list[str | None]:
+        """`receivable` for each (address, amount), the balances read in one request."""
+        wallets = [await self.wallets.get(address.number) if address.bank == self.code
+                   else None for address, _ in checks]
+        active = [w for w in wallets if w is not None and w.status == "active"]
+        balances = await self.ledger.lookup_accounts(
+            [chart.wallet_id(self.code, w.number) for w in active]) if active else []
+        balance_of = dict(zip((w.number for w in active), balances, strict=True))
+        reasons: list[str | None] = []
+        for (address, amount), wallet in zip(checks, wallets, strict=True):
+            if wallet is None:
+                reasons.append(f"no wallet {address} exists")
+                continue
+            if wallet.status != "active":
+                reasons.append(f"the payee's wallet is {wallet.status} and cannot receive")
+                continue
+            balance = balance_of[wallet.number]
+            if balance is None:
+                raise RuntimeError(f"wallet {wallet.number} has no ledger account")
+            cap = limits(self.preset, WalletClass(wallet.wallet_class)).balance_cap
+            if balance.credits_posted + balance.credits_pending - balance.debits_posted \
+                    + amount > cap:
+                reasons.append("the payee's wallet would go over its balance cap of "
+                               f"{format_fen(cap)}")
+                continue
+            reasons.append(None)
+        return reasons
 
     # ----------------------------------------------------------------- history
     async def history(self, wallet: Wallet, *, after: int, limit: int, direction: str,

@@ -250,6 +250,44 @@ async def test_a_payee_that_cannot_receive_fails_before_money_moves(two_banks: N
     assert (await alice.summary())["balance"] == 900 * CNY
 
 
+async def test_many_payments_to_another_bank_at_once_each_get_their_own_answer(
+        two_banks: Network) -> None:
+    """Payments to another bank sent together (their payee checks and settlements go to
+    the other bank and the central bank in batches when they queue up): each is answered
+    as if sent alone, a payee that cannot receive is refused before money moves, and the
+    money that moved is exactly what the settled answers say."""
+    from cbdc.addresses import address_for
+
+    payers = [await two_banks.wallet("BANKA", balance=100 * CNY) for _ in range(8)]
+    bob = await two_banks.wallet("BANKB", balance=990 * CNY)
+    carol = await two_banks.wallet("BANKB")
+    frozen = await two_banks.wallet("BANKB")
+    await frozen.post("/status", {"status": "frozen"})
+    unknown = address_for("BANKB", 999_999)
+    plan = []  # (payer, payee address, amount, expected status, expected code)
+    for i, payer in enumerate(payers):
+        plan.append((payer, carol.address, (i + 1) * CNY, 201, None))
+        plan.append((payer, frozen.address, CNY, 422, "payee_cannot_receive"))
+        plan.append((payer, unknown, CNY, 422, "payee_cannot_receive"))
+        plan.append((payer, bob.address, 11 * CNY, 422, "payee_cannot_receive"))  # over cap
+    for _ in range(3):
+        replies = await asyncio.gather(*(payer.pay(payee, amount)
+                                         for payer, payee, amount, _, _ in plan))
+        for (_, payee, amount, status, code), reply in zip(plan, replies, strict=True):
+            assert reply.status == status, (payee, amount, reply.body)
+            if code is not None:
+                assert reply.body["code"] == code
+            else:
+                assert reply.body["status"] == "settled"
+        plan = [(p, payee, amount, status, code) for p, payee, amount, status, code in plan
+                if status == 201]
+    sent = sum(i + 1 for i in range(8)) * CNY * 3
+    assert await wait_for_balance(carol, sent) == sent
+    assert sum([(await p.summary())["balance"] for p in payers]) == 800 * CNY - sent
+    assert (await bob.summary())["balance"] == 990 * CNY
+    assert (await frozen.summary())["balance"] == 0
+
+
 class HandClock:
     """The banks' clock, moved by the test (ns since the epoch)."""
 
@@ -380,6 +418,24 @@ async def test_public_calls_and_the_document(network: Network) -> None:
     assert (reply.status, reply.body["field"]) == (422, "address")
     reply = await bank.call("GET", f"/v1/receivable/{wallet.address}?amount=0")
     assert (reply.status, reply.body["field"]) == (422, "amount")
+    # Many checks at once: each answer is the one GET gives.
+    from cbdc.addresses import address_for
+
+    checks = [(wallet.address, 10 * CNY), (wallet.address, 10 * CNY + 1),
+              (address_for("BANKA", 999_999), 1), (address_for("BANKB", 1), 1)]
+    reply = await bank.call("POST", "/v1/receivable", {"checks": [
+        {"address": address, "amount": amount} for address, amount in checks]})
+    assert reply.status == 200, reply.body
+    singles = [(await bank.call("GET", f"/v1/receivable/{address}?amount={amount}")).body
+               for address, amount in checks]
+    assert reply.body["results"] == singles
+    assert [r["receivable"] for r in singles] == [True, False, False, False]
+    reply = await bank.call("POST", "/v1/receivable", {"checks": [
+        {"address": wallet.address, "amount": 1},
+        {"address": "BANKB-000000000001-00", "amount": 1}]})
+    assert (reply.status, reply.body["field"]) == (422, "$.checks[1].address")
+    reply = await bank.call("POST", "/v1/receivable", {"checks": []})
+    assert reply.status == 422
 
 
 async def test_error_answers_are_documented_problems(network: Network) -> None:

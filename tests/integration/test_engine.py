@@ -551,3 +551,25 @@ async def test_account_updates_change_limits_and_freeze(ledger: Ledger) -> None:
     assert await credit_balance(w, 2) == 99_000
     report = await verify_store(w.store, ledger.key.public)
     assert report.ok, report.summary()
+
+
+async def test_notes_are_kept_for_accepted_transfers_only(ledger: Ledger) -> None:
+    """A note travels with its transfer into the same commit, whether the batch is small
+    (one statement) or carries a rejection too (the general path), and only an accepted
+    transfer's note is kept; a restart finds them all."""
+    writer = ledger.writer
+    source, payee = next_id(), next_id()
+    await setup_accounts(writer, issuer(source), wallet(payee))
+    small = [pay(source, payee, 5), pay(source, payee, 7)]
+    assert await writer.create_transfers(small, [b"first", None]) == [R.OK, R.OK]
+    mixed = [pay(source, payee, 3), pay(payee, source, 10_000)]  # the second overdraws
+    results = await writer.create_transfers(mixed, [b"kept", b"dropped"])
+    assert results == [R.OK, R.EXCEEDS_CREDITS]
+    ids = [t.id for t in small + mixed]
+    expected = {small[0].id: b"first", mixed[0].id: b"kept"}
+    assert await writer.store.lookup_notes(ids) == expected
+    await ledger.engine.close()
+    reopened = await open_ledger(ledger.dsn, ledger.key, ledger.clock)
+    ledger.engine, ledger.writer = reopened.engine, reopened.writer
+    assert await reopened.writer.store.lookup_notes(ids) == expected
+    assert await credit_balance(reopened.writer, payee) == 15

@@ -162,6 +162,48 @@ async def test_a_wallet_stream_shows_payments_from_this_bank_and_another(
         await asyncio.sleep(0.3)  # let bank A's last events settle before shutting down
 
 
+async def test_a_bank_follows_only_the_wallets_with_an_open_stream(
+        make_database: Callable[[], Awaitable[str]], redis_url: str, tmp_path: Path) -> None:
+    """A bank subscribes to a wallet's channel while a stream of it is open, and only
+    then: a payment between wallets nobody follows is not sent to it, a second stream of
+    the same wallet shares the subscription, and after the last one closes the channel
+    is dropped; a stream opened again at once still gets every event."""
+    async with running_network(make_database, redis_url, tmp_path) as network:
+        alice = await network.wallet("BANKA", balance=300 * CNY)
+        bob = await network.wallet("BANKA")
+        live = network.banks["BANKA"].runner.app[LIVE]
+        client = redis.asyncio.Redis.from_url(redis_url)
+
+        async def followers(address: str) -> int:
+            [(_, count)] = await client.pubsub_numsub(live.channel(address))
+            return int(count)
+
+        try:
+            assert await followers(bob.address) == 0
+            async with aiohttp.ClientSession() as http:
+                async with EventStream(http, bob) as one, EventStream(http, bob) as two:
+                    assert (await one.next("status")).data == {"live": True}
+                    assert (await two.next("status")).data == {"live": True}
+                    assert await followers(bob.address) == 1
+                    assert await followers(alice.address) == 0
+                    reply = await alice.pay(bob.address, 1 * CNY)
+                    for stream in (one, two):
+                        await stream.next("payment", where=payment_with(reply.body["id"]))
+                for _ in range(50):
+                    if await followers(bob.address) == 0:
+                        break
+                    await asyncio.sleep(0.05)
+                assert await followers(bob.address) == 0
+                for attempt in range(3):  # closed and opened again at once
+                    async with EventStream(http, bob) as again:
+                        assert (await again.next("status")).data == {"live": True}
+                        reply = await alice.pay(bob.address, (attempt + 2) * CNY)
+                        await again.next("payment", where=payment_with(reply.body["id"]))
+        finally:
+            await client.aclose()
+        await asyncio.sleep(0.3)  # let bank A's last events settle before shutting down
+
+
 async def test_only_the_wallets_own_session_opens_its_stream(
         make_database: Callable[[], Awaitable[str]], redis_url: str, tmp_path: Path) -> None:
     """Another wallet's session, or none, is refused with 401; a stream whose wallet is

@@ -37,7 +37,8 @@ PROBLEM = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 PUBLIC = {("get", "/health"), ("get", "/metrics"), ("get", "/openapi.json"),
           ("post", "/v1/wallets"), ("post", "/v1/sessions/challenge"),
           ("post", "/v1/sessions"), ("post", "/v1/payments"),
-          ("get", "/v1/receivable/{address}"), ("get", "/v1/ledger-keys")}
+          ("get", "/v1/receivable/{address}"), ("post", "/v1/receivable"),
+          ("get", "/v1/ledger-keys")}
 NO_CLIENT_ERRORS = {("get", "/health"), ("get", "/metrics"), ("get", "/openapi.json"),
                     ("get", "/v1/ledger-keys")}
 PAYER = address_for("BANKA", 1234)
@@ -258,6 +259,9 @@ def test_the_checker_accepts_what_the_bank_answers(checker: OpenApiChecker) -> N
                   {"entries": [entry, top_up | {"kind": "top_up"}], "next_after": "17"})
     checker.check("GET", f"/v1/receivable/{PAYEE}", 200, "application/json",
                   {"receivable": False, "reason": "no wallet exists"})
+    checker.check("POST", "/v1/receivable", 200, "application/json",
+                  {"results": [{"receivable": False, "reason": "no wallet exists"},
+                               {"receivable": True, "reason": None}]})
     checker.check("POST", "/v1/teller/deposits/7/cash-in", 201, "application/json",
                   {"id": PAYMENT_ID, "status": "settled"})
     checker.check("GET", f"/v1/wallets/{PAYER}/payment-requests/abcDEF0123456789", 200,
