@@ -131,7 +131,8 @@ class LedgerWriter:
         self._closed = True
         self._wakeup.set()
         if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+            # A writer that stopped on a bug has logged it; closing still frees the rest.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(self._task, 30)
         if self._checkpointing is not None:
             with contextlib.suppress(Exception):
@@ -229,6 +230,20 @@ class LedgerWriter:
 
     # -------------------------------------------------------------------- loop
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        except Exception as exc:
+            # A bug, not a database failure (those are retried): stop taking requests
+            # and tell every waiting caller, rather than leave them waiting forever.
+            log.critical("ledger %d: the writer stopped: %r", self.ledger, exc, exc_info=True)
+            self._closed = True
+            while self._queue:
+                request = self._queue.popleft()
+                if not request.future.done():
+                    request.future.set_exception(WriterClosed(self.ledger))
+            raise
+
+    async def _loop(self) -> None:
         in_flight: deque[asyncio.Task[None]] = deque()  # commits, oldest first
         while not self._closed:
             await self._wait_for_work()
@@ -293,32 +308,40 @@ class LedgerWriter:
         taken: list[tuple[_Request, list[Any]]] = []
         events = yielded_at = 0
         queue = self._queue
-        while queue and (not taken or events + len(queue[0].items) <= self.max_events):
-            request = queue.popleft()
-            if request.future.cancelled():
-                continue
-            if request.kind == "transfers":
-                results: list[Any] = state.create_transfers(batch, request.items)
-                if request.notes is not None:
-                    batch.notes.extend(
-                        (t.id, note)
-                        for t, note, result in zip(request.items, request.notes, results,
-                                                   strict=True)
-                        if note is not None and result is CreateTransferResult.OK
-                    )
-            elif request.kind == "accounts":
-                results = state.create_accounts(batch, request.items)
-            elif request.kind == "updates":
-                results = state.update_accounts(batch, request.items)
-            else:
-                results = state.balances(request.items, batch.now)
-            taken.append((request, results))
-            events += len(request.items)
-            if committing is not None and not committing.done() and (
-                events - yielded_at >= YIELD_EVERY_EVENTS
-            ):
-                yielded_at = events
-                await asyncio.sleep(0)
+        request: _Request | None = None
+        try:
+            while queue and (not taken or events + len(queue[0].items) <= self.max_events):
+                request = queue.popleft()
+                if request.future.cancelled():
+                    continue
+                if request.kind == "transfers":
+                    results: list[Any] = state.create_transfers(batch, request.items)
+                    if request.notes is not None:
+                        batch.notes.extend(
+                            (t.id, note)
+                            for t, note, result in zip(request.items, request.notes, results,
+                                                       strict=True)
+                            if note is not None and result is CreateTransferResult.OK
+                        )
+                elif request.kind == "accounts":
+                    results = state.create_accounts(batch, request.items)
+                elif request.kind == "updates":
+                    results = state.update_accounts(batch, request.items)
+                else:
+                    results = state.balances(request.items, batch.now)
+                taken.append((request, results))
+                events += len(request.items)
+                if committing is not None and not committing.done() and (
+                    events - yielded_at >= YIELD_EVERY_EVENTS
+                ):
+                    yielded_at = events
+                    await asyncio.sleep(0)
+        except Exception:
+            # Those taken, and the one being decided, are out of the queue: tell them.
+            for waiting in [r for r, _ in taken] + ([request] if request else []):
+                if not waiting.future.done():
+                    waiting.future.set_exception(WriterClosed(self.ledger))
+            raise
         state.finish(batch)
         self.metrics.queue_depth = len(queue)
         if batch.empty:

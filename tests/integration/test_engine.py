@@ -24,7 +24,7 @@ from settlement import (
     UpdateAccountResult,
 )
 from settlement.audit import export_lines, verify_file, verify_store
-from settlement.errors import BatchNotCommitted, KeyMismatch
+from settlement.errors import BatchNotCommitted, KeyMismatch, WriterClosed
 
 R = CreateTransferResult
 LEDGER = 1
@@ -375,6 +375,23 @@ async def test_a_batch_is_never_durable_before_the_one_it_chains_to(ledger: Ledg
     assert [await credit_balance(w, a) for a in (2, 3)] == [700, 300]
     report = await verify_store(w.store, ledger.key.public)
     assert report.ok, report.summary()
+
+
+async def test_a_writer_that_breaks_tells_its_callers_instead_of_leaving_them_waiting(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in deciding (here: the core raising) stops the writer; the caller being
+    decided and every later caller hear WriterClosed at once, rather than hanging."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2))
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug in the core")
+
+    monkeypatch.setattr(w.state, "create_transfers", broken)
+    with pytest.raises(WriterClosed):
+        await asyncio.wait_for(w.create_transfers([pay(1, 2, 100)]), 10)
+    with pytest.raises(WriterClosed):
+        await asyncio.wait_for(w.create_transfers([pay(1, 2, 100)]), 10)
 
 
 async def test_concurrent_submitters_keep_the_ledger_balanced(ledger: Ledger) -> None:
