@@ -25,6 +25,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
 
+from cbdc import loops
 from cbdc.errors import CbdcError, StorageError
 from cbdc.migrations import migration_sources
 from cbdc.settings import Settings, load_settings
@@ -532,7 +533,7 @@ def _call(handler: Callable[..., int | Awaitable[int]], *args: Any) -> int:
     """Call a subcommand's handler, sync or async, outside any running event loop."""
     result = handler(*args)
     if inspect.isawaitable(result):
-        return asyncio.run(_awaited(result))
+        return loops.run(_awaited(result))
     return result
 
 

@@ -74,7 +74,7 @@ import asyncpg
 import msgspec
 import psutil
 
-from cbdc import wire
+from cbdc import loops, wire
 from cbdc.bank_client import CentralBankClient, CentralBankError, CentralBankUnreachable
 from cbdc.bench_options import WRITER_SETTINGS, options_from_args
 from cbdc.errors import CbdcError, ConfigError
@@ -930,9 +930,9 @@ async def main(args: Any, endpoints: Any, settings: Any) -> int:
 
 def _entry(argv: Sequence[str]) -> int:
     if argv[:1] == ["--serve"]:
-        return asyncio.run(serve_main())
+        return loops.run(serve_main())
     if argv[:1] == ["--load"]:
-        return asyncio.run(load_main())
+        return loops.run(load_main())
     print("usage: python -m central_bank.bench --serve | --load (internal; use "
           "'cbdc bench central-bank')", file=sys.stderr)
     return 2
