@@ -34,6 +34,7 @@ from tests.reliability.fuzz_support import (
     STATEFUL_SETTINGS,
     OperatorSignature,
     fresh_public_key,
+    fuzz_config,
     fuzz_seed,
     report,
     tally,
@@ -42,7 +43,7 @@ from tests.reliability.fuzz_support import (
 pytestmark = pytest.mark.reliability
 __all__ = ["fuzz_seed", "services"]  # fixtures
 
-SCHEMA = schemathesis.openapi.from_dict(build_openapi())
+SCHEMA = schemathesis.openapi.from_dict(build_openapi(), config=fuzz_config())
 FUZZER, PAYEE, SPARE = "FUZZA", "FUZZB", "FUZZC"
 SERVICE_BANKS = ("BANKA", "BANKB")
 FRESH = itertools.count(1)

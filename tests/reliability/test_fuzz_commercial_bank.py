@@ -41,6 +41,7 @@ from tests.reliability.fuzz_support import (
     SIGNED_EXCLUDED,
     STATEFUL_SETTINGS,
     fresh_public_key,
+    fuzz_config,
     fuzz_seed,
     report,
     tally,
@@ -50,7 +51,7 @@ pytestmark = pytest.mark.reliability
 __all__ = ["fuzz_seed", "services"]  # fixtures
 
 BANK = "BANKA"
-SCHEMA = schemathesis.openapi.from_dict(build_openapi(BANK)).exclude(
+SCHEMA = schemathesis.openapi.from_dict(build_openapi(BANK), config=fuzz_config()).exclude(
     operation_id="getWalletEvents")
 DESTRUCTIVE = {"setWalletStatus", "closeWallet", "tellerChangeWalletClass"}
 CNY = 100
