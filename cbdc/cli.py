@@ -179,7 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     central_bench.add_argument("--batch-size", type=_positive_int, metavar="N",
                                help="transfers per batch request, at most 8000 (default 8000)")
     central_bench.add_argument("--clients", type=_positive_int, metavar="N",
-                               help="concurrent clients of the single-transfer phase")
+                               help="concurrent clients of the batch phase (default 4)")
+    central_bench.add_argument("--single-clients", type=_positive_int, metavar="N",
+                               help="concurrent tasks of the single-transfer phase "
+                                    "(default 64)")
+    central_bench.add_argument("--no-baseline", dest="baseline", action="store_false",
+                               default=None, help="skip the hand-written baseline "
+                                                  "(central_bank.baseline)")
     central_bench.add_argument("--json", action="store_true", help="print the report as JSON")
     central_bench.set_defaults(handler=_bench_central_bank)
     retail_bench = bench_commands.add_parser(

@@ -20,7 +20,13 @@ One run, on one PostgreSQL server:
   take CPU from the server and PostgreSQL that share the same two cores;
 * then `GET /v1/admin/supply` must say balanced, and each bank's e-CNY position
   (`GET /v1/positions`) must have moved by exactly what its settled transfers moved;
-  `/metrics` is scraped once for the writer's mean batch and mean commit time.
+  `/metrics` is scraped once for the writer's mean batch and mean commit time;
+* then, with the central bank stopped, the same two phases against the baseline
+  (`central_bank.baseline`: the same HTTP server, bodies and signature check, with a row
+  per bank and one PostgreSQL transaction per request), started the same way
+  (`python -m central_bank.bench --serve-baseline FUNDING`) on the same database and the
+  same operator keys; its positions must also have moved by exactly what it settled. The
+  report gives both and their ratios (`ratio_batch`, `ratio_single`).
 
 Request bodies (msgspec-encoded bytes) are built before each clock starts; signing each
 request (RFC 9421, through `cbdc.bank_client.CentralBankClient`) is the client's cost
@@ -38,6 +44,7 @@ Options (argparse fields; a missing or None one keeps its default):
     --clients N            concurrent batch clients (4)
     --single-clients N     concurrent single-transfer tasks (64)
     --single-processes N   load-generator processes for the single phase (1)
+    --no-baseline          skip the baseline phases
     --seed N               seed of the random transfers
     --json                 print exactly one JSON object instead of the table
 
@@ -45,7 +52,8 @@ The writer's batch settings, time zone and operator rate limit are taken from th
 `cbdc` settings (`CBDC_BATCH_MAX_EVENTS`, ...) and handed to the server process.
 
 Targets reported against: batch >= 50,000 transfers/s; single >= 3,000 settled/s
-with p99 < 25 ms. The exit code of `main` is 0 when the books balanced, else 1.
+with p99 < 25 ms. The exit code of `main` is 0 when the books balanced (the baseline's
+too), else 1.
 """
 
 from __future__ import annotations
@@ -64,7 +72,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +81,7 @@ import aiohttp
 import asyncpg
 import msgspec
 import psutil
+from aiohttp import web
 
 from cbdc import loops, wire
 from cbdc.bank_client import CentralBankClient, CentralBankError, CentralBankUnreachable
@@ -115,6 +124,7 @@ class CentralBankBenchOptions:
     max_wait_ms: float = 1.0  # the server's writer linger
     timezone: str = "Asia/Shanghai"
     operator_rate: float = 20_000.0  # the server's per-bank request rate limit
+    baseline: bool = True  # also measure the hand-written baseline (central_bank.baseline)
 
     @property
     def warmup_seconds(self) -> float:
@@ -470,27 +480,28 @@ def batch_payers(codes: Sequence[str], clients: int) -> list[list[str]]:
 
 
 async def batch_phase(clients: dict[str, CentralBankClient], gen: Generator,
-                      options: CentralBankBenchOptions, server: psutil.Process | None
-                      ) -> PhaseResult:
+                      options: CentralBankBenchOptions, server: psutil.Process | None,
+                      label: str = "batch") -> PhaseResult:
     """`clients` tasks, each with its own pool of batches paid by its own banks."""
     makers = [functools.partial(gen.batch, share, options.batch_size)
               for share in batch_payers(gen.codes, options.clients)]
     warm = PhaseResult()
     if options.warmup_seconds > 0:
-        progress(f"batch: warm-up for {options.warmup_seconds:g} s")
+        progress(f"{label}: warm-up for {options.warmup_seconds:g} s")
         warm = await closed_loop(clients, [(deque(), make) for make in makers],
                                  options.warmup_seconds, server, count_dry=False)
     rate = warm.requests / warm.elapsed if warm.elapsed else 10.0
     per_client = math.ceil(min(pool_size(rate, options.duration, options.clients),
                                MAX_POOL_TRANSFERS // options.batch_size) / options.clients)
-    progress(f"batch: warm-up {warm.tps:,.0f} transfers/s; building "
+    progress(f"{label}: warm-up {warm.tps:,.0f} transfers/s; building "
              f"{per_client * options.clients:,} requests of {options.batch_size:,} transfers")
     senders = [(deque(make() for _ in range(per_client)), make) for make in makers]
-    progress(f"batch: {options.clients} clients x {options.batch_size:,} transfers for "
+    progress(f"{label}: {options.clients} clients x {options.batch_size:,} transfers for "
              f"{options.duration:g} s")
     result = await closed_loop(clients, senders, options.duration, server)
     if result.ran_dry:
-        progress("batch: the pre-built requests ran out; the rest were built on the clock")
+        progress(f"{label}: the pre-built requests ran out; the rest were built on the "
+                 "clock")
     result.settled_fen += warm.settled_fen
     result.net.update(warm.net)
     result.unknown.extend(warm.unknown)
@@ -523,9 +534,10 @@ async def single_phase_here(clients: dict[str, CentralBankClient], gen: Generato
 
 async def single_phase(url: str, banks: Sequence[Bank], clients: dict[str, CentralBankClient],
                        gen: Generator, options: CentralBankBenchOptions,
-                       server: psutil.Process | None, rng: random.Random) -> PhaseResult:
+                       server: psutil.Process | None, rng: random.Random,
+                       label: str = "single") -> PhaseResult:
     tasks, processes = options.single_clients, options.single_processes
-    progress(f"single: {tasks} tasks in {processes} load-generator process"
+    progress(f"{label}: {tasks} tasks in {processes} load-generator process"
              f"{'es' if processes > 1 else ''} for {options.duration:g} s "
              f"(after a {options.warmup_seconds:g} s warm-up)")
     if processes == 1:
@@ -634,11 +646,13 @@ def server_env(dsn: str, port: int, data_dir: Path, token: str,
 
 
 async def start_server(dsn: str, port: int, data_dir: Path, token: str,
-                       options: CentralBankBenchOptions, log_path: Path
-                       ) -> asyncio.subprocess.Process:
+                       options: CentralBankBenchOptions, log_path: Path,
+                       *role: str) -> asyncio.subprocess.Process:
+    """This module in a process of its own, as `--serve` (the central bank) unless
+    `role` says otherwise (`--serve-baseline FUNDING`)."""
     with log_path.open("wb") as log:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "central_bank.bench", "--serve",
+            sys.executable, "-m", "central_bank.bench", *(role or ("--serve",)),
             env=server_env(dsn, port, data_dir, token, options),
             stdin=asyncio.subprocess.PIPE, stdout=log, stderr=log,
             start_new_session=True)  # Ctrl-C reaches us; we stop it in order
@@ -647,14 +661,46 @@ async def start_server(dsn: str, port: int, data_dir: Path, token: str,
 async def serve_main() -> int:
     """`python -m central_bank.bench --serve`: the central bank from `CBDC_*` settings,
     until SIGTERM / SIGINT or until the parent closes our stdin (it died)."""
+    from central_bank.app import serve
+
+    settings = _server_settings()
+    assert settings.database_url is not None
+    return await _serve_until_stopped(serve(settings, settings.database_url),
+                                      f"central bank serving on port "
+                                      f"{settings.central_bank_port}")
+
+
+async def serve_baseline_main(funding: int) -> int:
+    """`python -m central_bank.bench --serve-baseline FUNDING`: the baseline, on the
+    database and port of the `CBDC_*` settings, each bank's position starting at
+    `funding` fen; stopped as `--serve` is."""
+    from central_bank.baseline import create_app
+
+    settings = _server_settings()
+    assert settings.database_url is not None
+    runner = web.AppRunner(create_app(settings.database_url, funding), access_log=None)
+
+    async def start() -> web.AppRunner:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", settings.central_bank_port).start()
+        return runner
+
+    return await _serve_until_stopped(start(), f"baseline serving on port "
+                                               f"{settings.central_bank_port}")
+
+
+def _server_settings() -> Any:
     import logging
 
     from cbdc.settings import load_settings
-    from central_bank.app import serve
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    settings = load_settings()
-    assert settings.database_url is not None
+    return load_settings()
+
+
+async def _serve_until_stopped(starting: Awaitable[web.AppRunner], started: str) -> int:
+    """Serve what `starting` starts until SIGTERM / SIGINT or until the parent closes
+    our stdin (it died)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -667,8 +713,8 @@ async def serve_main() -> int:
         stop.set()
 
     watcher = asyncio.create_task(orphaned())
-    runner = await serve(settings, settings.database_url)
-    print(f"central bank serving on port {settings.central_bank_port}", flush=True)
+    runner = await starting
+    print(started, flush=True)
     try:
         await stop.wait()
     finally:
@@ -789,6 +835,9 @@ async def run(database_url: str, options: CentralBankBenchOptions | None = None
             supply = await admin_call(session, url, token, "GET", "/v1/admin/supply")
             async with session.get(url + "/metrics") as response:
                 metrics = parse_metrics(await response.text())
+            await stop_process(proc, SERVER_STOP_S)  # the baseline gets the machine alone
+            baseline = await baseline_run(session, dsn, data_dir, banks, gen, options,
+                                          funding, rng) if options.baseline else None
     finally:
         if proc is not None:
             await stop_process(proc, SERVER_STOP_S)
@@ -807,7 +856,45 @@ async def run(database_url: str, options: CentralBankBenchOptions | None = None
                         moved={code: after[code] - before[code] for code in before},
                         server_pid=proc.pid if proc else None,
                         server_exit=proc.returncode if proc else None,
-                        database=name, dropped=dropped)
+                        database=name, dropped=dropped, baseline=baseline)
+
+
+@dataclass
+class BaselineResult:
+    batch: PhaseResult
+    single: PhaseResult
+    balanced: bool  # each bank's position moved by exactly what it settled
+
+
+async def baseline_run(session: aiohttp.ClientSession, dsn: str, data_dir: Path,
+                       banks: Sequence[Bank], gen: Generator,
+                       options: CentralBankBenchOptions, funding: int, rng: random.Random
+                       ) -> BaselineResult:
+    """The same two phases against `central_bank.baseline`, in a process of its own."""
+    port = unused_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = data_dir / "baseline.log"
+    proc = await start_server(dsn, port, data_dir, secrets.token_urlsafe(16), options, log_path,
+                              "--serve-baseline", str(funding))
+    try:
+        await wait_healthy(session, Service("bench: the baseline server", url, proc,
+                                            log_path), SERVER_START_S)
+        progress(f"baseline (pid {proc.pid}) answering at {url}: one PostgreSQL "
+                 "transaction per request, a row per bank")
+        server = psutil.Process(proc.pid)
+        clients = make_clients(url, banks, session, options.request_timeout)
+        before = await positions(clients)
+        batch = await batch_phase(clients, gen, options, server, "baseline batch")
+        single = await single_phase(url, banks, clients, gen, options, server, rng,
+                                    "baseline single")
+        unresolved = await resolve(clients, batch) + await resolve(clients, single)
+        after = await positions(clients)
+    finally:
+        await stop_process(proc, SERVER_STOP_S)
+    moved = {code: batch.net.get(code, 0) + single.net.get(code, 0) for code in before}
+    balanced = unresolved == 0 and all(after[code] - before[code] == moved[code]
+                                       for code in before)
+    return BaselineResult(batch, single, balanced)
 
 
 def _share(seconds: float, elapsed: float) -> float | None:
@@ -817,10 +904,12 @@ def _share(seconds: float, elapsed: float) -> float | None:
 def build_report(options: CentralBankBenchOptions, batch: PhaseResult, single: PhaseResult,
                  *, supply: dict[str, Any], metrics: dict[str, float], positions_match: bool,
                  unresolved: int, moved: dict[str, int], server_pid: int | None,
-                 server_exit: int | None, database: str, dropped: bool) -> dict[str, Any]:
+                 server_exit: int | None, database: str, dropped: bool,
+                 baseline: BaselineResult | None = None) -> dict[str, Any]:
     single_p99 = percentile_ms(single.latencies, 0.99)
     supply_balanced = bool(supply.get("balanced"))
     return {
+        **_baseline_report(batch, single, baseline),
         "batch_tps": batch.tps,
         "batch_p50_ms": percentile_ms(batch.latencies, 0.5),
         "batch_p99_ms": percentile_ms(batch.latencies, 0.99),
@@ -867,6 +956,29 @@ def build_report(options: CentralBankBenchOptions, batch: PhaseResult, single: P
     }
 
 
+def _baseline_report(batch: PhaseResult, single: PhaseResult,
+                     baseline: BaselineResult | None) -> dict[str, Any]:
+    """The baseline's figures and the ratios to it (None without a baseline run)."""
+    if baseline is None:
+        return {"baseline": False, "baseline_balanced": None, "ratio_batch": None,
+                "ratio_single": None}
+    b_batch, b_single = baseline.batch, baseline.single
+    return {
+        "baseline": True,
+        "baseline_batch_tps": b_batch.tps,
+        "baseline_batch_p50_ms": percentile_ms(b_batch.latencies, 0.5),
+        "baseline_batch_p99_ms": percentile_ms(b_batch.latencies, 0.99),
+        "baseline_batch_rejected": b_batch.rejected,
+        "baseline_single_tps": b_single.tps,
+        "baseline_single_p50_ms": percentile_ms(b_single.latencies, 0.5),
+        "baseline_single_p99_ms": percentile_ms(b_single.latencies, 0.99),
+        "baseline_single_rejected": b_single.rejected,
+        "baseline_balanced": baseline.balanced,
+        "ratio_batch": batch.tps / b_batch.tps if b_batch.tps else None,
+        "ratio_single": single.tps / b_single.tps if b_single.tps else None,
+    }
+
+
 # --------------------------------------------------------------------- output
 def _num(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
@@ -891,6 +1003,15 @@ def format_report(report: dict[str, Any]) -> str:
          f">= {TARGET_SINGLE_TPS:,}/s, p99 < {TARGET_SINGLE_P99_MS:g} ms: "
          f"{_yes_no(r['meets_single_target'])}"),
     ]
+    if r["baseline"]:
+        rows += [
+            (f"baseline batch ({r['clients']} x {r['batch_size']:,})",
+             r["baseline_batch_tps"], r["baseline_batch_p50_ms"], r["baseline_batch_p99_ms"],
+             f"central bank / baseline: {_num(r['ratio_batch'], 1)}x"),
+            (f"baseline single ({r['single_clients']} tasks)", r["baseline_single_tps"],
+             r["baseline_single_p50_ms"], r["baseline_single_p99_ms"],
+             f"central bank / baseline: {_num(r['ratio_single'], 1)}x"),
+        ]
     lines = [f"{'':30}{'transfers/s':>13}{'p50 ms':>10}{'p99 ms':>10}   target"]
     for name, tps, p50, p99, target in rows:
         lines.append(f"{name:30}{_num(tps):>13}{_num(p50, 1):>10}{_num(p99, 1):>10}   {target}")
@@ -911,6 +1032,11 @@ def format_report(report: dict[str, Any]) -> str:
         f"{str(r['supply_balanced']).lower()}; positions moved exactly by the "
         f"{r['settled_fen']:,} fen settled: {str(r['positions_match']).lower()})",
     ]
+    if r["baseline"]:
+        lines.insert(3, "(baseline: central_bank.baseline, the same server, bodies and "
+                        "signature check; a row per bank, one transaction per request)")
+        lines.append(f"baseline balanced: {str(r['baseline_balanced']).lower()} (positions "
+                     "moved exactly by what it settled)")
     if r["batch_ran_dry"] or r["single_ran_dry"]:
         lines.append("note: pre-built requests ran out; the rest were built on the clock")
     return "\n".join(lines)
@@ -925,7 +1051,7 @@ async def main(args: Any, endpoints: Any, settings: Any) -> int:
         print(json.dumps(report))
     else:
         print(format_report(report))
-    return 0 if report["balanced"] else 1
+    return 0 if report["balanced"] and report["baseline_balanced"] is not False else 1
 
 
 def _entry(argv: Sequence[str]) -> int:
@@ -933,8 +1059,10 @@ def _entry(argv: Sequence[str]) -> int:
         return loops.run(serve_main())
     if argv[:1] == ["--load"]:
         return loops.run(load_main())
-    print("usage: python -m central_bank.bench --serve | --load (internal; use "
-          "'cbdc bench central-bank')", file=sys.stderr)
+    if argv[:1] == ["--serve-baseline"] and len(argv) == 2 and argv[1].isdigit():
+        return loops.run(serve_baseline_main(int(argv[1])))
+    print("usage: python -m central_bank.bench --serve | --serve-baseline FUNDING | --load "
+          "(internal; use 'cbdc bench central-bank')", file=sys.stderr)
     return 2
 
 

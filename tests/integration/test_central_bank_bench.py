@@ -78,6 +78,14 @@ async def test_run_settles_on_both_endpoints_balances_and_cleans_up(pg_server_ur
     assert_report(report)
     assert report["clients"] == 2
     assert report["single_processes"] == 1
+    # The baseline ran on the same banks and kept its books too.
+    assert report["baseline"] is True
+    assert report["baseline_balanced"] is True
+    for key in ("baseline_batch_tps", "baseline_single_tps", "baseline_single_p99_ms",
+                "ratio_batch", "ratio_single"):
+        assert is_positive_number(report[key]), key
+    assert report["ratio_single"] == report["single_tps"] / report["baseline_single_tps"]
+    assert report["baseline_batch_rejected"] == report["baseline_single_rejected"] == 0
     assert not psutil.pid_exists(report["server_pid"])
     assert not bench_servers()
     assert report["database_dropped"] is True
@@ -86,7 +94,8 @@ async def test_run_settles_on_both_endpoints_balances_and_cleans_up(pg_server_ur
 
 async def test_main_prints_one_json_object_with_two_load_processes(
         pg_server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    args = SimpleNamespace(**TINY, single_processes=2, json=True, unknown_option=None)
+    args = SimpleNamespace(**TINY, single_processes=2, json=True, baseline=False,
+                           unknown_option=None)
     endpoints = SimpleNamespace(database_url=pg_server_url)
 
     code = await main(args, endpoints, None)
@@ -96,6 +105,8 @@ async def test_main_prints_one_json_object_with_two_load_processes(
     assert code == 0
     assert_report(report)
     assert report["single_processes"] == 2
+    assert report["baseline"] is False  # --no-baseline
+    assert report["ratio_single"] is None
     assert not bench_servers()
     assert not await database_exists(pg_server_url, report["database"])
 
