@@ -52,6 +52,7 @@ import asyncpg
 import settlement
 from cbdc.bench_options import WRITER_SETTINGS, options_from_args
 from cbdc.errors import ConfigError, LedgerError
+from cbdc.migrations import apply_migrations
 from cbdc.signing import SigningKey
 from settlement.core.types import Account, CreateAccountResult, CreateTransferResult, Transfer
 from settlement.engine import Engine
@@ -638,16 +639,11 @@ async def drop_databases(server_dsn: str, names: Sequence[str]) -> None:
 
 
 async def apply_settlement_schema(dsn: str) -> None:
+    """The settlement migrations, applied as `cbdc migrate` applies them."""
     conn = await asyncpg.connect(dsn)
     try:
-        folder = Path(settlement.__file__).parent / "migrations"
-        try:
-            from cbdc.migrations import apply_migrations
-        except ImportError:
-            for path in sorted(folder.glob("*.sql")):
-                await conn.execute(path.read_text())
-        else:
-            await apply_migrations(conn, ("settlement", folder))
+        await apply_migrations(conn, ("settlement", Path(settlement.__file__).parent
+                                      / "migrations"))
     finally:
         await conn.close()
 

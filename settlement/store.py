@@ -304,10 +304,10 @@ class LedgerStore:
             rows = self.transfer_rows(batch, height)
         plain = (len(rows) <= SMALL_BATCH and not batch.accounts and not batch.failures
                  and not batch.expirations and not batch.account_updates)
-        if plain and after is None:
-            await self._insert_small_batch(conn, batch, block, rows)  # its own transaction
-            return
-        if plain and after is not None:
+        if plain:
+            if after is None:  # one statement: its own transaction
+                await self._insert_small_batch(conn, batch, block, rows)
+                return
             async with conn.transaction():
                 await self._insert_small_batch(conn, batch, block, rows)
                 await after
