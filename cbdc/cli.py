@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
                               help="paced cross-bank payments per second (default 500)")
     retail_bench.add_argument("--force", action="store_true",
                               help="replace the benchmark's own databases if they exist")
+    retail_bench.add_argument("--no-baseline", dest="baseline", action="store_false",
+                              default=None, help="skip the hand-written baseline's same-bank "
+                                                 "phase (commercial_bank.baseline)")
     retail_bench.add_argument("--json", action="store_true", help="print the report as JSON")
     retail_bench.set_defaults(handler=_bench_retail)
     return parser

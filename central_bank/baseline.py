@@ -81,7 +81,8 @@ WITH locked AS (
     ORDER BY bank FOR UPDATE
 ), covered AS (
     SELECT 1 FROM locked payer, locked payee
-    WHERE payer.bank = $2 AND payee.bank = $3 AND $2 <> $3 AND payer.ecny >= $4
+    WHERE payer.bank = $2 AND payee.bank = $3 AND $2 <> $3 AND (payer.ecny >= $4
+          OR EXISTS (SELECT 1 FROM baseline_transfers WHERE id = $1))  -- a retry
 ), inserted AS (
     INSERT INTO baseline_transfers (id, payer, payee, amount, payer_ref, payee_ref, memo_ref)
     SELECT $1, $2, $3, $4, $5, $6, $7 FROM covered

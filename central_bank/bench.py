@@ -665,7 +665,7 @@ async def serve_main() -> int:
 
     settings = _server_settings()
     assert settings.database_url is not None
-    return await _serve_until_stopped(serve(settings, settings.database_url),
+    return await serve_until_stopped(serve(settings, settings.database_url),
                                       f"central bank serving on port "
                                       f"{settings.central_bank_port}")
 
@@ -685,7 +685,7 @@ async def serve_baseline_main(funding: int) -> int:
         await web.TCPSite(runner, "127.0.0.1", settings.central_bank_port).start()
         return runner
 
-    return await _serve_until_stopped(start(), f"baseline serving on port "
+    return await serve_until_stopped(start(), f"baseline serving on port "
                                                f"{settings.central_bank_port}")
 
 
@@ -698,7 +698,7 @@ def _server_settings() -> Any:
     return load_settings()
 
 
-async def _serve_until_stopped(starting: Awaitable[web.AppRunner], started: str) -> int:
+async def serve_until_stopped(starting: Awaitable[web.AppRunner], started: str) -> int:
     """Serve what `starting` starts until SIGTERM / SIGINT or until the parent closes
     our stdin (it died)."""
     loop = asyncio.get_running_loop()

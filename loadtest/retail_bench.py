@@ -30,7 +30,14 @@ One run, on one PostgreSQL server and one Redis:
   gives the time BANKB booked each credit (its ledger timestamp): the "booked" latency,
   and the figure used if the streams cannot be opened;
 * then the servers are stopped and `loadtest.reconcile.reconcile` checks the central bank
-  against both banks (`reconciled`).
+  against both banks (`reconciled`);
+* then the same-bank phase again, against the baseline (`commercial_bank.baseline`: the
+  same server and signed orders, a row per wallet and one statement per payment), one
+  process per bank (`python -m loadtest.retail_bench --serve-baseline`, given the same
+  wallets, keys and class limits on stdin) in its bank's database; each wallet's balance
+  must be its opening balance moved by exactly the payments its table records, which
+  must be at least those it answered settled (`baseline_balanced`). The report gives
+  `ratio_same_bank`.
 
 Per phase the report also has each process's CPU (share of one core: the load generator,
 the three servers, PostgreSQL and Redis when they run on this machine) and, from each
@@ -49,6 +56,7 @@ Options (argparse fields; a missing or None one keeps its default):
     --seed N               seed of the random payments
     --drain S              seconds to wait after phase 2 for the last credits to show (10)
     --database-prefix P    the services' database prefix (cbdc_rbench_)
+    --no-baseline          skip the baseline's same-bank phase
 
 The servers' time zone, writer batch settings, limit preset and operator rate are taken
 from the `cbdc` settings (`CBDC_TIMEZONE`, `CBDC_BATCH_MAX_EVENTS`, ...).
@@ -64,6 +72,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import random
 import re
 import sys
@@ -76,15 +85,19 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import psutil
 
 from cbdc.bench_options import WRITER_SETTINGS, options_from_args
 from cbdc.errors import CbdcError, ConfigError
 from cbdc.payment_orders import PaymentOrder
-from cbdc.processes import Service
+from cbdc.processes import Service, die_with_parent, unused_port, wait_healthy
+from cbdc.signing import VerifyingKey
 from cbdc.sse import read_events
 from cbdc.storage import database_url_for
 from central_bank.bench import percentile_ms, progress
+from commercial_bank.wallet_classes import ClassLimits
+from commercial_bank.wallet_classes import limits as class_limits
 from loadtest.network import (
     CENTRAL_BANK_SERVICE,
     CODES,
@@ -93,6 +106,7 @@ from loadtest.network import (
     database_names,
     start_system,
     stop_all,
+    stop_service,
     uninterrupted,
 )
 from loadtest.seeding import WALLET_CLASS, WALLET_FUNDING, BenchWallet, call, seed_wallets
@@ -139,6 +153,7 @@ class RetailBenchOptions:
     max_wait_ms: float = 1.0
     limit_preset: str = "2020"
     operator_rate: float = 20_000.0
+    baseline: bool = True  # also measure same-bank payments on commercial_bank.baseline
 
     @property
     def warmup_seconds(self) -> float:
@@ -421,13 +436,13 @@ def client_shares(clients: int, codes: Sequence[str]) -> dict[str, int]:
 
 async def same_bank_phase(session: aiohttp.ClientSession, urls: dict[str, str],
                           wallets: dict[str, list[BenchWallet]], orders: Orders,
-                          options: RetailBenchOptions, measure: Measure
-                          ) -> tuple[dict[str, PhaseResult], Probe]:
+                          options: RetailBenchOptions, measure: Measure,
+                          label: str = "same bank") -> tuple[dict[str, PhaseResult], Probe]:
     shares = client_shares(options.clients, list(urls))
     makers = {code: (lambda w=wallets[code]: orders.same_bank(w)) for code in urls}
     warm: dict[str, PhaseResult] = {}
     if options.warmup_seconds > 0:
-        progress(f"same bank: warm-up for {options.warmup_seconds:g} s")
+        progress(f"{label}: warm-up for {options.warmup_seconds:g} s")
         results = await asyncio.gather(*(
             closed_loop(session, urls[code], deque(), makers[code], shares[code],
                         options.warmup_seconds, options.request_timeout, count_dry=False)
@@ -438,7 +453,7 @@ async def same_bank_phase(session: aiohttp.ClientSession, urls: dict[str, str],
         rate = warm[code].requests / warm[code].elapsed if code in warm else 1000.0
         size = min(MAX_POOL, int(rate * options.duration * POOL_HEADROOM) + 2 * shares[code])
         pools[code] = deque(makers[code]() for _ in range(size))
-    progress(f"same bank: signed {sum(map(len, pools.values())):,} orders (warm-up: "
+    progress(f"{label}: signed {sum(map(len, pools.values())):,} orders (warm-up: "
              + ", ".join(f"{code} {warm[code].tps:,.0f}/s" for code in warm)
              + f"); {options.clients} clients for {options.duration:g} s")
     mark = await measure.start()
@@ -722,6 +737,9 @@ async def run(database_url: str, redis_url: str, options: RetailBenchOptions | N
         recon = await reconcile(database_url_for(database_url, names[CENTRAL_BANK_SERVICE]),
                                 {code: database_url_for(database_url, names[code])
                                  for code in CODES})
+        baseline = await baseline_run(
+            {code: database_url_for(database_url, names[code]) for code in CODES},
+            data_dir, wallets, orders, options) if options.baseline else None
     finally:
         dropped = await uninterrupted(clean_up(services, database_url, names, data_dir))
     for phase, result in [*((f"same bank {c}", r) for c, r in same.items()),
@@ -733,7 +751,109 @@ async def run(database_url: str, redis_url: str, options: RetailBenchOptions | N
         if line.startswith("BREAK"):
             progress(f"reconcile: {line}")
     return build_report(options, same, same_probe, cross, cross_probe, recon.to_json(),
-                        services, dropped)
+                        services, dropped, baseline)
+
+
+# ------------------------------------------------------------------ baseline
+@dataclass
+class BaselineResult:
+    same: dict[str, PhaseResult]
+    balanced: bool  # every balance moved by exactly the payments recorded
+
+
+def baseline_spec(code: str, port: int, timezone: str, wallets: Sequence[BenchWallet],
+                  limits: ClassLimits) -> dict[str, Any]:
+    return {"code": code, "port": port, "timezone": timezone,
+            "limits": [limits.balance_cap, limits.single, limits.daily, limits.yearly],
+            "wallets": [{"number": w.address.number if w.address else 0,
+                         "public_key_pem": w.key.public.to_pem().decode(),
+                         "balance": WALLET_FUNDING} for w in wallets]}
+
+
+async def start_baseline(name: str, database_url: str, spec: dict[str, Any], log_path: Path
+                         ) -> Service:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CBDC_")}
+    env["CBDC_DATABASE_URL"] = database_url
+    with log_path.open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "loadtest.retail_bench", "--serve-baseline", env=env,
+            stdin=asyncio.subprocess.PIPE, stdout=log, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None)
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(spec).encode() + b"\n")  # it keeps stdin: EOF = we died
+    await proc.stdin.drain()
+    return Service(name, f"http://127.0.0.1:{spec['port']}", proc, log_path)
+
+
+async def baseline_run(bank_urls: dict[str, str], data_dir: Path,
+                       wallets: dict[str, list[BenchWallet]], orders: Orders,
+                       options: RetailBenchOptions) -> BaselineResult:
+    """The same-bank phase against one baseline process per bank, in its bank's
+    database (its own tables), with the same wallets."""
+    limits = class_limits(options.limit_preset, WALLET_CLASS)
+    services: list[Service] = []
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            for code in CODES:
+                spec = baseline_spec(code, unused_port(), options.timezone, wallets[code],
+                                     limits)
+                service = await start_baseline(f"baseline {code}", bank_urls[code], spec,
+                                               data_dir / f"baseline-{code}.log")
+                services.append(service)
+                await wait_healthy(session, service)
+            progress("baseline: one process per bank, a row per wallet and one statement "
+                     "per payment")
+            same, _ = await same_bank_phase(session, {s.name.split()[-1]: s.url
+                                                      for s in services},
+                                            wallets, orders, options, Measure(session, []),
+                                            "baseline same bank")
+    finally:
+        await asyncio.gather(*(stop_service(s) for s in services))
+    balanced = True
+    for code, result in same.items():
+        conn = await asyncpg.connect(bank_urls[code])
+        try:
+            broken, payments = await conn.fetchrow(_BASELINE_BOOKS, WALLET_FUNDING)
+        finally:
+            await conn.close()
+        # The warm-up's payments are in the table too, not in `result`.
+        balanced = balanced and broken == 0 and payments >= result.ok and result.errors == 0
+    return BaselineResult(same, balanced)
+
+
+# Wallets whose balance is not their opening balance moved by exactly the payments
+# recorded to and from them, and how many payments are recorded.
+_BASELINE_BOOKS = """
+SELECT (SELECT count(*) FROM baseline_wallets w WHERE w.balance <> $1
+            - (SELECT coalesce(sum(amount), 0) FROM baseline_payments WHERE payer = w.number)
+            + (SELECT coalesce(sum(amount), 0) FROM baseline_payments WHERE payee = w.number)),
+       (SELECT count(*) FROM baseline_payments)
+"""
+
+
+async def serve_baseline_main() -> int:
+    """`python -m loadtest.retail_bench --serve-baseline`: one bank's baseline, from the
+    spec on the first line of stdin, on `CBDC_DATABASE_URL`; until SIGTERM, SIGINT or
+    the parent closing stdin."""
+    from aiohttp import web
+
+    from central_bank.bench import serve_until_stopped
+    from commercial_bank.baseline import BaselineWallet, create_app
+
+    spec = json.loads(sys.stdin.readline())
+    limits = ClassLimits(*spec["limits"])
+    wallets = [BaselineWallet(w["number"], VerifyingKey.from_pem(w["public_key_pem"].encode()),
+                              w["balance"], limits) for w in spec["wallets"]]
+    runner = web.AppRunner(create_app(os.environ["CBDC_DATABASE_URL"], spec["code"], wallets,
+                                      spec["timezone"]), access_log=None)
+
+    async def start() -> web.AppRunner:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", spec["port"]).start()
+        return runner
+
+    return await serve_until_stopped(start(), f"baseline {spec['code']} on {spec['port']}")
 
 
 def _ms(latencies: Sequence[float], q: float) -> float | None:
@@ -743,7 +863,8 @@ def _ms(latencies: Sequence[float], q: float) -> float | None:
 
 def build_report(options: RetailBenchOptions, same: dict[str, PhaseResult], same_probe: Probe,
                  cross: CrossResult, cross_probe: Probe, recon: dict[str, Any],
-                 services: Sequence[Service], dropped: dict[str, bool]) -> dict[str, Any]:
+                 services: Sequence[Service], dropped: dict[str, bool],
+                 baseline: BaselineResult | None = None) -> dict[str, Any]:
     total = PhaseResult()
     for result in same.values():
         total.merge(result)
@@ -757,6 +878,7 @@ def build_report(options: RetailBenchOptions, same: dict[str, PhaseResult], same
     cross_p99 = _ms(latencies, 0.99)
     settled = cross.pay.ok
     return {
+        **_baseline_report(same_tps, baseline),
         "same_bank_tps": round(same_tps, 1),
         "same_bank_p50_ms": _ms(total.latencies, 0.5),
         "same_bank_p99_ms": _ms(total.latencies, 0.99),
@@ -817,6 +939,25 @@ def build_report(options: RetailBenchOptions, same: dict[str, PhaseResult], same
     }
 
 
+def _baseline_report(same_tps: float, baseline: BaselineResult | None) -> dict[str, Any]:
+    if baseline is None:
+        return {"baseline": False, "baseline_balanced": None, "ratio_same_bank": None}
+    total = PhaseResult()
+    for result in baseline.same.values():
+        total.merge(result)
+    tps = sum(r.tps for r in baseline.same.values())
+    return {
+        "baseline": True,
+        "baseline_same_bank_tps": round(tps, 1),
+        "baseline_same_bank_p50_ms": _ms(total.latencies, 0.5),
+        "baseline_same_bank_p99_ms": _ms(total.latencies, 0.99),
+        "baseline_same_bank_payments": total.ok,
+        "baseline_same_bank_rejected": total.rejected,
+        "baseline_balanced": baseline.balanced,
+        "ratio_same_bank": same_tps / tps if tps else None,
+    }
+
+
 # --------------------------------------------------------------------- output
 def _num(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
@@ -849,6 +990,10 @@ def format_report(report: dict[str, Any]) -> str:
         ("  booked at BANKB", None, r["cross_bank_booked_p50_ms"],
          r["cross_bank_booked_p99_ms"], ""),
     ]
+    if r["baseline"]:
+        rows.append((f"baseline same bank ({r['clients']})", r["baseline_same_bank_tps"],
+                     r["baseline_same_bank_p50_ms"], r["baseline_same_bank_p99_ms"],
+                     f"banks / baseline: {_num(r['ratio_same_bank'], 1)}x"))
     lines = [f"{'':30}{'payments/s':>12}{'p50 ms':>10}{'p99 ms':>10}   target"]
     for name, tps, p50, p99, target in rows:
         lines.append(f"{name:30}{_num(tps):>12}{_num(p50, 1):>10}{_num(p99, 1):>10}   "
@@ -878,6 +1023,10 @@ def format_report(report: dict[str, Any]) -> str:
                          f"batch {_num(stats['mean_batch'], 1)}, commit "
                          f"{_num(stats['mean_commit_ms'], 2)} ms"
                          + (f"; server time {routes}" if routes else ""))
+    if r["baseline"]:
+        lines.append("baseline: commercial_bank.baseline, the same server and signed "
+                     "orders, a row per wallet and one statement per payment; balanced: "
+                     f"{str(r['baseline_balanced']).lower()}")
     lines.append(f"reconciled: {str(r['reconciled']).lower()}"
                  + (f" ({len(r['reconcile_breaks'])} breaks)" if r["reconcile_breaks"] else "")
                  + f"; databases dropped: {str(r['databases_dropped']).lower()}")
@@ -886,7 +1035,8 @@ def format_report(report: dict[str, Any]) -> str:
 
 def succeeded(report: dict[str, Any]) -> bool:
     """Books reconciled and every settled cross-bank payment reached the payee."""
-    return bool(report["reconciled"]) and report["cross_bank_not_booked"] == 0
+    return (bool(report["reconciled"]) and report["cross_bank_not_booked"] == 0
+            and report["baseline_balanced"] is not False)
 
 
 async def main(args: Any, endpoints: Any, settings: Any) -> int:
@@ -902,8 +1052,14 @@ async def main(args: Any, endpoints: Any, settings: Any) -> int:
 
 
 def _entry(argv: Sequence[str]) -> int:
-    """`python -m loadtest.retail_bench [options]`, until `cbdc bench retail` is wired."""
+    """`python -m loadtest.retail_bench [options]`, until `cbdc bench retail` is wired;
+    `--serve-baseline` runs one baseline bank for `baseline_run`."""
     import argparse
+
+    if argv[:1] == ["--serve-baseline"]:
+        from cbdc import loops
+
+        return loops.run(serve_baseline_main())
 
     from cbdc.settings import load_settings
     from cbdc.storage import running_storage
@@ -918,6 +1074,7 @@ def _entry(argv: Sequence[str]) -> int:
     parser.add_argument("--database-prefix")
     parser.add_argument("--force", action="store_true", default=None)
     parser.add_argument("--json", action="store_true", default=None)
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false", default=None)
     args = parser.parse_args(argv)
     settings = load_settings()
     try:

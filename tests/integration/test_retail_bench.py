@@ -77,6 +77,13 @@ async def test_run_pays_in_both_phases_reconciles_and_cleans_up(
 
     assert_report(report)
     assert report["cross_bank_latency_source"] == "stream"  # the banks serve live events
+    # The baseline paid between the same wallets and kept its books.
+    assert report["baseline"] is True
+    assert report["baseline_balanced"] is True
+    assert is_positive_number(report["baseline_same_bank_tps"])
+    assert report["baseline_same_bank_rejected"] == 0
+    assert report["ratio_same_bank"] == pytest.approx(  # of the figures before rounding
+        report["same_bank_tps"] / report["baseline_same_bank_tps"], rel=1e-3)
     assert report["cross_bank_shown"] == report["cross_bank_settled"]
     assert set(report["server_pids"]) == {"central_bank", "BANKA", "BANKB"}
     for pid in report["server_pids"].values():
@@ -88,7 +95,8 @@ async def test_run_pays_in_both_phases_reconciles_and_cleans_up(
 
 async def test_main_prints_one_json_object(pg_server_url: str, redis_url: str, prefix: str,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    args = SimpleNamespace(**tiny(prefix), json=True, force=None, unknown_option=None)
+    args = SimpleNamespace(**tiny(prefix), json=True, force=None, baseline=False,
+                           unknown_option=None)
     endpoints = SimpleNamespace(database_url=pg_server_url, redis_url=redis_url)
 
     code = await main(args, endpoints, None)
@@ -97,6 +105,7 @@ async def test_main_prints_one_json_object(pg_server_url: str, redis_url: str, p
     report = json.loads(out)  # exactly one JSON document, nothing else on stdout
     assert code == 0
     assert_report(report)
+    assert report["baseline"] is False  # --no-baseline
     assert not running_children()
     assert await databases_like(pg_server_url, prefix) == []
 
