@@ -215,7 +215,8 @@ class PaymentOrder:
         """The RFC 8785 bytes that are signed."""
         canonical = self._canonical
         if canonical is None:
-            canonical = rfc8785.dumps(self.to_dict())
+            canonical = _canonical_order(self) if self.domain == DOMAIN \
+                else rfc8785.dumps(self.to_dict())
             object.__setattr__(self, "_canonical", canonical)
         return canonical
 
@@ -225,6 +226,23 @@ class PaymentOrder:
 
     def sign(self, key: SigningKey) -> SignedOrder:
         return SignedOrder(self, key.sign(self.canonical_bytes()))
+
+
+def _canonical_order(order: PaymentOrder) -> bytes:
+    """RFC 8785 of an order in this project's domain, without the general serializer
+    (which took about a twentieth of a bank's CPU per payment).
+
+    What makes it the same bytes: the keys are fixed ASCII, written in their sorted order;
+    the numbers are whole and at most 2**53 - 1, so their shortest form is their digits;
+    the addresses are canonical ASCII with nothing to escape; and a valid memo holds no
+    control character or lone surrogate, so `json.dumps` escapes in it exactly what RFC
+    8785 does (quote and backslash) and leaves the rest as UTF-8. `rfc8785.dumps` stays
+    the reference for any other domain, and a property test holds the two equal.
+    """
+    memo = json.dumps(order.memo, ensure_ascii=False)
+    return (f'{{"amount":{order.amount},"domain":"{DOMAIN}","expires":{order.expires},'
+            f'"memo":{memo},"payee":"{order.payee}","payer":"{order.payer}",'
+            f'"sequence":{order.sequence}}}').encode()
 
 
 def _b64url(raw: bytes) -> str:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from typing import Any
 
+import hypothesis
 import pytest
 import qrcode
 import rfc8785
@@ -79,6 +80,32 @@ def test_signed_order_json_is_rfc8785_of_the_envelope(memo: str, amount: int,
     assert signed.to_json_bytes() == rfc8785.dumps(signed.to_dict())
     assert signed.to_json() == rfc8785.dumps(signed.to_dict()).decode("utf-8")
     assert order.canonical_bytes() is order.canonical_bytes()  # computed once
+    assert order.canonical_bytes() == rfc8785.dumps(order.to_dict())
+
+
+TRICKY = st.sampled_from(['"', "\\", "/", "\u2028", "\u2029", "\u00e9", "\u8336",
+                          "\U0001f375", "\ufeff", "\ufffd", "'", "<", "\u00a0"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(memo=st.lists(st.one_of(TRICKY, st.characters()), max_size=40).map("".join)
+       .filter(lambda m: memo_problem(m) is None),
+       payer=st.integers(0, 10**12 - 1), payee=st.integers(0, 10**12 - 1),
+       bank=st.from_regex(r"[A-Z0-9]{2,12}", fullmatch=True),
+       amount=st.integers(1, INT_MAX), expires=st.integers(0, INT_MAX))
+def test_the_fast_canonical_form_is_the_libraries(memo: str, payer: int, payee: int,
+                                                  bank: str, amount: int,
+                                                  expires: int) -> None:
+    # canonical_bytes writes orders of this domain itself; rfc8785 is the reference.
+    hypothesis.assume(payer != payee)
+    order = PaymentOrder(payer=WalletAddress(bank, payer), payee=WalletAddress("BANKB", payee),
+                         amount=amount, sequence=amount, expires=expires, memo=memo)
+    assert order.canonical_bytes() == rfc8785.dumps(order.to_dict())
+
+
+def test_an_order_of_another_domain_is_written_by_the_library() -> None:
+    order = PaymentOrder(payer=PAYER, payee=PAYEE, amount=5, sequence=1, expires=NOW,
+                         domain="other\u0001\"domain\u2028")
     assert order.canonical_bytes() == rfc8785.dumps(order.to_dict())
 
 
