@@ -679,15 +679,18 @@ async def serve_baseline_main(funding: int) -> int:
 
     settings = _server_settings()
     assert settings.database_url is not None
-    runner = web.AppRunner(create_app(settings.database_url, funding), access_log=None)
+    port = settings.central_bank_port
+    return await serve_until_stopped(
+        start_app(create_app(settings.database_url, funding), port),
+        f"baseline serving on port {port}")
 
-    async def start() -> web.AppRunner:
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", settings.central_bank_port).start()
-        return runner
 
-    return await serve_until_stopped(start(), f"baseline serving on port "
-                                               f"{settings.central_bank_port}")
+async def start_app(app: web.Application, port: int) -> web.AppRunner:
+    """`app` listening on loopback `port`; the caller keeps the runner."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
 
 
 def _server_settings() -> Any:

@@ -109,6 +109,14 @@ WITH locked AS (
 )
 SELECT code FROM verdict
 """
+# Wallets whose balance is not their opening balance moved by exactly the payments
+# recorded to and from them, and how many payments are recorded.
+_BOOKS = """
+SELECT (SELECT count(*) FROM baseline_wallets w WHERE w.balance <> $1
+            - (SELECT coalesce(sum(amount), 0) FROM baseline_payments WHERE payer = w.number)
+            + (SELECT coalesce(sum(amount), 0) FROM baseline_payments WHERE payee = w.number)),
+       (SELECT count(*) FROM baseline_payments)
+"""
 _REASONS = {
     "payee_unknown": "no other wallet with the payee's number is at this bank",
     "exceeds_single_limit": "the amount is over the payer's single-payment limit",
@@ -144,6 +152,13 @@ async def open_wallets(conn: asyncpg.Connection, wallets: Sequence[BaselineWalle
         [w.balance for w in wallets], [w.limits.balance_cap for w in wallets],
         [w.limits.single for w in wallets], [w.limits.daily for w in wallets],
         [w.limits.yearly for w in wallets])
+
+
+async def books(conn: asyncpg.Connection, opening: int) -> tuple[int, int]:
+    """(wallets whose balance is not `opening` moved by exactly the payments recorded,
+    payments recorded): (0, n) when the books hold."""
+    broken, payments = await conn.fetchrow(_BOOKS, opening)
+    return int(broken), int(payments)
 
 
 def create_app(database_url: str, code: str, wallets: Sequence[BaselineWallet],

@@ -96,6 +96,7 @@ from cbdc.signing import VerifyingKey
 from cbdc.sse import read_events
 from cbdc.storage import database_url_for
 from central_bank.bench import percentile_ms, progress
+from commercial_bank.baseline import books as baseline_books
 from commercial_bank.wallet_classes import ClassLimits
 from commercial_bank.wallet_classes import limits as class_limits
 from loadtest.network import (
@@ -792,29 +793,27 @@ async def baseline_run(bank_urls: dict[str, str], data_dir: Path,
     """The same-bank phase against one baseline process per bank, in its bank's
     database (its own tables), with the same wallets."""
     limits = class_limits(options.limit_preset, WALLET_CLASS)
-    services: list[Service] = []
+    services: dict[str, Service] = {}
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             for code in CODES:
                 spec = baseline_spec(code, unused_port(), options.timezone, wallets[code],
                                      limits)
-                service = await start_baseline(f"baseline {code}", bank_urls[code], spec,
-                                               data_dir / f"baseline-{code}.log")
-                services.append(service)
-                await wait_healthy(session, service)
+                services[code] = await start_baseline(f"baseline {code}", bank_urls[code],
+                                                      spec, data_dir / f"baseline-{code}.log")
+                await wait_healthy(session, services[code])
             progress("baseline: one process per bank, a row per wallet and one statement "
                      "per payment")
-            same, _ = await same_bank_phase(session, {s.name.split()[-1]: s.url
-                                                      for s in services},
+            same, _ = await same_bank_phase(session, {c: s.url for c, s in services.items()},
                                             wallets, orders, options, Measure(session, []),
                                             "baseline same bank")
     finally:
-        await asyncio.gather(*(stop_service(s) for s in services))
+        await asyncio.gather(*(stop_service(s) for s in services.values()))
     balanced = True
     for code, result in same.items():
         conn = await asyncpg.connect(bank_urls[code])
         try:
-            broken, payments = await conn.fetchrow(_BASELINE_BOOKS, WALLET_FUNDING)
+            broken, payments = await baseline_books(conn, WALLET_FUNDING)
         finally:
             await conn.close()
         # The warm-up's payments are in the table too, not in `result`.
@@ -822,38 +821,21 @@ async def baseline_run(bank_urls: dict[str, str], data_dir: Path,
     return BaselineResult(same, balanced)
 
 
-# Wallets whose balance is not their opening balance moved by exactly the payments
-# recorded to and from them, and how many payments are recorded.
-_BASELINE_BOOKS = """
-SELECT (SELECT count(*) FROM baseline_wallets w WHERE w.balance <> $1
-            - (SELECT coalesce(sum(amount), 0) FROM baseline_payments WHERE payer = w.number)
-            + (SELECT coalesce(sum(amount), 0) FROM baseline_payments WHERE payee = w.number)),
-       (SELECT count(*) FROM baseline_payments)
-"""
-
 
 async def serve_baseline_main() -> int:
     """`python -m loadtest.retail_bench --serve-baseline`: one bank's baseline, from the
     spec on the first line of stdin, on `CBDC_DATABASE_URL`; until SIGTERM, SIGINT or
     the parent closing stdin."""
-    from aiohttp import web
-
-    from central_bank.bench import serve_until_stopped
+    from central_bank.bench import serve_until_stopped, start_app
     from commercial_bank.baseline import BaselineWallet, create_app
 
     spec = json.loads(sys.stdin.readline())
     limits = ClassLimits(*spec["limits"])
     wallets = [BaselineWallet(w["number"], VerifyingKey.from_pem(w["public_key_pem"].encode()),
                               w["balance"], limits) for w in spec["wallets"]]
-    runner = web.AppRunner(create_app(os.environ["CBDC_DATABASE_URL"], spec["code"], wallets,
-                                      spec["timezone"]), access_log=None)
-
-    async def start() -> web.AppRunner:
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", spec["port"]).start()
-        return runner
-
-    return await serve_until_stopped(start(), f"baseline {spec['code']} on {spec['port']}")
+    app = create_app(os.environ["CBDC_DATABASE_URL"], spec["code"], wallets, spec["timezone"])
+    return await serve_until_stopped(start_app(app, spec["port"]),
+                                     f"baseline {spec['code']} on {spec['port']}")
 
 
 def _ms(latencies: Sequence[float], q: float) -> float | None:
