@@ -186,13 +186,14 @@ def validation(field: str, rule: str, detail: str) -> ProblemError:
     return _status_problem(422, detail, field=field, rule=rule)
 
 
-def query_value(request: web.Request, name: str) -> str:
-    """The query parameter `name` ("" when absent); given more than once it is a 422, not
-    a silent pick of one of the values."""
+def query_value(request: web.Request, name: str) -> str | None:
+    """The query parameter `name` (None when absent); given more than once it is a 422,
+    not a silent pick of one of the values. Given empty (`?name=`) it is "", which is no
+    value of any parameter: callers refuse it rather than take it for absent."""
     values = request.query.getall(name, [])
     if len(values) > 1:
         raise validation(name, "single", f"{name} may be given once, not {len(values)} times")
-    return values[0] if values else ""
+    return values[0] if values else None
 
 
 def transfer_id(text: str, field: str = "id") -> int:

@@ -62,7 +62,7 @@ def path_id(request: web.Request) -> int:
 
 def query_cursor(request: web.Request, name: str = "after") -> int | None:
     text = query_value(request, name)
-    if not text:
+    if text is None:
         return None
     if not wire.is_digits(text) or len(text) > 20:
         raise validation(name, "cursor", f"{name} must be a cursor this API returned")
@@ -72,7 +72,7 @@ def query_cursor(request: web.Request, name: str = "after") -> int | None:
 def query_number(request: web.Request, name: str, default: float, low: float, high: float,
                  *, integer: bool) -> float:
     text = query_value(request, name)
-    if not text:
+    if text is None:
         return default
     try:
         value = int(text) if integer else float(text)

@@ -99,7 +99,7 @@ def check_admin(request: web.Request) -> None:
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     text = query_value(request, name)
-    if not text:
+    if text is None:
         return default
     if not is_digits(text) or not low <= int(text) <= high:
         raise validation(name, "range", f"{name} must be a whole number from {low} to {high}")
@@ -207,11 +207,13 @@ async def redeem(request: web.Request) -> web.StreamResponse:
 
 async def history(request: web.Request) -> web.StreamResponse:
     wallet = await session_wallet(request)
-    direction = query_value(request, "direction") or "both"
+    direction = query_value(request, "direction")
+    if direction is None:
+        direction = "both"
     if direction not in ("both", "in", "out"):
         raise validation("direction", "enum", "direction must be both, in or out")
     after_text = query_value(request, "after")
-    if after_text and (not is_digits(after_text) or int(after_text) >= 1 << 63):
+    if after_text is not None and (not is_digits(after_text) or int(after_text) >= 1 << 63):
         raise validation("after", "cursor", "after must be a cursor this API returned")
     page = await request.app[BANK].history(
         wallet, after=int(after_text or 0), limit=query_int(request, "limit", 50, 1, 500),
@@ -222,7 +224,7 @@ async def history(request: web.Request) -> web.StreamResponse:
 
 def _query_time(request: web.Request, name: str) -> int | None:
     text = query_value(request, name)
-    if not text:
+    if text is None:
         return None
     if not is_digits(text) or int(text) > 9_000_000_000:
         raise validation(name, "unix-seconds", f"{name} must be a time in unix seconds")

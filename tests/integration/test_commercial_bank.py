@@ -181,6 +181,9 @@ async def test_bad_input_names_the_field(network: Network) -> None:
     assert reply.status in (401, 422)
     reply = await bank.call("GET", f"/v1/receivable/{wallet.address}?amount=&amount=-5")
     assert (reply.status, reply.body["field"], reply.body["rule"]) == (422, "amount", "single")
+    # Given empty, a parameter is not taken for absent (and its default).
+    reply = await bank.call("GET", f"/v1/receivable/{wallet.address}?amount=")
+    assert (reply.status, reply.body["field"]) == (422, "amount")
     assert (await wallet.summary())["balance"] == 100 * CNY
 
 
@@ -480,7 +483,8 @@ async def test_error_answers_are_documented_problems(network: Network) -> None:
     reply = await bank.teller("POST", f"/v1/teller/wallets/{nobody}/class", {"class": 2})
     assert reply.status == 404
     # 422: parameters and ledger refusals.
-    for query in ("direction=sideways", "limit=0", "after=x", "since=yesterday"):
+    for query in ("direction=sideways", "limit=0", "after=x", "since=yesterday",
+                  "direction=", "limit=", "after=", "until="):
         reply = await wallet.get(f"/history?{query}")
         assert reply.status == 422, query
     reply = await bank.teller("POST", "/v1/teller/deposits/12x/cash-in",

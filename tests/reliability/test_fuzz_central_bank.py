@@ -155,3 +155,17 @@ def test_central_bank_workflows_follow_the_documents_links(services: NetworkInTh
 
     hypothesis.seed(SEED)(Workflow)  # a state machine takes its seed from its class
     Workflow.run(settings=STATEFUL_SETTINGS)
+
+
+@pytest.mark.parametrize(("path", "field"), [("/v1/statement?after=", "after"),
+                                             ("/v1/statement?limit=", "limit"),
+                                             ("/v1/events?wait=", "wait")])
+def test_an_empty_parameter_is_a_422_not_its_default(services: NetworkInThread,
+                                                     fuzzer: Operator, path: str,
+                                                     field: str) -> None:
+    """Found by the fuzzer at a bank: `?amount=` was taken for absent and answered 200."""
+    url = services.network.central_bank.url + path
+    response = requests.get(url, auth=OperatorSignature(fuzzer.key_id, fuzzer.key),
+                            timeout=CALL_TIMEOUT)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
