@@ -19,7 +19,6 @@ import hashlib
 import itertools
 import os
 import tempfile
-import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ import pytest
 import redis.asyncio
 
 from cbdc.migrations import apply_migrations
+from tests.redis_support import private_prefix
 
 # pytest makes its temporary folder owner-only at the start of every session, and as root
 # an embedded PostgreSQL runs as another user (pgserver's): a session starting in another
@@ -169,15 +169,8 @@ async def redis_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[s
 
 @pytest.fixture
 async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
-    prefix = f"test:{os.getpid()}:{uuid.uuid4().hex[:12]}:"
-    yield prefix
-    client = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=prefix + "*", count=500)]
-        if keys:
-            await client.unlink(*keys)
-    finally:
-        await client.aclose()
+    async with private_prefix(redis_url) as prefix:
+        yield prefix
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ from commercial_bank.wallet_classes import PRESET_2020
 from loadtest.reconcile import reconcile
 from tests.integration.central_bank_harness import CentralBankUnderTest, running_central_bank
 from tests.openapi_check import OpenApiChecker
+from tests.redis_support import private_prefix
 
 TELLER_TOKEN = "test-teller-token-0123456789abcdef"
 RESERVES = 1_000_000_000  # 10,000,000 CNY of reserves per bank
@@ -178,7 +179,11 @@ async def running_network(make_database: Callable[[], Awaitable[str]], redis_url
                           data_dir: Path, codes: tuple[str, ...] = ("BANKA",),
                           float_target: int = 1_000_000,
                           clock: Callable[[], int] = time.time_ns) -> AsyncIterator[Network]:
-    async with running_central_bank(await make_database(), data_dir / "central-bank") as cb:
+    # Keys and channels of this network's own: another suite on the same Redis (or an
+    # earlier network) opens wallets with the same addresses, and reporting one of its
+    # wallets lost would otherwise end this network's sessions.
+    async with private_prefix(redis_url, "cbdc:test:") as redis_prefix, \
+            running_central_bank(await make_database(), data_dir / "central-bank") as cb:
         network = Network(cb)
         runners = []
         ports = {code: unused_port() for code in codes}
@@ -192,7 +197,8 @@ async def running_network(make_database: Callable[[], Awaitable[str]], redis_url
                     central_bank_url=cb.url, operator_key_id=operator.key_id,
                     operator_key=operator.key, ledger_key=SigningKey.generate(),
                     admin_token=TELLER_TOKEN, preset=PRESET_2020,
-                    float_policy=FloatPolicy(target=float_target), peers=peers, clock=clock)
+                    float_policy=FloatPolicy(target=float_target), peers=peers, clock=clock,
+                    redis_prefix=redis_prefix)
                 runner = web.AppRunner(create_app(config))
                 await runner.setup()
                 runners.append(runner)
