@@ -36,6 +36,7 @@ _POST = int(TransferFlags.POST_PENDING_TRANSFER)
 _VOID = int(TransferFlags.VOID_PENDING_TRANSFER)
 _PENDING = int(TransferFlags.PENDING)
 _LOAD_CHUNK = 50_000
+_CHECKPOINT_CHUNK = 5_000
 
 
 def b16(value: int) -> bytes:
@@ -420,8 +421,10 @@ class LedgerStore:
         """Store balances as of committed block `height` (rows: id, snapshot), on a
         connection of the pool so commits go on meanwhile."""
         async with self.pool.acquire() as conn, conn.transaction():
-            for start in range(0, len(rows), 50_000):
-                chunk = rows[start:start + 50_000]
+            # Small statements: each chunk's rows are made and encoded in the event loop,
+            # and the writer's commits go on between them.
+            for start in range(0, len(rows), _CHECKPOINT_CHUNK):
+                chunk = rows[start:start + _CHECKPOINT_CHUNK]
                 columns = list(zip(*(snapshot for _, snapshot in chunk), strict=True))
                 await conn.execute(_UPDATE_BALANCES, self.ledger,
                                    [b16(i) for i, _ in chunk], *columns)

@@ -14,6 +14,15 @@ to, and PostgreSQL works on one batch while the disk takes the other. If a commi
 the batches after it fail too with `BatchNotCommitted`, the writer drops its state and
 loads it again from the database, and carries on with later requests.
 
+Every `checkpoint_every` entries the writer stores the balances of the accounts changed
+since the last checkpoint (so a restart replays only the journal after it). The
+checkpoint is copy-on-write (`LedgerState.begin_checkpoint`): it is as of one block, its
+accounts are copied `CHECKPOINT_STEP` at a time as later batches are decided (an account
+about to change first is copied first), and it is written once complete, after the batch
+that completed it is durable. Copying 100,000 accounts at once stopped the writer for
+about 65 ms, and each 50,000-row statement's rows held the event loop for about 40 ms
+more: a stall that set the p99 of a whole paced run.
+
 The ledger's state is long-lived: an object per account and per open pending transfer,
 millions of them, which Python's cyclic collector would walk in every full collection
 (a 1,000,000-account bench run once spent 4.9 s in 16 full collections of up to 856 ms,
@@ -58,6 +67,7 @@ Clock = Callable[[], int]
 MAX_EVENTS_PER_REQUEST = 8190
 YIELD_EVERY_EVENTS = 128
 FREEZE_MIN_GROWTH = 10_000  # state objects added before the heap is frozen again
+CHECKPOINT_STEP = 4096  # accounts copied into a checkpoint under way per batch decided
 
 
 @dataclass(slots=True)
@@ -73,7 +83,8 @@ class _Decided:
     batch: Batch
     block: SealedBlock | None
     requests: list[tuple[_Request, list[Any]]] = field(default_factory=list)
-    checkpoint: list[tuple[int, tuple[int, ...]]] | None = None
+    # A completed checkpoint to store once this batch is durable: its height and rows.
+    checkpoint: tuple[int, list[tuple[int, tuple[int, ...]]]] | None = None
     rows: list[tuple[Any, ...]] | None = None  # the transfers as table rows
 
 
@@ -118,6 +129,7 @@ class LedgerWriter:
         # Entries committed since the last checkpoint.
         self._since_checkpoint = 0
         self._checkpointing: asyncio.Task[None] | None = None
+        self._checkpoint_height = 0  # the block the checkpoint under way is as of
         self._failed_since_reload = False
         self._frozen_objects = 0  # accounts + pendings when the heap was last frozen
 
@@ -137,7 +149,9 @@ class LedgerWriter:
         if self._checkpointing is not None:
             with contextlib.suppress(Exception):
                 await self._checkpointing
-        if self._since_checkpoint and not self._failed_since_reload:
+        if (self._since_checkpoint or self.state.checkpoint_under_way) and (
+            not self._failed_since_reload
+        ):
             with contextlib.suppress(Exception):
                 await self.store.checkpoint(self.tip.height, self.state.take_checkpoint())
         while self._queue:
@@ -354,12 +368,16 @@ class LedgerWriter:
         self.tip = ChainTip(height, block.hash)
         rows = self.store.transfer_rows(batch, height)
         self._since_checkpoint += len(batch.entries)
-        checkpoint = None
-        if self._since_checkpoint >= self.checkpoint_every and (
-            self._checkpointing is None or self._checkpointing.done()
-        ):
-            checkpoint = state.take_checkpoint()
+        if self._since_checkpoint >= self.checkpoint_every and not state.checkpoint_under_way \
+                and (self._checkpointing is None or self._checkpointing.done()):
+            state.begin_checkpoint()  # as of this batch; copied out over the next ones
+            self._checkpoint_height = height
             self._since_checkpoint = 0
+        checkpoint = None
+        if state.checkpoint_under_way:
+            saved = state.save_some(CHECKPOINT_STEP)
+            if saved is not None:
+                checkpoint = (self._checkpoint_height, saved)
         return _Decided(batch=batch, block=block, requests=taken, checkpoint=checkpoint,
                         rows=rows)
 
@@ -401,7 +419,7 @@ class LedgerWriter:
         committed.set_result(None)  # wakes whoever waits for news (event feeds)
         if decided.checkpoint is not None:
             self._checkpointing = asyncio.create_task(
-                self._write_checkpoint(decided.block.header.height, decided.checkpoint))
+                self._write_checkpoint(*decided.checkpoint))
 
     async def _write_checkpoint(self, height: int,
                                 rows: list[tuple[int, tuple[int, ...]]]) -> None:

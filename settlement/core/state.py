@@ -6,6 +6,12 @@ committed. When a commit fails the writer throws the state away and loads it aga
 the database, so nothing here needs to be undone across batches; inside a batch, a
 failed chain of linked events is undone with a small journal.
 
+Checkpoints of balances are copy-on-write, so taking one never stalls the writer for
+longer than a step: `begin_checkpoint` only closes the current epoch (the accounts
+changed in it are the checkpoint's), `save_some` copies them a few thousand at a time
+between batches, and an account about to change before its turn is copied first. The
+rows are the balances as of the moment the checkpoint began, whatever changed after.
+
 Balances follow TigerBeetle: every account has debits/credits posted and pending. A
 pending transfer reserves its amount on both sides until it is posted (in full or in
 part), voided, or expires.
@@ -69,9 +75,9 @@ class AccountState:
         "day",
         "day_used",
         "definition",
-        "dirty",
         "dp",
         "dpend",
+        "epoch",
         "flags",
         "ledger",
         "limit_daily",
@@ -95,7 +101,9 @@ class AccountState:
         self.timestamp = timestamp
         self.dp = self.dpend = self.cp = self.cpend = 0
         self.day = self.day_used = self.year = self.year_used = 0
-        self.dirty = False  # changed since the last checkpoint
+        # The checkpoint epoch of the account's last change (`LedgerState.epoch`); 0: none
+        # since it was loaded or last copied into a checkpoint.
+        self.epoch = 0
 
     def redefine(self, definition: Account) -> None:
         """Take new flags, cap and limits (ledger and code never change)."""
@@ -189,6 +197,16 @@ def fingerprint(t: Transfer) -> bytes:
     return h.digest()
 
 
+@dataclass(slots=True)
+class _Saving:
+    """A checkpoint being copied out: the accounts changed in `epoch`, as of its end."""
+
+    epoch: int
+    accounts: list[AccountState]
+    rows: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)
+    copied_upto: int = 0  # accounts[:copied_upto] are done (copied here or on change)
+
+
 class _Journal:
     """Undo log for one chain of linked events."""
 
@@ -220,6 +238,10 @@ class LedgerState:
         self.pendings: dict[int, PendingState] = {}  # pending transfer id -> state
         self.expiry_queue: list[tuple[int, int]] = []  # (expires_at, pending id)
         self.last_timestamp = 0
+        # Checkpoints: the accounts changed in the current epoch, and the copy under way.
+        self.epoch = 1
+        self._changed: list[AccountState] = []
+        self._saving: _Saving | None = None
 
     # ----------------------------------------------------------------- loading
     def load_account(self, state: AccountState) -> None:
@@ -621,17 +643,20 @@ class LedgerState:
                     int(t.flags), ts)
         return R.OK
 
-    @staticmethod
-    def _move(dr: AccountState, cr: AccountState, amount: int, pending: bool, day: int,
+    def _move(self, dr: AccountState, cr: AccountState, amount: int, pending: bool, day: int,
               year: int) -> None:
         """Book `amount` from dr to cr (reserved if pending), counting dr's usage."""
+        epoch = self.epoch
+        if dr.epoch != epoch:
+            self._touch(dr)
+        if cr.epoch != epoch:
+            self._touch(cr)
         if pending:
             dr.dpend += amount
             cr.cpend += amount
         else:
             dr.dp += amount
             cr.cp += amount
-        dr.dirty = cr.dirty = True
         if dr.day != day:
             dr.day, dr.day_used = day, 0
         if dr.year != year:
@@ -646,9 +671,13 @@ class LedgerState:
         p = pending.transfer
         dr = self.accounts[p.debit_account_id]
         cr = self.accounts[p.credit_account_id]
+        epoch = self.epoch
+        if dr.epoch != epoch:
+            self._touch(dr)
+        if cr.epoch != epoch:
+            self._touch(cr)
         dr.dpend -= p.amount
         cr.cpend -= p.amount
-        dr.dirty = cr.dirty = True
         if posting:
             dr.dp += amount
             cr.cp += amount
@@ -675,18 +704,69 @@ class LedgerState:
         return [a.balance(day, year) if (a := accounts.get(i)) is not None else None
                 for i in account_ids]
 
-    def take_checkpoint(self) -> list[tuple[int, tuple[int, ...]]]:
-        """Balances of the accounts changed since the last checkpoint, marked clean."""
-        rows = []
-        for account_id, account in self.accounts.items():
-            if account.dirty:
-                rows.append((account_id, account.snapshot()))
-                account.dirty = False
+    # ------------------------------------------------------------- checkpoints
+    def _touch(self, account: AccountState) -> None:
+        """`account` is about to change for the first time in this epoch: copy it into
+        the checkpoint under way if that still needs it, and count it as changed."""
+        saving = self._saving
+        if saving is not None and account.epoch == saving.epoch:
+            saving.rows.append((account.definition.id, account.snapshot()))
+        account.epoch = self.epoch
+        self._changed.append(account)
+
+    @property
+    def checkpoint_under_way(self) -> bool:
+        return self._saving is not None
+
+    def begin_checkpoint(self) -> None:
+        """Start a checkpoint of the balances as they are now (of the accounts changed
+        since the last one began); `save_some` copies them out. Costs no copying here."""
+        if self._saving is not None:
+            raise RuntimeError("a checkpoint is already under way")
+        self._saving = _Saving(self.epoch, self._changed)
+        self.epoch += 1
+        self._changed = []
+
+    def save_some(self, limit: int) -> list[tuple[int, tuple[int, ...]]] | None:
+        """Copy up to `limit` more accounts into the checkpoint under way; its rows
+        (account id, balances as of its beginning) once every account is copied, else
+        None."""
+        saving = self._saving
+        if saving is None:
+            raise RuntimeError("no checkpoint is under way")
+        accounts, epoch, rows = saving.accounts, saving.epoch, saving.rows
+        end = min(len(accounts), saving.copied_upto + limit)
+        for account in accounts[saving.copied_upto:end]:
+            if account.epoch == epoch:  # unchanged since: copy it now
+                rows.append((account.definition.id, account.snapshot()))
+                account.epoch = 0
+        saving.copied_upto = end
+        if end < len(accounts):
+            return None
+        self._saving = None
         return rows
 
+    def take_checkpoint(self) -> list[tuple[int, tuple[int, ...]]]:
+        """The balances, as of now, of every account changed since the last checkpoint
+        that was completed (one under way is folded in), all copied at once."""
+        if self._saving is not None:
+            # Its accounts not copied yet and those copied on change are all in one of
+            # the two epochs; the rows it holds are older than now, so copy afresh.
+            unfinished, self._saving = self._saving, None
+            for account in unfinished.accounts:
+                if account.epoch != self.epoch:
+                    account.epoch = self.epoch
+                    self._changed.append(account)
+        self.begin_checkpoint()
+        return self.save_some(len(self.accounts)) or []  # each account is in it once at most
+
     def mark_all_dirty(self) -> None:
+        """Count every account as changed (a checkpoint write failed: the next one
+        rewrites them all)."""
         for account in self.accounts.values():
-            account.dirty = True
+            if account.epoch != self.epoch:
+                account.epoch = self.epoch
+                self._changed.append(account)
 
     def total_balance(self) -> tuple[int, int]:
         """(sum of debits posted, sum of credits posted): equal in every ledger."""

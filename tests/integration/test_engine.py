@@ -23,6 +23,7 @@ from settlement import (
     TransferFlags,
     UpdateAccountResult,
 )
+from settlement import writer as settlement_writer
 from settlement.audit import export_lines, verify_file, verify_store
 from settlement.errors import BatchNotCommitted, KeyMismatch, WriterClosed
 
@@ -289,6 +290,49 @@ async def test_restart_replays_the_journal_after_the_last_checkpoint(database_ur
         assert await second.writer.create_transfers([post]) == [R.EXISTS]
         report = await verify_store(second.writer.store, key.public)
         assert report.ok, report.summary()
+    finally:
+        await second.engine.close()
+
+
+async def test_a_checkpoint_copied_a_few_accounts_a_batch_is_as_of_one_block(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint copies its accounts out over the batches after the one it is as of,
+    while payments keep changing them: the stored balances are those of that block (the
+    audit after the test re-adds the journal up to it), and a restart from it replays
+    the rest to the same balances."""
+    monkeypatch.setattr(settlement_writer, "CHECKPOINT_STEP", 2)
+    key, clock = SigningKey.generate(), FakeClock()
+    first = await open_ledger(database_url, key, clock, checkpoint_every=10**9)
+    w = first.writer
+    wallets = range(2, 22)
+    await setup_accounts(w, issuer(1), *(wallet(i) for i in wallets))
+    await w.create_transfers([pay(1, i, 1_000) for i in wallets])
+    w.checkpoint_every = 1  # the next batch begins one: 21 accounts changed
+    await w.create_transfers([pay(2, 3, 10), pay(4, 5, 10)])
+    began_at = w.tip.height
+    w.checkpoint_every = 10**9  # and no other begins after it
+    assert w.state.checkpoint_under_way
+    for step in range(12):  # each batch copies two more and changes two of them
+        await w.create_transfers([pay(wallets[step], wallets[-1 - step], 1)])
+    assert not w.state.checkpoint_under_way
+    assert w._checkpointing is not None
+    await w._checkpointing
+    async with first.engine.pool.acquire() as conn:
+        stored_height = await conn.fetchval(
+            "SELECT checkpoint_height FROM ledgers WHERE ledger = $1", LEDGER)
+    assert stored_height == began_at < w.tip.height
+    expected = [b.credit_balance for b in await w.lookup_accounts([1, *wallets]) if b]
+    assert w._task is not None
+    w._task.cancel()  # stop without a final checkpoint, as a kill would
+    first.engine.pool.terminate()
+
+    second = await open_ledger(database_url, key, clock)
+    try:
+        assert second.writer.store.replayed > 0
+        after = [b.credit_balance
+                 for b in await second.writer.lookup_accounts([1, *wallets]) if b]
+        assert after == expected
+        assert sum(after) == 0
     finally:
         await second.engine.close()
 
