@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     ledger.add_argument("--naive-connections", type=_non_negative_int, metavar="N",
                         help="connections of the one-transfer-per-transaction baseline; "
                         "0 skips it (default 16)")
+    ledger.add_argument("--latency-rates", type=_rates, metavar="R[,R...]",
+                        help="also run paced phases at these offered transfers/s (small "
+                        "batches, open loop) and report p50/p99 at each")
     ledger.add_argument("--json", action="store_true", help="print the report as JSON")
     ledger.set_defaults(handler=_bench_ledger)
     central_bench = bench_commands.add_parser(
@@ -587,6 +590,15 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
     return value
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    """Comma-separated positive numbers, e.g. `5000,10000,20000`."""
+    try:
+        return tuple(_positive_float(part) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"must be positive numbers separated by commas, not {text!r}") from None
 
 
 def _fraction(text: str) -> float:

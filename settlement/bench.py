@@ -6,7 +6,9 @@ One run, on one PostgreSQL server, side by side:
   created through the API (timed, with the peak RSS after), then `submitters` asyncio
   tasks calling `ledger.create_transfers(batch)` in a closed loop for `duration`
   seconds; then open-loop paced submissions of small batches at half the measured
-  peak; finally every balance is read back and must sum to zero.
+  peak; then, with `latency_rates`, one more paced phase at each rate given (the
+  latency curve: up to which offered rate the p99 stays under 10 ms); finally every
+  balance is read back and must sum to zero.
 * naive: `naive_connections` connections doing one transaction per transfer (lock both
   rows in id order, update both, insert the transfer, commit), same access pattern.
 * pgbench: its TPC-B-like workload in a database of its own, when `pgbench` is on PATH.
@@ -67,6 +69,7 @@ LOOKUP_CHUNK = 8190
 ACCOUNTS_IN_FLIGHT = 4  # account requests queued at once, so decide and commit overlap
 POOL_HEADROOM = 1.5  # transfers generated per transfer the calibration predicts
 MAX_POOL = 5_000_000  # about 1 GB of Transfer objects; beyond it a phase may run dry
+LATENCY_TARGET_MS = 10.0  # p99 submit-to-durable the paced phases are read against
 NAIVE_RETRIES = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
@@ -92,6 +95,9 @@ class BenchOptions:
     max_wait_ms: float = 1.0  # the writer's linger
     timezone: str = "Asia/Shanghai"
     seed: int | None = None
+    # Offered rates (transfers/s) of extra paced phases, each as long as the half-load
+    # phase and in its batches: p50/p99 against load, where the latency target holds.
+    latency_rates: tuple[float, ...] = ()
 
     @property
     def half_load_seconds(self) -> float:
@@ -123,6 +129,8 @@ class BenchOptions:
             problems.append("naive_connections must not be negative")
         if self.pgbench_scale < 1 or self.pgbench_clients < 1 or self.pgbench_threads < 1:
             problems.append("pgbench scale, clients and threads must be at least 1")
+        if not all(math.isfinite(rate) and rate > 0 for rate in self.latency_rates):
+            problems.append("latency_rates must be positive numbers of transfers per second")
         if problems:
             raise ConfigError("bench ledger: " + "; ".join(problems))
 
@@ -419,11 +427,16 @@ async def engine_phases(dsn: str, options: BenchOptions, rng: random.Random
         await settle_server(dsn)
         half, half_target, half_writer = await half_load_phase(ledger, pattern, ids, options,
                                                                peak.tps)
+        curve = []
+        for rate in options.latency_rates:
+            await settle_server(dsn)
+            curve.append((rate, *await paced_phase(ledger, pattern, ids, options, rate)))
         debits, credits = await check_balances(ledger, options.accounts)
     finally:
         await engine.close()
-    acknowledged = warm.amount_ok + peak.amount_ok + (half.amount_ok if half else 0)
-    errors = warm.errors + peak.errors + (half.errors if half else 0)
+    phases = [warm, peak, *([half] if half else []), *(result for _, result, _ in curve)]
+    acknowledged = sum(phase.amount_ok for phase in phases)
+    errors = sum(phase.errors for phase in phases)
     return {
         "accounts_load_s": load_s,
         "peak_rss_mb": rss_after_load,
@@ -434,6 +447,7 @@ async def engine_phases(dsn: str, options: BenchOptions, rng: random.Random
         "peak_rss_after_half_mb": peak_rss_mb(),
         "writer": writer,
         "half_writer": half_writer,
+        "curve": curve,
         "balanced": debits == credits,
         # Without failed batches (whose outcome is unknown) the ledger holds exactly
         # what it acknowledged: not one fen lost, none applied twice.
@@ -447,18 +461,27 @@ async def half_load_phase(ledger: LedgerWriter, pattern: Pattern, ids: Iterator[
                           ) -> tuple[PhaseResult | None, float, dict[str, Any] | None]:
     """Small batches at half the peak rate, paced (open loop)."""
     target = peak_tps / 2
-    seconds = options.half_load_seconds
     if target <= 0:
         progress("engine: no peak rate measured; skipping the half-load phase")
         return None, 0.0, None
+    progress("engine: half load")
+    half, writer = await paced_phase(ledger, pattern, ids, options, target)
+    return half, target, writer
+
+
+async def paced_phase(ledger: LedgerWriter, pattern: Pattern, ids: Iterator[int],
+                      options: BenchOptions, rate: float
+                      ) -> tuple[PhaseResult, dict[str, Any]]:
+    """Batches of `half_load_batch` sent at `rate` transfers/s for `half_load_seconds`,
+    whether or not earlier ones were answered (open loop), and what the writer did."""
+    seconds = options.half_load_seconds
     batch = options.half_load_batch
-    count = max(1, round(target * seconds / batch))
+    count = max(1, round(rate * seconds / batch))
     batches = make_batches(pattern, ids, count * batch, batch)
-    progress(f"engine: half load, {target:,.0f} transfers/s in batches of {batch} "
-             f"for {seconds:g} s")
+    progress(f"engine: paced, {rate:,.0f} transfers/s in batches of {batch} for {seconds:g} s")
     before = WriterSnapshot.of(ledger)
-    half = await open_loop(ledger, batches, batch / target)
-    return half, target, WriterSnapshot.of(ledger).since(before)
+    result = await open_loop(ledger, batches, batch / rate)
+    return result, WriterSnapshot.of(ledger).since(before)
 
 
 # -------------------------------------------------------------- naive baseline
@@ -692,6 +715,14 @@ def build_report(options: BenchOptions, engine: dict[str, Any], *,
     peak: PhaseResult = engine["peak"]
     half: PhaseResult | None = engine["half"]
     writer = engine["writer"]
+    half_writer = engine["half_writer"] or {}
+    curve = [{"offered_tps": rate, "tps": result.tps, "p50_ms": result.percentile_ms(0.5),
+              "p99_ms": result.percentile_ms(0.99), "mean_batch": phase_writer["mean_batch"],
+              "mean_commit_ms": phase_writer["mean_commit_ms"],
+              "checkpoints": phase_writer["checkpoints"]}
+             for rate, result, phase_writer in engine["curve"]]
+    within = [point["offered_tps"] for point in curve
+              if point["p99_ms"] is not None and point["p99_ms"] < LATENCY_TARGET_MS]
     naive_tps = naive.tps if naive else None
     return {
         "engine_tps": peak.tps,
@@ -705,6 +736,10 @@ def build_report(options: BenchOptions, engine: dict[str, Any], *,
         "engine_half_load_tps": half.tps if half else None,
         "engine_half_load_p50_ms": half.percentile_ms(0.5) if half else None,
         "engine_half_load_p99_ms": half.percentile_ms(0.99) if half else None,
+        "half_writer_mean_batch": half_writer.get("mean_batch"),
+        "half_writer_mean_commit_ms": half_writer.get("mean_commit_ms"),
+        "latency_curve": curve,
+        "max_rate_p99_within_target": max(within, default=None) if curve else None,
         "naive_tps": naive_tps,
         "naive_p50_ms": naive.percentile_ms(0.5) if naive else None,
         "naive_p99_ms": naive.percentile_ms(0.99) if naive else None,
@@ -749,6 +784,8 @@ def format_report(report: dict[str, Any]) -> str:
          r["engine_p99_ms"], r["peak_rss_after_engine_mb"]),
         ("engine at half load", r["engine_half_load_tps"], r["engine_half_load_p50_ms"],
          r["engine_half_load_p99_ms"], r["peak_rss_after_half_mb"]),
+        *((f"engine at {point['offered_tps']:,.0f}/s", point["tps"], point["p50_ms"],
+           point["p99_ms"], None) for point in r["latency_curve"]),
         (f"naive ({r['naive_connections']} conns)", r["naive_tps"], r["naive_p50_ms"],
          r["naive_p99_ms"], None),
         ("pgbench TPC-B", r["pgbench_tps"], r["pgbench_p50_ms"], r["pgbench_p99_ms"], None),
@@ -768,13 +805,20 @@ def format_report(report: dict[str, Any]) -> str:
         f"{_num(r['writer_mean_batch'])} transfers, mean commit "
         f"{_num(r['writer_mean_commit_ms'], 1)} ms, {r['writer_checkpoints']} balance "
         "checkpoints",
-        f"half load: target {_num(r['engine_half_load_target_tps'])} transfers/s",
+        f"half load: target {_num(r['engine_half_load_target_tps'])} transfers/s, mean "
+        f"batch {_num(r['half_writer_mean_batch'])}, mean commit "
+        f"{_num(r['half_writer_mean_commit_ms'], 1)} ms",
         f"balanced: {str(r['balanced']).lower()} (ledger holds exactly what it "
         f"acknowledged: {_yes_no(r['acknowledged_matches'])}; naive balanced: "
         f"{_yes_no(r['naive_balanced'])})",
     ]
     if r["pgbench_error"]:
         lines.append(f"pgbench: {r['pgbench_error']}")
+    if r["latency_curve"]:
+        best = r["max_rate_p99_within_target"]
+        lines.append(f"p99 under {LATENCY_TARGET_MS:g} ms: "
+                     + ("at none of the paced rates" if best is None
+                        else f"up to {best:,.0f} transfers/s offered"))
     return "\n".join(lines)
 
 

@@ -65,6 +65,8 @@ async def test_run_reports_both_sides_balances_and_cleans_up(reachable: str) -> 
     assert report["accounts"] == 2_000
     assert report["submitters"] == 2
     assert report["batch"] == 64
+    assert report["latency_curve"] == []  # no --latency-rates: no paced phases
+    assert report["max_rate_p99_within_target"] is None
     assert report["databases"]
     assert await bench_databases(reachable) == []
 
@@ -108,8 +110,38 @@ async def test_an_interrupted_run_drops_its_databases(reachable: str) -> None:
     assert await bench_databases(reachable) == []
 
 
+async def test_paced_phases_give_a_latency_curve_and_keep_the_books(reachable: str) -> None:
+    """`--latency-rates`: one paced phase per offered rate, each with its figures, and
+    the ledger still holds exactly what every phase was told."""
+    options = BenchOptions(duration=1.0, half_load_duration=1.0, accounts=1_000,
+                           submitters=2, batch=64, naive_connections=0, pgbench=False,
+                           half_load_batch=16, latency_rates=(400.0, 800.0), seed=11)
+
+    report = await run(reachable, options)
+
+    curve = report["latency_curve"]
+    assert [point["offered_tps"] for point in curve] == [400.0, 800.0]
+    for point in curve:
+        assert is_positive_number(point["tps"])
+        assert point["p50_ms"] <= point["p99_ms"]
+        assert is_positive_number(point["mean_batch"])
+    best = report["max_rate_p99_within_target"]
+    assert best is None or best in (400.0, 800.0)
+    assert report["balanced"] is True
+    assert report["acknowledged_matches"] is True
+    table = bench.format_report(report)
+    assert "engine at 400/s" in table
+    assert "engine at 800/s" in table
+    assert "p99 under 10 ms: " in table
+    assert await bench_databases(reachable) == []
+
+
 def test_options_that_cannot_run_are_refused() -> None:
     with pytest.raises(ConfigError, match="batch"):
         BenchOptions(batch=10_000).validate()
     with pytest.raises(ConfigError, match="hot_share"):
         BenchOptions(hot_share=1.5).validate()
+    with pytest.raises(ConfigError, match="latency_rates"):
+        BenchOptions(latency_rates=(1000.0, 0.0)).validate()
+    with pytest.raises(ConfigError, match="latency_rates"):
+        BenchOptions(latency_rates=(float("nan"),)).validate()

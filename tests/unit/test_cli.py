@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cbdc.cli import main
+from cbdc.cli import build_parser, main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -30,6 +30,9 @@ pytestmark = pytest.mark.usefixtures("clean_env")
         ["bench", "ledger", "--hot-share", "1.5"],
         ["bench", "ledger", "--duration", "-1"],
         ["bench", "ledger", "--accounts", "ten"],
+        ["bench", "ledger", "--latency-rates", "5000,0"],
+        ["bench", "ledger", "--latency-rates", "fast"],
+        ["bench", "ledger", "--latency-rates", "5000,,10000"],
         ["loadtest"],
         ["loadtest", "payroll"],
         ["loadtest", "settlement", "--hot-share", "2"],
@@ -47,6 +50,12 @@ def test_bad_usage_is_one_line_and_exit_2(
     assert err.count("\n") == 1
     assert err.startswith("cbdc: error: ")
     assert "--help" in err
+
+
+def test_latency_rates_are_read_as_offered_transfers_per_second() -> None:
+    args = build_parser().parse_args(["bench", "ledger", "--latency-rates", "5000,12500.5"])
+    assert args.latency_rates == (5000.0, 12500.5)
+    assert build_parser().parse_args(["bench", "ledger"]).latency_rates is None
 
 
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
