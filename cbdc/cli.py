@@ -171,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     ledger.add_argument("--latency-rates", type=_rates, metavar="R[,R...]",
                         help="also run paced phases at these offered transfers/s (small "
                         "batches, open loop) and report p50/p99 at each")
+    ledger.add_argument("--paced-batch", dest="half_load_batch", type=_positive_int,
+                        metavar="N", help="transfers per call in the paced phases (half "
+                        "load and --latency-rates; default 64; 1: one call per transfer, "
+                        "as a service sends them)")
     ledger.add_argument("--json", action="store_true", help="print the report as JSON")
     ledger.set_defaults(handler=_bench_ledger)
     central_bench = bench_commands.add_parser(

@@ -763,6 +763,7 @@ def build_report(options: BenchOptions, engine: dict[str, Any], *,
         "acknowledged_matches": engine["acknowledged_matches"],
         "duration_s": options.duration,
         "half_load_duration_s": options.half_load_seconds,
+        "paced_batch": options.half_load_batch,
         "submitters": options.submitters,
         "batch": options.batch,
         "hot_share": options.hot_share,
@@ -805,7 +806,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"{_num(r['writer_mean_batch'])} transfers, mean commit "
         f"{_num(r['writer_mean_commit_ms'], 1)} ms, {r['writer_checkpoints']} balance "
         "checkpoints",
-        f"half load: target {_num(r['engine_half_load_target_tps'])} transfers/s, mean "
+        f"paced phases: {r['paced_batch']} transfers a call; half load: target "
+        f"{_num(r['engine_half_load_target_tps'])} transfers/s, mean "
         f"batch {_num(r['half_writer_mean_batch'])}, mean commit "
         f"{_num(r['half_writer_mean_commit_ms'], 1)} ms",
         f"balanced: {str(r['balanced']).lower()} (ledger holds exactly what it "

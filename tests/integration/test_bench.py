@@ -66,6 +66,7 @@ async def test_run_reports_both_sides_balances_and_cleans_up(reachable: str) -> 
     assert report["submitters"] == 2
     assert report["batch"] == 64
     assert report["latency_curve"] == []  # no --latency-rates: no paced phases
+    assert report["paced_batch"] == 64
     assert report["max_rate_p99_within_target"] is None
     assert report["databases"]
     assert await bench_databases(reachable) == []

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.usefixtures("clean_env")
         ["bench", "ledger", "--latency-rates", "5000,0"],
         ["bench", "ledger", "--latency-rates", "fast"],
         ["bench", "ledger", "--latency-rates", "5000,,10000"],
+        ["bench", "ledger", "--paced-batch", "0"],
         ["loadtest"],
         ["loadtest", "payroll"],
         ["loadtest", "settlement", "--hot-share", "2"],
@@ -56,6 +57,8 @@ def test_latency_rates_are_read_as_offered_transfers_per_second() -> None:
     args = build_parser().parse_args(["bench", "ledger", "--latency-rates", "5000,12500.5"])
     assert args.latency_rates == (5000.0, 12500.5)
     assert build_parser().parse_args(["bench", "ledger"]).latency_rates is None
+    paced = build_parser().parse_args(["bench", "ledger", "--paced-batch", "1"])
+    assert paced.half_load_batch == 1
 
 
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
