@@ -89,7 +89,6 @@ async def run_demo(settings: Settings, ports: dict[str, int]) -> None:
         # on an idle machine, longer on a busy one; the demo shows the arrival, not a race.
         deadline = time.monotonic() + CREDIT_WAIT_S
         while True:
-            bob_summary = await bob.call("GET", f"/v1/wallets/{bob.address}")
             history = await bob.call("GET", f"/v1/wallets/{bob.address}/history?limit=500")
             if any(e["id"] == reply["id"] for e in history["entries"]):
                 break
@@ -98,6 +97,8 @@ async def run_demo(settings: Settings, ports: dict[str, int]) -> None:
                       "it will when the central bank's feed reaches it")
                 break
             await asyncio.sleep(0.05)
+        # Read after the booking showed: read before it, the balance could miss it.
+        bob_summary = await bob.call("GET", f"/v1/wallets/{bob.address}")
         alice_summary = await alice.call("GET", f"/v1/wallets/{alice.address}")
         for name, data in (("alice", alice_summary), ("bob", bob_summary)):
             print(f"  {name}: class {data['class']}, balance {format_fen(data['balance'])}, "

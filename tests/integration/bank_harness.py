@@ -245,16 +245,17 @@ async def assert_books_agree(network: Network) -> None:
 
 
 async def settle_in_flight(network: Network, seconds: float = 5.0) -> None:
-    """Wait until no bank has money in flight to another bank (the payee bank has booked
-    every credit from the central bank's feed)."""
+    """Wait until the banks' books have caught up with the central bank: nothing in
+    flight to another bank, and every credit the central bank settled booked by the
+    payee's bank from its feed (each bank's e-CNY equals its position). The payer's
+    answer can come before the payee's booking, so money leaving in flight is not
+    enough."""
     for _ in range(int(seconds / 0.05)):
-        in_flight = 0
-        for bank in network.banks.values():
-            writer = bank.runner.app[BANK].ledger
-            [account] = await writer.lookup_accounts([chart.system_id(bank.code,
-                                                                      "in_flight")])
-            in_flight += account.credit_balance if account else 0
-        if not in_flight:
+        caught_up = True
+        for code in network.banks:
+            held, position = await bank_ecny(network, code)
+            caught_up = caught_up and held == position
+        if caught_up:
             return
         await asyncio.sleep(0.05)
 
