@@ -14,10 +14,10 @@ the one it chains to, and PostgreSQL works on one batch while the disk takes the
 Less than that waits for N's commit before it is decided (group commit), so all that
 arrives while N commits goes out together right after it: decided at once, a small batch
 would only have waited for N anyway, and what came after it would have waited for both
-(payments between banks, four commits each, answered about a third sooner this way). If
-a commit fails,
-the batches after it fail too with `BatchNotCommitted`, the writer drops its state and
-loads it again from the database, and carries on with later requests.
+(four dependent one-transfer calls at 500 a second: p50 13 to 14 ms before, 7 to 8 ms
+after). If a commit fails, the batches after it fail too with `BatchNotCommitted`, the
+writer drops its state and loads it again from the database, and carries on with later
+requests.
 
 Every `checkpoint_every` entries the writer stores the balances of the accounts changed
 since the last checkpoint (so a restart replays only the journal after it). The

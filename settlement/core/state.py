@@ -753,20 +753,22 @@ class LedgerState:
             # Its accounts not copied yet and those copied on change are all in one of
             # the two epochs; the rows it holds are older than now, so copy afresh.
             unfinished, self._saving = self._saving, None
-            for account in unfinished.accounts:
-                if account.epoch != self.epoch:
-                    account.epoch = self.epoch
-                    self._changed.append(account)
+            self._count_as_changed(unfinished.accounts)
         self.begin_checkpoint()
         return self.save_some(len(self.accounts)) or []  # each account is in it once at most
 
     def mark_all_dirty(self) -> None:
         """Count every account as changed (a checkpoint write failed: the next one
         rewrites them all)."""
-        for account in self.accounts.values():
-            if account.epoch != self.epoch:
-                account.epoch = self.epoch
-                self._changed.append(account)
+        self._count_as_changed(self.accounts.values())
+
+    def _count_as_changed(self, accounts: Iterable[AccountState]) -> None:
+        """Put each of `accounts` among the current epoch's changes (once)."""
+        epoch, changed = self.epoch, self._changed
+        for account in accounts:
+            if account.epoch != epoch:
+                account.epoch = epoch
+                changed.append(account)
 
     def total_balance(self) -> tuple[int, int]:
         """(sum of debits posted, sum of credits posted): equal in every ledger."""
