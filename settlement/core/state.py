@@ -33,6 +33,7 @@ from cbdc.receipts import (
     encode_transfer,
 )
 from settlement.core.calendar import LimitCalendar
+from settlement.core.idmap import IdMap
 from settlement.core.types import (
     ACCOUNT_FLAGS_KNOWN,
     AMOUNT_LIMIT,
@@ -233,9 +234,11 @@ class LedgerState:
         self.ledger = ledger
         self.calendar = calendar or LimitCalendar()
         self.accounts: dict[int, AccountState] = {}
-        self.fingerprints: dict[int, bytes] = {}  # accepted transfer id -> fingerprint
-        self.failed: dict[int, tuple[bytes, int]] = {}  # failed id -> (fingerprint, result)
-        self.pendings: dict[int, PendingState] = {}  # pending transfer id -> state
+        # Every id the ledger has seen, for as long as it runs: sharded, so growing
+        # never rebuilds a whole table at once (`settlement.core.idmap`).
+        self.fingerprints: IdMap[bytes] = IdMap()  # accepted transfer id -> fingerprint
+        self.failed: IdMap[tuple[bytes, int]] = IdMap()  # failed id -> (fingerprint, result)
+        self.pendings: IdMap[PendingState] = IdMap()  # pending transfer id -> state
         self.expiry_queue: list[tuple[int, int]] = []  # (expires_at, pending id)
         self.last_timestamp = 0
         # Checkpoints: the accounts changed in the current epoch, and the copy under way.
@@ -471,12 +474,12 @@ class LedgerState:
         for account, saved in journal.accounts.values():
             account.restore(saved)
         for transfer_id in journal.fingerprints:
-            self.fingerprints.pop(transfer_id, None)
+            self.fingerprints.pop(transfer_id)
         for transfer_id in journal.failed:
-            self.failed.pop(transfer_id, None)
+            self.failed.pop(transfer_id)
         for pending_id, previous, previous_status in reversed(journal.pendings):
             if previous is None:
-                self.pendings.pop(pending_id, None)
+                self.pendings.pop(pending_id)
             else:
                 previous.status = previous_status
         n_transfers, n_failures, n_entries, last_ts = journal.rows
@@ -510,7 +513,8 @@ class LedgerState:
             if earlier_failure[0] == fp:
                 return R(earlier_failure[1])
             return R.ID_ALREADY_FAILED
-        earlier = self.fingerprints.get(tid)
+        fingerprints = self.fingerprints.shard(tid)
+        earlier = fingerprints.get(tid)
         if flags & (_POST | _VOID):
             return self._resolve_pending(batch, t, fp, earlier, journal)
         if earlier is not None:
@@ -566,7 +570,7 @@ class LedgerState:
                 journal.pendings.append((tid, None, OPEN))
             if expires_at:
                 heapq.heappush(self.expiry_queue, (expires_at, tid))
-        self.fingerprints[tid] = fp
+        fingerprints[tid] = fp
         self._store(batch, t.id, t.debit_account_id, t.credit_account_id, amount,
                     t.pending_id, t.user_data, t.timeout, t.ledger, t.code, int(flags), ts)
         return R.OK
@@ -779,7 +783,7 @@ class LedgerState:
         return debits, credits
 
 
-def _due_entry_is_live(pendings: dict[int, PendingState], expires_at: int,
+def _due_entry_is_live(pendings: IdMap[PendingState], expires_at: int,
                        pending_id: int) -> bool:
     """An expiry-queue entry still stands for an open pending transfer (entries of
     resolved transfers, or of a chain that was undone, are skipped lazily)."""
