@@ -1,10 +1,11 @@
-"""A map keyed by transfer id that never rehashes more than a sliver of itself at once.
+"""A map keyed by account or transfer id that never rehashes more than a sliver of itself at once.
 
-The ledger remembers every transfer id it has accepted (for idempotency), every id it
-has refused and every pending transfer, for as long as it runs: tens of millions of
-entries. A Python dict grows by rebuilding its whole table, during which no batch is
-decided: measured here, 140 to 190 ms once a `cbdc bench ledger` run (about 1.5 million
-ids), 540 to 800 ms at 3 million, and longer each time the ledger doubles.
+The ledger remembers every account, every transfer id it has accepted (for
+idempotency), every id it has refused and every pending transfer, for as long as it
+runs: tens of millions of entries. A Python dict grows by rebuilding its whole table,
+during which no batch is decided: measured here, 140 to 190 ms once a `cbdc bench
+ledger` run (about 1.5 million ids), 540 to 800 ms at 3 million, and longer each time
+the ledger doubles.
 
 `IdMap` splits the entries over `SHARDS` dicts by bits 10 to 19 of the id, so a rebuild
 moves one shard's entries. Which bits matters: shards that fill evenly, one id each in
@@ -15,8 +16,8 @@ in those bits, so the shards' rebuilds spread out by chance. Ids that all share 
 bits land in one shard and grow like a single dict, no worse than before.
 `tests/unit/test_idmap.py` counts the entries rebuilt per batch for each kind of id.
 
-The hot path of the state machine takes a shard once (`shard(id)`) and works on the dict
-directly; everything else uses the mapping methods.
+The state machine's hottest lines pick shards inline, `shards[(id >> SHARD_SHIFT) &
+SHARD_MASK]`, and work on the dicts directly; everything else uses the mapping methods.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
-__all__ = ["SHARDS", "IdMap"]
+__all__ = ["SHARDS", "SHARD_MASK", "SHARD_SHIFT", "IdMap"]
 
 V = TypeVar("V")
 
 SHARD_BITS = 10
 SHARDS = 1 << SHARD_BITS
-_MASK = SHARDS - 1
-_SHIFT = 10  # bits 10..19; see the module docstring
+SHARD_SHIFT = 10  # an id's shard is its bits 10..19; see the module docstring
+SHARD_MASK = SHARDS - 1
 
 
 class IdMap(Generic[V]):
@@ -44,22 +45,22 @@ class IdMap(Generic[V]):
 
     def shard(self, key: int) -> dict[int, V]:
         """The dict that holds `key` (if anything does)."""
-        return self.shards[(key >> _SHIFT) & _MASK]
+        return self.shards[(key >> SHARD_SHIFT) & SHARD_MASK]
 
     def get(self, key: int) -> V | None:
-        return self.shards[(key >> _SHIFT) & _MASK].get(key)
+        return self.shards[(key >> SHARD_SHIFT) & SHARD_MASK].get(key)
 
     def pop(self, key: int) -> V | None:
-        return self.shards[(key >> _SHIFT) & _MASK].pop(key, None)
+        return self.shards[(key >> SHARD_SHIFT) & SHARD_MASK].pop(key, None)
 
     def __getitem__(self, key: int) -> V:
-        return self.shards[(key >> _SHIFT) & _MASK][key]
+        return self.shards[(key >> SHARD_SHIFT) & SHARD_MASK][key]
 
     def __setitem__(self, key: int, value: V) -> None:
-        self.shards[(key >> _SHIFT) & _MASK][key] = value
+        self.shards[(key >> SHARD_SHIFT) & SHARD_MASK][key] = value
 
     def __contains__(self, key: int) -> bool:
-        return key in self.shards[(key >> _SHIFT) & _MASK]
+        return key in self.shards[(key >> SHARD_SHIFT) & SHARD_MASK]
 
     def __len__(self) -> int:
         return sum(map(len, self.shards))

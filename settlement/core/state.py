@@ -33,7 +33,7 @@ from cbdc.receipts import (
     encode_transfer,
 )
 from settlement.core.calendar import LimitCalendar
-from settlement.core.idmap import IdMap
+from settlement.core.idmap import SHARD_MASK, SHARD_SHIFT, IdMap
 from settlement.core.types import (
     ACCOUNT_FLAGS_KNOWN,
     AMOUNT_LIMIT,
@@ -233,9 +233,9 @@ class LedgerState:
     def __init__(self, ledger: int, calendar: LimitCalendar | None = None) -> None:
         self.ledger = ledger
         self.calendar = calendar or LimitCalendar()
-        self.accounts: dict[int, AccountState] = {}
         # Every id the ledger has seen, for as long as it runs: sharded, so growing
         # never rebuilds a whole table at once (`settlement.core.idmap`).
+        self.accounts: IdMap[AccountState] = IdMap()
         self.fingerprints: IdMap[bytes] = IdMap()  # accepted transfer id -> fingerprint
         self.failed: IdMap[tuple[bytes, int]] = IdMap()  # failed id -> (fingerprint, result)
         self.pendings: IdMap[PendingState] = IdMap()  # pending transfer id -> state
@@ -508,22 +508,26 @@ class LedgerState:
         flags = t.flags
         fp = fingerprint(t)
         tid = t.id
-        earlier_failure = self.failed.get(tid)
+        # The id maps' shards are picked inline here, the hottest lines of the ledger
+        # (a method call apiece cost 5% of deciding a transfer).
+        shard = (tid >> SHARD_SHIFT) & SHARD_MASK
+        earlier_failure = self.failed.shards[shard].get(tid)
         if earlier_failure is not None:
             if earlier_failure[0] == fp:
                 return R(earlier_failure[1])
             return R.ID_ALREADY_FAILED
-        fingerprints = self.fingerprints.shard(tid)
+        fingerprints = self.fingerprints.shards[shard]
         earlier = fingerprints.get(tid)
         if flags & (_POST | _VOID):
             return self._resolve_pending(batch, t, fp, earlier, journal)
         if earlier is not None:
             return R.EXISTS if earlier == fp else R.EXISTS_WITH_DIFFERENT_FIELDS
-        accounts = self.accounts
-        dr = accounts.get(t.debit_account_id)
+        accounts = self.accounts.shards
+        debit_id, credit_id = t.debit_account_id, t.credit_account_id
+        dr = accounts[(debit_id >> SHARD_SHIFT) & SHARD_MASK].get(debit_id)
         if dr is None:
             return self._fail(batch, t, R.DEBIT_ACCOUNT_NOT_FOUND, fp, journal)
-        cr = accounts.get(t.credit_account_id)
+        cr = accounts[(credit_id >> SHARD_SHIFT) & SHARD_MASK].get(credit_id)
         if cr is None:
             return self._fail(batch, t, R.CREDIT_ACCOUNT_NOT_FOUND, fp, journal)
         if dr.ledger != cr.ledger:
