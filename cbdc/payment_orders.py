@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hashlib
 import json
 import re
@@ -50,7 +49,7 @@ import qrcode
 import rfc8785
 from qrcode.constants import ERROR_CORRECT_M
 
-from cbdc.addresses import AddressError, WalletAddress, parse_address
+from cbdc.addresses import AddressError, WalletAddress, canonical_address, parse_address
 from cbdc.errors import CbdcError
 from cbdc.signing import SigningKey, VerifyingKey
 
@@ -114,27 +113,13 @@ def _whole_number(name: str, value: object, minimum: int) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _known_canonical(text: str) -> WalletAddress | None:
-    """The address `text` spells when it is the canonical spelling of one, else None.
-
-    Cached (a result, never an error): every order names two addresses, and reading
-    them (scan, check digits, printing back) was about a twentieth of a bank's CPU per
-    payment. Only successes are worth keeping; a miss is read again, as before."""
-    try:
-        address = parse_address(text)
-    except AddressError:
-        return None
-    return address if str(address) == text else None
-
-
 def _canonical_address(name: str, value: object) -> WalletAddress:
     """The address `value` spells, refusing any spelling but the canonical one."""
     if isinstance(value, WalletAddress):
         return value
     if not isinstance(value, str):
         raise _malformed(f"{name} must be an address, not {type(value).__name__}", name)
-    known = _known_canonical(value)
+    known = canonical_address(value)
     if known is not None:
         return known
     try:

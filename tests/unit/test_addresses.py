@@ -182,3 +182,23 @@ def test_why_digits_take_two_places() -> None:
         "1B" + "000000000111"
     )
     assert WalletAddress("B1", 111).check_digits != WalletAddress("1B", 111).check_digits
+
+
+def test_the_second_valid_check_digit_pair_reads_as_the_same_wallet() -> None:
+    """MOD 97-10 takes 97, 98 and 99 where 00, 01 and 02 are right; such a spelling
+    is read (the cached canonical path passes it on) and printed canonically."""
+    address = next(WalletAddress("BANKA", n) for n in range(10_000)
+                   if int(WalletAddress("BANKA", n).check_digits) <= 2)
+    other = f"{str(address)[:-2]}{int(address.check_digits) + 97}"
+    assert parse_address(other) == address
+    assert str(parse_address(other)) == str(address)
+
+
+def test_reading_long_text_keeps_nothing() -> None:
+    """Readings are cached, but only of texts short enough to be an address."""
+    from cbdc.addresses import _canonical_reading
+
+    before = _canonical_reading.cache_info().currsize
+    with pytest.raises(AddressError):
+        parse_address("BANKA-" + "0" * 10_000 + "-00")
+    assert _canonical_reading.cache_info().currsize == before
