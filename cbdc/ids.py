@@ -7,9 +7,11 @@ indexes stay append-mostly.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import time
+from collections.abc import Iterator
 from typing import NewType
 
 U128_LIMIT = 1 << 128
@@ -24,6 +26,16 @@ def new_id() -> Id:
     """A fresh, time-ordered 128-bit id."""
     millis = time.time_ns() // 1_000_000
     return Id((millis << 80) | int.from_bytes(os.urandom(10), "big"))
+
+
+def id_sequence() -> Iterator[Id]:
+    """Ids for one sender: a `new_id` to start, then one more each time.
+
+    They sort by when the sender started, then in the order sent, so PostgreSQL adds
+    each sender's to one place in its indexes, as with `new_id`; and they cost no clock
+    reading and no random bytes each (a sender of 8,000-transfer batches makes many).
+    Senders started apart never meet: 80 random bits lie between their starts."""
+    return map(Id, itertools.count(new_id()))
 
 
 def is_valid_id(value: object) -> bool:

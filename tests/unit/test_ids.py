@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cbdc import ids
-from cbdc.ids import id_from_bytes, id_to_bytes, is_valid_id, new_id, parse_id
+from cbdc.ids import id_from_bytes, id_sequence, id_to_bytes, is_valid_id, new_id, parse_id
 
 U128 = 1 << 128
 ID = st.integers(1, U128 - 1)
@@ -28,6 +28,20 @@ def test_new_ids_sort_by_time_and_differ(monkeypatch: pytest.MonkeyPatch) -> Non
     first, second, later = new_id(), new_id(), new_id()
     assert first != second
     assert later > max(first, second)
+
+
+def test_a_senders_ids_start_at_its_time_and_count_up(monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+    """A sequence starts with an id of its start's millisecond and goes up by one; a
+    sequence started a millisecond later sorts after it."""
+    clock = iter([1_741_572_000_123_000_000, 1_741_572_000_124_000_000])
+    monkeypatch.setattr(ids.time, "time_ns", lambda: next(clock))
+    first, later = id_sequence(), id_sequence()
+    made = [next(first) for _ in range(1000)]
+    assert made[0] >> 80 == 1_741_572_000_123
+    assert made == list(range(made[0], made[0] + 1000))
+    assert all(is_valid_id(i) for i in made)
+    assert next(later) > made[-1]
 
 
 @pytest.mark.parametrize(("value", "valid"), [
