@@ -13,6 +13,7 @@ import asyncpg
 
 from cbdc.problems import conflict, not_found, validation
 from cbdc.signing import VerifyingKey
+from settlement.core.idmap import IdMap
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,9 @@ def _wallet(row: asyncpg.Record) -> Wallet:
 class Wallets:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self._cache: dict[int, Wallet] = {}
+        # Every wallet read since start, by number: sharded, so a bank of millions of
+        # wallets never rebuilds one huge table in its event loop.
+        self._cache: IdMap[Wallet] = IdMap()
 
     async def get(self, number: int) -> Wallet | None:
         cached = self._cache.get(number)
