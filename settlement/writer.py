@@ -137,6 +137,9 @@ class LedgerWriter:
         self._checkpoint_height = 0  # the block the checkpoint under way is as of
         self._failed_since_reload = False
         self._frozen_objects = 0  # accounts + pendings when the heap was last frozen
+        # At least accounts + pendings: their count when last taken, plus the entries
+        # committed since (each new account or pending transfer is one).
+        self._held_at_most = 0
 
     # --------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -425,7 +428,7 @@ class LedgerWriter:
             raise BatchNotCommitted(self.ledger, str(exc)) from exc
         self.metrics.observe_commit(time.perf_counter() - started, len(decided.batch.entries))
         self._answer(decided)
-        self._freeze_long_lived()
+        self._freeze_long_lived(len(decided.batch.entries))
         committed = self._next_commit
         self._next_commit = asyncio.get_running_loop().create_future()
         committed.set_result(None)  # wakes whoever waits for news (event feeds)
@@ -449,15 +452,21 @@ class LedgerWriter:
         log.info("ledger %d: checkpoint of %d accounts at block %d in %.2fs", self.ledger,
                  len(rows), height, time.perf_counter() - started)
 
-    def _freeze_long_lived(self, *, force: bool = False) -> None:
+    def _freeze_long_lived(self, new_entries: int = 0, *, force: bool = False) -> None:
         """Take the state's objects out of the cyclic collector's walks once they have
         grown by a quarter since the last time (amortised: each object is frozen once).
 
         Young garbage is collected first, so only what survived two collections (the
-        state, the service's long-lived objects) is frozen.
+        state, the service's long-lived objects) is frozen. The objects are counted only
+        when enough entries were committed for them to have grown that much: counting
+        walks each id map's thousand shards.
         """
-        held = len(self.state.accounts) + len(self.state.pendings)
-        if not force and held < self._frozen_objects * 1.25 + FREEZE_MIN_GROWTH:
+        self._held_at_most += new_entries
+        threshold = self._frozen_objects * 1.25 + FREEZE_MIN_GROWTH
+        if not force and self._held_at_most < threshold:
+            return
+        held = self._held_at_most = len(self.state.accounts) + len(self.state.pendings)
+        if not force and held < threshold:
             return
         gc.collect(1)
         gc.freeze()
