@@ -5,7 +5,8 @@ that each header names the previous block's hash, that the stored hash is the he
 hash, that the Merkle root re-derived from the block's entries (re-encoded from the
 stored rows) matches the header, and that the ledger's key signed the header. It names
 the first bad block and why. Over the database it also checks that every account's
-stored balances equal what its transfers add up to.
+stored balances equal what its transfers add up to, and that the account history index
+(`account_entries`, up to its height) holds each side of each transfer and nothing else.
 
 The export format is JSON lines: one object per block with its header, hash, signature
 and entries (hex), preceded by one line naming the ledger and its public key.
@@ -46,10 +47,11 @@ class AuditReport:
     entries_checked: int
     finding: AuditFinding | None
     balance_breaks: tuple[str, ...] = ()
+    history_breaks: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return self.finding is None and not self.balance_breaks
+        return self.finding is None and not self.balance_breaks and not self.history_breaks
 
     def summary(self) -> str:
         if self.finding is not None:
@@ -58,6 +60,10 @@ class AuditReport:
         if self.balance_breaks:
             return (f"ledger {self.ledger}: chain of {self.blocks_checked} blocks verified, "
                     f"but balances disagree with transfers: {self.balance_breaks[0]}")
+        if self.history_breaks:
+            return (f"ledger {self.ledger}: chain of {self.blocks_checked} blocks verified, "
+                    f"but the history index disagrees with transfers: "
+                    f"{self.history_breaks[0]}")
         return (f"ledger {self.ledger}: OK, {self.blocks_checked} blocks and "
                 f"{self.entries_checked} entries verified")
 
@@ -107,7 +113,53 @@ async def verify_store(store: LedgerStore, key: VerifyingKey) -> AuditReport:
     report = await verify_chain(store.ledger, store.blocks(), key)
     breaks = await balance_breaks(store)
     return AuditReport(report.ledger, report.blocks_checked, report.entries_checked,
-                       report.finding, tuple(breaks))
+                       report.finding, tuple(breaks), tuple(await history_breaks(store)))
+
+
+async def history_breaks(store: LedgerStore, limit: int = 10) -> list[str]:
+    """History index entries (up to the ledger's history height) that are not a side of
+    a transfer, and sides of transfers that have no entry."""
+    query = """
+    WITH sides AS (
+        SELECT side.account_id, t.timestamp, t.id AS transfer_id, side.is_credit
+        FROM transfers t,
+             LATERAL (VALUES (t.debit_account_id, false), (t.credit_account_id, true))
+                 AS side(account_id, is_credit)
+        WHERE t.ledger = $1 AND t.block_height <= (
+            SELECT history_height FROM ledgers WHERE ledger = $1)
+    ), entries AS (
+        SELECT account_id, timestamp, transfer_id, is_credit FROM account_entries
+        WHERE ledger = $1
+    )
+    SELECT encode(coalesce(s.account_id, e.account_id), 'hex') AS account,
+           coalesce(s.timestamp, e.timestamp) AS timestamp,
+           encode(s.transfer_id, 'hex') AS transfer, s.is_credit AS credit,
+           encode(e.transfer_id, 'hex') AS entry_transfer, e.is_credit AS entry_credit
+    FROM sides s FULL JOIN entries e
+        ON e.account_id = s.account_id AND e.timestamp = s.timestamp
+    WHERE s.transfer_id IS DISTINCT FROM e.transfer_id
+       OR s.is_credit IS DISTINCT FROM e.is_credit
+    ORDER BY 2 LIMIT $2
+    """
+    async with store.pool.acquire() as conn:
+        rows = await conn.fetch(query, store.ledger, limit)
+    breaks = []
+    for r in rows:
+        where = f"account 0x{r['account']} at timestamp {r['timestamp']}"
+        if r["entry_transfer"] is None:
+            breaks.append(f"{where}: transfer 0x{r['transfer']} has no history entry")
+        elif r["transfer"] is None:
+            breaks.append(f"{where}: history entry for transfer 0x{r['entry_transfer']} "
+                          "matches no transfer")
+        else:
+            breaks.append(f"{where}: history entry says transfer 0x{r['entry_transfer']} "
+                          f"({_side(r['entry_credit'])}), the ledger transfer "
+                          f"0x{r['transfer']} ({_side(r['credit'])})")
+    return breaks
+
+
+def _side(is_credit: bool) -> str:
+    return "credit" if is_credit else "debit"
 
 
 async def balance_breaks(store: LedgerStore, limit: int = 10) -> list[str]:
@@ -253,7 +305,7 @@ async def verify_command(args: Any, endpoints: Any, settings: Any) -> int:
     finally:
         await pool.close()
     print(report.summary())
-    for line in report.balance_breaks[1:]:
+    for line in [*report.balance_breaks, *report.history_breaks][1:]:
         print(f"  also: {line}")
     return 0 if report.ok else 1
 

@@ -184,21 +184,28 @@ class WriterSnapshot:
     entries: int
     commit_seconds: float
     checkpoints: int
+    history_rounds: int
+    history_seconds: float
 
     @classmethod
     def of(cls, ledger: LedgerWriter) -> WriterSnapshot:
         m = ledger.metrics
-        return cls(m.commits, m.entries, m.commit_seconds.total, m.checkpoints)
+        return cls(m.commits, m.entries, m.commit_seconds.total, m.checkpoints,
+                   ledger.history.rounds, ledger.history.round_seconds)
 
     def since(self, earlier: WriterSnapshot) -> dict[str, float | int | None]:
         commits = self.commits - earlier.commits
         entries = self.entries - earlier.entries
         seconds = self.commit_seconds - earlier.commit_seconds
+        rounds = self.history_rounds - earlier.history_rounds
         return {
             "commits": commits,
             "mean_batch": entries / commits if commits else None,
             "mean_commit_ms": seconds * 1000.0 / commits if commits else None,
             "checkpoints": self.checkpoints - earlier.checkpoints,
+            "history_rounds": rounds,
+            "history_mean_round_ms": (self.history_seconds - earlier.history_seconds)
+            * 1000.0 / rounds if rounds else None,
         }
 
 
@@ -382,6 +389,27 @@ async def settle_server(dsn: str) -> None:
         await conn.close()
 
 
+async def settle(ledger: LedgerWriter, dsn: str) -> None:
+    """Index the history the phase before left unindexed, then CHECKPOINT: the next
+    phase is timed without the last one's work."""
+    await ledger.history.index_once()
+    await settle_server(dsn)
+
+
+async def history_complete(dsn: str) -> bool:
+    """The history index holds both sides of every transfer, up to the chain's tip."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return bool(await conn.fetchval(
+            "SELECT (SELECT count(*) FROM account_entries WHERE ledger = $1) "
+            "     = 2 * (SELECT count(*) FROM transfers WHERE ledger = $1) "
+            "   AND (SELECT history_height FROM ledgers WHERE ledger = $1) "
+            "     = (SELECT coalesce(max(height), 0) FROM blocks WHERE ledger = $1)",
+            LEDGER))
+    finally:
+        await conn.close()
+
+
 def pool_size(rate: float, seconds: float, batch: int, submitters: int) -> int:
     """How many transfers to generate for a phase expected to run at `rate`."""
     wanted = int(rate * seconds * POOL_HEADROOM) + batch * submitters * 2
@@ -414,7 +442,7 @@ async def engine_phases(dsn: str, options: BenchOptions, rng: random.Random
 
         progress(f"engine: {options.submitters} submitters x {options.batch} for "
                  f"{options.duration:g} s")
-        await settle_server(dsn)
+        await settle(ledger, dsn)
         before = WriterSnapshot.of(ledger)
         peak = await closed_loop(ledger, batches, options.submitters, options.duration)
         writer = WriterSnapshot.of(ledger).since(before)
@@ -424,16 +452,17 @@ async def engine_phases(dsn: str, options: BenchOptions, rng: random.Random
             progress("engine: the pre-generated transfers ran out before the clock; "
                      "the peak figure is a lower bound")
 
-        await settle_server(dsn)
+        await settle(ledger, dsn)
         half, half_target, half_writer = await half_load_phase(ledger, pattern, ids, options,
                                                                peak.tps)
         curve = []
         for rate in options.latency_rates:
-            await settle_server(dsn)
+            await settle(ledger, dsn)
             curve.append((rate, *await paced_phase(ledger, pattern, ids, options, rate)))
         debits, credits = await check_balances(ledger, options.accounts)
     finally:
-        await engine.close()
+        await engine.close()  # indexes the history still unindexed
+    history_indexed = await history_complete(dsn)
     phases = [warm, peak, *([half] if half else []), *(result for _, result, _ in curve)]
     acknowledged = sum(phase.amount_ok for phase in phases)
     errors = sum(phase.errors for phase in phases)
@@ -449,6 +478,7 @@ async def engine_phases(dsn: str, options: BenchOptions, rng: random.Random
         "half_writer": half_writer,
         "curve": curve,
         "balanced": debits == credits,
+        "history_indexed": history_indexed,
         # Without failed batches (whose outcome is unknown) the ledger holds exactly
         # what it acknowledged: not one fen lost, none applied twice.
         "acknowledged_matches": debits == acknowledged if errors == 0 else None,
@@ -755,12 +785,15 @@ def build_report(options: BenchOptions, engine: dict[str, Any], *,
         "writer_mean_batch": writer["mean_batch"],
         "writer_mean_commit_ms": writer["mean_commit_ms"],
         "writer_checkpoints": writer["checkpoints"],
+        "writer_history_rounds": writer["history_rounds"],
+        "writer_history_mean_round_ms": writer["history_mean_round_ms"],
         "accounts": options.accounts,
         "accounts_load_s": engine["accounts_load_s"],
         "peak_rss_mb": engine["peak_rss_mb"],
         "peak_rss_after_engine_mb": engine["peak_rss_after_engine_mb"],
         "peak_rss_after_half_mb": engine["peak_rss_after_half_mb"],
         "balanced": engine["balanced"],
+        "history_indexed": engine["history_indexed"],
         "acknowledged_matches": engine["acknowledged_matches"],
         "duration_s": options.duration,
         "half_load_duration_s": options.half_load_seconds,
@@ -806,7 +839,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"writer during the peak: {r['writer_commits']:,} commits, mean batch "
         f"{_num(r['writer_mean_batch'])} transfers, mean commit "
         f"{_num(r['writer_mean_commit_ms'], 1)} ms, {r['writer_checkpoints']} balance "
-        "checkpoints",
+        f"checkpoints, {r['writer_history_rounds']:,} history index rounds of mean "
+        f"{_num(r['writer_history_mean_round_ms'], 1)} ms",
         f"paced phases: {r['paced_batch']} transfers a call; half load: target "
         f"{_num(r['engine_half_load_target_tps'])} transfers/s, mean "
         f"batch {_num(r['half_writer_mean_batch'])}, mean commit "
@@ -814,6 +848,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"balanced: {str(r['balanced']).lower()} (ledger holds exactly what it "
         f"acknowledged: {_yes_no(r['acknowledged_matches'])}; naive balanced: "
         f"{_yes_no(r['naive_balanced'])})",
+        f"history index: {'complete' if r['history_indexed'] else 'INCOMPLETE'} "
+        "(both sides of every transfer, up to the chain's tip)",
     ]
     if r["pgbench_error"]:
         lines.append(f"pgbench: {r['pgbench_error']}")
@@ -837,4 +873,5 @@ async def main(args: Any, endpoints: Any, settings: Any) -> int:
         print(json.dumps(report))
     else:
         print(format_report(report))
-    return 0 if report["balanced"] and report["naive_balanced"] is not False else 1
+    return 0 if report["balanced"] and report["history_indexed"] and (
+        report["naive_balanced"] is not False) else 1

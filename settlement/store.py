@@ -23,6 +23,7 @@ from cbdc.receipts import (
     encode_transfer,
 )
 from settlement.blocks import SealedBlock, leaf_hashes
+from settlement.core.recent_history import DIRECTIONS
 from settlement.core.state import EXPIRED, OPEN, POSTED, VOIDED, AccountState, Batch, LedgerState
 from settlement.core.types import (
     Account,
@@ -155,6 +156,16 @@ _TRANSFER_COLUMNS = (
     "code, flags, timestamp, block_height"
 )
 
+_ENTRY_TRANSFER_COLUMNS = ", ".join(f"t.{c}" for c in _TRANSFER_COLUMNS.split(", "))
+_INDEX_HISTORY = """
+INSERT INTO account_entries (ledger, account_id, timestamp, transfer_id, is_credit)
+SELECT t.ledger, side.account_id, t.timestamp, t.id, side.is_credit
+  FROM transfers t,
+       LATERAL (VALUES (t.debit_account_id, false), (t.credit_account_id, true))
+           AS side(account_id, is_credit)
+ WHERE t.ledger = $1 AND t.block_height > $2 AND t.block_height <= $3
+"""
+
 
 class LedgerStore:
     """One ledger's tables, seen through a pool (lookups) and the writer's connections
@@ -165,6 +176,7 @@ class LedgerStore:
         self.ledger = ledger
         self.dsn = dsn
         self.replayed = 0
+        self.history_height = 0  # blocks up to it are in `account_entries` (as loaded)
         self._conns: dict[int, asyncpg.Connection] = {}
 
     # ------------------------------------------------------------------ set-up
@@ -208,8 +220,11 @@ class LedgerStore:
         """
         ledger = self.ledger
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            checkpoint = await conn.fetchval(
-                "SELECT checkpoint_height FROM ledgers WHERE ledger = $1", ledger) or 0
+            heights = await conn.fetchrow(
+                "SELECT checkpoint_height, history_height FROM ledgers WHERE ledger = $1",
+                ledger)
+            checkpoint = heights["checkpoint_height"] if heights else 0
+            self.history_height = heights["history_height"] if heights else 0
             block_times = {r["height"]: r["time_ns"] for r in await conn.fetch(
                 "SELECT height, time_ns FROM blocks WHERE ledger = $1", ledger)}
             async for row in conn.cursor(
@@ -432,6 +447,46 @@ class LedgerStore:
                 "UPDATE ledgers SET checkpoint_height = $2 "
                 "WHERE ledger = $1 AND checkpoint_height < $2", self.ledger, height)
 
+    # ----------------------------------------------------------------- history
+    async def index_history(self, after_height: int, through_height: int) -> int:
+        """Copy the transfers of blocks `after_height` < h <= `through_height` into
+        `account_entries` (one row per side) and record the new history height, in one
+        transaction; return the entries written.
+
+        The commit is asynchronous (no wait for the disk): the entries are derived from
+        durable transfers, and a crash that loses them loses the height with them, so the
+        next start indexes those blocks again.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit = off")
+            status = await conn.execute(_INDEX_HISTORY, self.ledger, after_height,
+                                        through_height)
+            await conn.execute(
+                "UPDATE ledgers SET history_height = $2 "
+                "WHERE ledger = $1 AND history_height < $2", self.ledger, through_height)
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def account_history(
+        self, account_id: int, *, after_timestamp: int = 0, limit: int = 100,
+        direction: str = "both",
+    ) -> list[TransferRecord]:
+        """Indexed transfers touching the account, oldest first, strictly after the
+        cursor. Blocks after the history height are not here: the writer's
+        `account_history` adds them from its memory."""
+        if direction not in DIRECTIONS:
+            raise ValueError("direction must be 'both', 'debits' or 'credits'")
+        side = {"both": "", "debits": "AND NOT e.is_credit ",
+                "credits": "AND e.is_credit "}[direction]
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_ENTRY_TRANSFER_COLUMNS} FROM account_entries e "
+                "JOIN transfers t ON t.ledger = e.ledger AND t.id = e.transfer_id "
+                "WHERE e.ledger = $1 AND e.account_id = $2 AND e.timestamp > $3 "
+                f"{side}ORDER BY e.timestamp LIMIT $4",
+                self.ledger, b16(account_id), after_timestamp, limit,
+            )
+        return [_record(r, self.ledger) for r in rows]
+
     # ------------------------------------------------------------------ lookups
     async def lookup_transfers(self, ids: Sequence[int]) -> list[TransferRecord | None]:
         async with self.pool.acquire() as conn:
@@ -471,36 +526,6 @@ class LedgerStore:
             )
         found = {i16(r["id"]): _account_state(r).balance() for r in rows}
         return [found.get(i) for i in ids]
-
-    async def account_history(
-        self, account_id: int, *, after_timestamp: int = 0, limit: int = 100,
-        direction: str = "both",
-    ) -> list[TransferRecord]:
-        """Transfers touching the account, oldest first, strictly after the cursor."""
-        if direction not in ("both", "debits", "credits"):
-            raise ValueError("direction must be 'both', 'debits' or 'credits'")
-        limit = max(1, min(limit, 10_000))
-        parts = []
-        if direction in ("both", "debits"):
-            parts.append(
-                f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE ledger = $1 "
-                "AND debit_account_id = $2 AND timestamp > $3 ORDER BY timestamp LIMIT $4"
-            )
-        if direction in ("both", "credits"):
-            parts.append(
-                f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE ledger = $1 "
-                "AND credit_account_id = $2 AND timestamp > $3 ORDER BY timestamp LIMIT $4"
-            )
-        query = " UNION ALL ".join(f"({p})" for p in parts)
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                f"SELECT * FROM ({query}) h ORDER BY timestamp LIMIT $4",
-                self.ledger,
-                b16(account_id),
-                after_timestamp,
-                limit,
-            )
-        return [_record(r, self.ledger) for r in rows]
 
     # ------------------------------------------------------------------ blocks
     async def block(self, height: int, conn: asyncpg.Connection | None = None

@@ -52,6 +52,7 @@ from cbdc.receipts import Receipt
 from cbdc.signing import SigningKey
 from settlement.blocks import SealedBlock, seal_block
 from settlement.core.calendar import LimitCalendar
+from settlement.core.recent_history import RecentHistory, merge_pages
 from settlement.core.state import Batch, LedgerState
 from settlement.core.types import (
     Account,
@@ -63,6 +64,7 @@ from settlement.core.types import (
     UpdateAccountResult,
 )
 from settlement.errors import BatchNotCommitted, WriterClosed
+from settlement.history import HistoryIndexer
 from settlement.metrics import WriterMetrics
 from settlement.store import ChainTip, LedgerStore
 
@@ -109,6 +111,8 @@ class LedgerWriter:
         checkpoint_every: int = 1_000_000,
         pipeline_depth: int = 2,
         pipeline_min_events: int = 1024,
+        history_interval: float = 0.05,
+        history_max_lag: int = 500_000,
     ) -> None:
         self.ledger = ledger
         self.store = store
@@ -129,6 +133,9 @@ class LedgerWriter:
         self._queue: deque[_Request] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.history_interval = history_interval
+        self.history_max_lag = history_max_lag
+        self.history = self._new_history_indexer(0)
         self._closed = False
         self._next_commit: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # Entries committed since the last checkpoint.
@@ -157,6 +164,7 @@ class LedgerWriter:
         if self._checkpointing is not None:
             with contextlib.suppress(Exception):
                 await self._checkpointing
+        await self.history.stop(finish=not self._failed_since_reload)
         if (self._since_checkpoint or self.state.checkpoint_under_way) and (
             not self._failed_since_reload
         ):
@@ -169,9 +177,15 @@ class LedgerWriter:
         await self.store.close()
 
     async def _reload(self) -> None:
+        await self.history.stop()
         state = LedgerState(self.ledger, LimitCalendar(self.timezone))
         started = time.perf_counter()
         self.tip = await self.store.load(state)
+        if self.store.history_height < self.tip.height:
+            # Blocks committed after the last indexing round before a stop or crash.
+            await self.store.index_history(self.store.history_height, self.tip.height)
+        self.history = self._new_history_indexer(self.tip.height)
+        self.history.start()
         self.state = state
         # Accounts the replay moved are ahead of their checkpoint (and marked dirty).
         self._since_checkpoint = self.store.replayed
@@ -180,6 +194,10 @@ class LedgerWriter:
         self._freeze_long_lived(force=True)
         log.info("ledger %d loaded: %d accounts, height %d, in %.2fs", self.ledger,
                  len(state.accounts), self.tip.height, time.perf_counter() - started)
+
+    def _new_history_indexer(self, indexed_height: int) -> HistoryIndexer:
+        return HistoryIndexer(self.store, RecentHistory(self.ledger, indexed_height),
+                              interval=self.history_interval, max_lag=self.history_max_lag)
 
     # ------------------------------------------------------------------ intake
     async def create_accounts(self, accounts: Sequence[Account]) -> list[CreateAccountResult]:
@@ -243,9 +261,19 @@ class LedgerWriter:
     async def account_history(self, account_id: int, *, after_timestamp: int = 0,
                               limit: int = 100, direction: str = "both"
                               ) -> list[TransferRecord]:
-        return await self.store.account_history(
+        """Committed transfers touching the account, oldest first, strictly after the
+        cursor (`limit` at most 10,000): the history index, and the durable blocks it
+        does not hold yet from memory."""
+        limit = max(1, min(limit, 10_000))
+        recent = self.history.recent.view()  # first: the index then holds the rest
+        indexed = await self.store.account_history(
             account_id, after_timestamp=after_timestamp, limit=limit, direction=direction
         )
+        unindexed = recent.records(account_id, after_timestamp=after_timestamp,
+                                   limit=limit, direction=direction)
+        if not unindexed:
+            return indexed
+        return merge_pages(indexed, unindexed, limit=limit)
 
     async def receipt(self, transfer_id: int) -> Receipt | None:
         return await self.store.receipt(transfer_id)
@@ -290,6 +318,8 @@ class LedgerWriter:
             ):
                 # Nothing in flight to batch behind: linger briefly to gather more.
                 await asyncio.sleep(self.max_wait)
+            if self.history.behind:
+                await self.history.wait_until_within_lag()
             decided = await self._decide(in_flight[-1] if in_flight else None)
             # A big batch goes in beside the commit in flight; a small one waits for it,
             # as what arrives meanwhile then makes the next batch bigger (a commit has a
@@ -427,6 +457,7 @@ class LedgerWriter:
             await self.store.drop_writer_connection(slot)
             raise BatchNotCommitted(self.ledger, str(exc)) from exc
         self.metrics.observe_commit(time.perf_counter() - started, len(decided.batch.entries))
+        self.history.block_committed(decided.block.header.height, decided.batch.transfers)
         self._answer(decided)
         self._freeze_long_lived(len(decided.batch.entries))
         committed = self._next_commit

@@ -575,6 +575,111 @@ async def test_account_history_pages_in_time_order(ledger: Ledger) -> None:
     assert await w.lookup_transfers([999_999_999]) == [None]
 
 
+async def entries_of(dsn: str, account_id: int) -> list[tuple[int, bool]]:
+    """The history index's rows for an account: (transfer id, is credit side)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT transfer_id, is_credit FROM account_entries WHERE ledger = $1 "
+            "AND account_id = $2 ORDER BY timestamp", LEDGER, account_id.to_bytes(16, "big"))
+    finally:
+        await conn.close()
+    return [(int.from_bytes(r["transfer_id"], "big"), r["is_credit"]) for r in rows]
+
+
+async def test_history_lists_committed_transfers_the_index_does_not_hold_yet(
+        ledger: Ledger) -> None:
+    """With the history indexer held back, a query still lists every committed transfer
+    (the newest from the writer's memory), once, in order, on every page; once the
+    indexer runs, the index holds them and the answers are the same."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2), wallet(3))
+    first = pay(1, 2, 500)
+    await w.create_transfers([first])
+    await w.history.index_once()
+    await w.history.stop()  # later blocks stay unindexed until index_once
+    later = [pay(1, 2, 100 + i) for i in range(4)]
+    for transfer in later:
+        await w.create_transfers([transfer])
+    spent = pay(2, 3, 7)
+    await w.create_transfers([spent])
+    assert await entries_of(ledger.dsn, 2) == [(first.id, True)]
+    assert w.history.recent.transfers == 5
+
+    expected = [first.id, *(t.id for t in later), spent.id]
+
+    async def pages(limit: int) -> list[int]:
+        seen: list[int] = []
+        after = 0
+        while page := await w.account_history(2, after_timestamp=after, limit=limit):
+            seen += [t.id for t in page]
+            after = page[-1].timestamp
+        return seen
+
+    assert [t.id for t in await w.account_history(2)] == expected
+    assert await pages(2) == expected
+    assert [t.amount for t in await w.account_history(2, direction="debits")] == [7]
+    assert [t.id for t in await w.account_history(3, direction="credits")] == [spent.id]
+
+    assert await w.history.index_once() == 5
+    assert w.history.recent.transfers == 0
+    assert await entries_of(ledger.dsn, 2) == [
+        (first.id, True), *((t.id, True) for t in later), (spent.id, False)]
+    assert [t.id for t in await w.account_history(2)] == expected
+    assert await pages(3) == expected
+
+
+async def test_a_restart_indexes_the_blocks_a_crash_left_unindexed(database_url: str
+                                                                   ) -> None:
+    """The indexer commits without waiting for the disk, so a crash may lose its last
+    rounds: a restart finds the history height behind the chain and indexes the rest
+    before it answers."""
+    key, clock = SigningKey.generate(), FakeClock()
+    opened = await open_ledger(database_url, key, clock)
+    w = opened.writer
+    await setup_accounts(w, issuer(1), wallet(2))
+    transfers = [pay(1, 2, 10 + i) for i in range(3)]
+    for transfer in transfers:
+        await w.create_transfers([transfer])
+    await opened.engine.close()
+    conn = await asyncpg.connect(database_url)
+    try:  # as if the last indexing round was lost with the server
+        await conn.execute("DELETE FROM account_entries")
+        await conn.execute("UPDATE ledgers SET history_height = 0")
+    finally:
+        await conn.close()
+    assert await entries_of(database_url, 2) == []
+
+    reopened = await open_ledger(database_url, key, clock)
+    try:
+        assert await entries_of(database_url, 2) == [(t.id, True) for t in transfers]
+        assert [t.id for t in await reopened.writer.account_history(2)] == [
+            t.id for t in transfers]
+    finally:
+        await reopened.engine.close()
+
+
+@pytest.mark.tampers
+async def test_audit_names_a_transfer_missing_from_the_history_index(ledger: Ledger) -> None:
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2))
+    transfer = pay(1, 2, 300)
+    await w.create_transfers([transfer])
+    await w.history.index_once()
+    assert (await verify_store(w.store, ledger.key.public)).ok
+    conn = await asyncpg.connect(ledger.dsn)
+    try:
+        await conn.execute("DELETE FROM account_entries WHERE is_credit")
+    finally:
+        await conn.close()
+    report = await verify_store(w.store, ledger.key.public)
+    assert not report.ok
+    assert report.history_breaks == (
+        f"account 0x{2:032x} at timestamp {(await w.account_history(1))[0].timestamp}: "
+        f"transfer 0x{transfer.id:032x} has no history entry",)
+    assert "history index disagrees" in report.summary()
+
+
 async def test_account_updates_change_limits_and_freeze(ledger: Ledger) -> None:
     """A wallet moved to a lower class gets the lower limits at once; a frozen wallet can
     neither pay nor be paid until unfrozen, but its pending transfers can be voided; the
