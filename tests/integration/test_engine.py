@@ -23,6 +23,7 @@ from settlement import (
     TransferFlags,
     UpdateAccountResult,
 )
+from settlement import store as settlement_store
 from settlement import writer as settlement_writer
 from settlement.audit import export_lines, verify_file, verify_store
 from settlement.errors import BatchNotCommitted, KeyMismatch, WriterClosed
@@ -335,6 +336,62 @@ async def test_a_checkpoint_copied_a_few_accounts_a_batch_is_as_of_one_block(
         assert sum(after) == 0
     finally:
         await second.engine.close()
+
+
+async def test_an_account_update_commits_while_a_checkpoint_is_being_written(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint stages its balances without locking the accounts' rows, so a freeze
+    (a commit that updates an account's row) goes through while the checkpoint is still
+    being written instead of waiting for all of it; the checkpoint then stores every
+    balance as of its block."""
+    monkeypatch.setattr(settlement_store, "_CHECKPOINT_CHUNK", 2)
+    monkeypatch.setattr(settlement_store, "CHECKPOINT_PAUSE", 200.0)  # seconds, in all
+    key, clock = SigningKey.generate(), FakeClock()
+    opened = await open_ledger(database_url, key, clock, checkpoint_every=10**9)
+    w = opened.writer
+    wallets = range(2, 10)
+    try:
+        await setup_accounts(w, issuer(1), *(wallet(i) for i in wallets))
+        await w.create_transfers([pay(1, i, 1_000) for i in wallets])
+        w.checkpoint_every = 1  # the next batch begins one, copied at once (9 accounts)
+        await w.create_transfers([pay(2, 3, 10)])
+        w.checkpoint_every = 10**9
+        checkpointing = w._checkpointing
+        assert checkpointing is not None
+        as_of = w.tip.height
+
+        conn = await asyncpg.connect(opened.dsn)
+        try:
+            # Between two chunks the checkpoint's transaction waits, open.
+            for _ in range(500):
+                if await conn.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                        "current_database() AND state = 'idle in transaction'"):
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the checkpoint never paused between its chunks")
+            # Every wallet, so the freeze touches rows of the chunks already written.
+            frozen = [Account(id=i, ledger=LEDGER, code=2, flags=AccountFlags.FROZEN
+                              | AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS) for i in wallets]
+            assert await w.update_accounts(frozen) == [UpdateAccountResult.OK] * len(frozen)
+            assert not checkpointing.done()
+            flags = await conn.fetch("SELECT flags FROM accounts WHERE ledger = $1 AND "
+                                     "flags & $2 <> 0", LEDGER, int(AccountFlags.FROZEN))
+            assert len(flags) == len(frozen)
+            await checkpointing
+            assert w.metrics.checkpoints == 1
+            stored = {int.from_bytes(r["id"], "big"): r["balance"] for r in await conn.fetch(
+                "SELECT id, credits_posted - debits_posted AS balance FROM accounts "
+                "WHERE ledger = $1", LEDGER)}
+            height = await conn.fetchval(
+                "SELECT checkpoint_height FROM ledgers WHERE ledger = $1", LEDGER)
+        finally:
+            await conn.close()
+        assert height == as_of
+        assert stored == {1: -8_000, 2: 990, 3: 1_010, **dict.fromkeys(wallets[2:], 1_000)}
+    finally:
+        await opened.engine.close()
 
 
 async def test_failed_commit_fails_its_callers_and_reloads(ledger: Ledger) -> None:
