@@ -345,7 +345,7 @@ async def test_an_account_update_commits_while_a_checkpoint_is_being_written(
     being written instead of waiting for all of it; the checkpoint then stores every
     balance as of its block."""
     monkeypatch.setattr(settlement_store, "_CHECKPOINT_CHUNK", 2)
-    monkeypatch.setattr(settlement_store, "CHECKPOINT_PAUSE", 200.0)  # seconds, in all
+    monkeypatch.setattr(settlement_store, "CHECKPOINT_PAUSE", 200.0)  # x each chunk's time
     key, clock = SigningKey.generate(), FakeClock()
     opened = await open_ledger(database_url, key, clock, checkpoint_every=10**9)
     w = opened.writer
