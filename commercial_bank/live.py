@@ -324,7 +324,7 @@ class LiveEvents:
                 self._set_live(False)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self.backoff[1])
 
@@ -400,7 +400,7 @@ class LiveEvents:
             # cancellation ends with it, and no connection outlives the app (an embedded
             # Redis is only stopped once nobody is connected).
             with contextlib.suppress(Exception):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
         for chore in list(self._chores):
             chore.cancel()
         if self._task is not None:
