@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     central_bench.add_argument("--single-clients", type=_positive_int, metavar="N",
                                help="concurrent tasks of the single-transfer phase "
                                     "(default 64)")
+    central_bench.add_argument("--single-processes", type=_positive_int, metavar="N",
+                               help="load-generator processes the single-transfer tasks are "
+                                    "spread over (default 1)")
     central_bench.add_argument("--no-baseline", dest="baseline", action="store_false",
                                default=None, help="skip the hand-written baseline "
                                                   "(central_bank.baseline)")

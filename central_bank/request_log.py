@@ -2,9 +2,9 @@
 
 Every signed request claims its (key id, nonce) and its (operator, idempotency key,
 request hash) before it is handled. Claims that arrive together are written together,
-one statement per group (group commit, as the ledger writer does), and a claim is
-answered only once PostgreSQL has committed it, so a replay is refused even after a
-crash and restart.
+one statement per group (group commit, as the ledger writer does; a few groups may be
+on their way at once), and a claim is answered only once PostgreSQL has committed it,
+so a replay is refused even after a crash and restart.
 """
 
 from __future__ import annotations
@@ -54,11 +54,14 @@ class Claim:
 class RequestLog:
     """Group-committed claims of nonces and idempotency keys."""
 
-    def __init__(self, pool: asyncpg.Pool, *, keep_seconds: int = 130) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, keep_seconds: int = 130,
+                 max_in_flight: int = 3) -> None:
         self.pool = pool
         self.keep_seconds = keep_seconds
         self._pending: list[Claim] = []
         self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._writes: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
 
@@ -72,6 +75,9 @@ class RequestLog:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        for write in list(self._writes):
+            write.cancel()
+        await asyncio.gather(*self._writes, return_exceptions=True)
         for claim in self._pending:
             if not claim.future.done():
                 claim.future.set_exception(ConnectionError("the request log is closed"))
@@ -86,23 +92,41 @@ class RequestLog:
         return await future
 
     async def _run(self) -> None:
+        # Up to `max_in_flight` groups are written at once, each on its own connection:
+        # a claim that arrives while a group is being committed starts the next group
+        # instead of waiting for that commit. Two groups claiming the same nonce or key
+        # are decided by PostgreSQL's unique indexes (the later insert waits for the
+        # earlier transaction and then finds the row), as across restarts.
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            if not self._pending:
+                continue
+            await self._slots.acquire()
             claims, self._pending = self._pending, []
-            if not claims:
-                continue
-            try:
-                answers = await self._write(claims)
-            except Exception as exc:
-                log.error("request log: claim batch failed: %s", exc)
-                for claim in claims:
-                    if not claim.future.done():
-                        claim.future.set_exception(exc)
-                continue
-            for claim, answer in zip(claims, answers, strict=True):
+            write = asyncio.create_task(self._settle(claims), name="request-log-write")
+            self._writes.add(write)
+            write.add_done_callback(self._writes.discard)
+
+    async def _settle(self, claims: list[Claim]) -> None:
+        try:
+            answers = await self._write(claims)
+        except asyncio.CancelledError:
+            for claim in claims:
                 if not claim.future.done():
-                    claim.future.set_result(answer)
+                    claim.future.set_exception(ConnectionError("the request log is closed"))
+            raise
+        except Exception as exc:
+            log.error("request log: claim batch failed: %s", exc)
+            for claim in claims:
+                if not claim.future.done():
+                    claim.future.set_exception(exc)
+            return
+        finally:
+            self._slots.release()
+        for claim, answer in zip(claims, answers, strict=True):
+            if not claim.future.done():
+                claim.future.set_result(answer)
 
     async def _write(self, claims: list[Claim]) -> list[tuple[str, str]]:
         # Inside one group the first claimant of a nonce or key wins; the rest are
@@ -112,8 +136,10 @@ class RequestLog:
         for index, c in enumerate(claims):
             first_nonce.setdefault((c.key_id, c.nonce), index)
             first_key.setdefault((c.operator, c.idempotency_key), index)
-        nonce_claims = [claims[i] for i in first_nonce.values()]
-        key_claims = [claims[i] for i in first_key.values()]
+        # Sorted, so that groups written at the same time take their row locks in one
+        # order and cannot deadlock on claims they share.
+        nonce_claims = [claims[i] for _, i in sorted(first_nonce.items())]
+        key_claims = [claims[i] for _, i in sorted(first_key.items())]
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 _CLAIM,

@@ -34,6 +34,7 @@ pytestmark = pytest.mark.usefixtures("clean_env")
         ["bench", "ledger", "--latency-rates", "fast"],
         ["bench", "ledger", "--latency-rates", "5000,,10000"],
         ["bench", "ledger", "--paced-batch", "0"],
+        ["bench", "central-bank", "--single-processes", "0"],
         ["loadtest"],
         ["loadtest", "payroll"],
         ["loadtest", "settlement", "--hot-share", "2"],
@@ -59,6 +60,17 @@ def test_latency_rates_are_read_as_offered_transfers_per_second() -> None:
     assert build_parser().parse_args(["bench", "ledger"]).latency_rates is None
     paced = build_parser().parse_args(["bench", "ledger", "--paced-batch", "1"])
     assert paced.half_load_batch == 1
+
+
+def test_the_central_bank_bench_spreads_single_transfers_over_processes() -> None:
+    from central_bank.bench import CentralBankBenchOptions
+
+    args = build_parser().parse_args(
+        ["bench", "central-bank", "--single-clients", "96", "--single-processes", "2"])
+    options = CentralBankBenchOptions.from_args(args)
+    assert (options.single_clients, options.single_processes) == (96, 2)
+    default = build_parser().parse_args(["bench", "central-bank"])
+    assert CentralBankBenchOptions.from_args(default).single_processes == 1
 
 
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
