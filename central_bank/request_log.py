@@ -51,6 +51,13 @@ class Claim:
     future: asyncio.Future[tuple[str, str]]
 
 
+def _fail(claims: list[Claim], exc: BaseException) -> None:
+    """Tell the claimants still waiting that their claims were not written."""
+    for claim in claims:
+        if not claim.future.done():
+            claim.future.set_exception(exc)
+
+
 class RequestLog:
     """Group-committed claims of nonces and idempotency keys."""
 
@@ -78,9 +85,7 @@ class RequestLog:
         for write in list(self._writes):
             write.cancel()
         await asyncio.gather(*self._writes, return_exceptions=True)
-        for claim in self._pending:
-            if not claim.future.done():
-                claim.future.set_exception(ConnectionError("the request log is closed"))
+        _fail(self._pending, ConnectionError("the request log is closed"))
 
     async def claim(self, *, key_id: str, nonce: str, created: int, operator: str,
                     idempotency_key: str, request_hash: bytes) -> tuple[str, str]:
@@ -112,15 +117,11 @@ class RequestLog:
         try:
             answers = await self._write(claims)
         except asyncio.CancelledError:
-            for claim in claims:
-                if not claim.future.done():
-                    claim.future.set_exception(ConnectionError("the request log is closed"))
+            _fail(claims, ConnectionError("the request log is closed"))
             raise
         except Exception as exc:
             log.error("request log: claim batch failed: %s", exc)
-            for claim in claims:
-                if not claim.future.done():
-                    claim.future.set_exception(exc)
+            _fail(claims, exc)
             return
         finally:
             self._slots.release()
