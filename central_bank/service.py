@@ -241,6 +241,7 @@ class CentralBank:
         deadline = loop.time() + wait
         position = chart.position_id(bank)
         while True:
+            committed = self.ledger.next_commit()  # before the read, so none is missed
             records = [
                 r for r in await self.ledger.account_history(
                     position, after_timestamp=after, limit=EVENTS_PAGE, direction="credits")
@@ -248,10 +249,11 @@ class CentralBank:
             ]
             remaining = deadline - loop.time()
             if records or remaining <= 0 or self.closing.is_set():
+                committed.cancel()
                 break
             closing = asyncio.ensure_future(self.closing.wait())
-            committed = asyncio.ensure_future(self.ledger.wait_for_commit(remaining))
-            await asyncio.wait((closing, committed), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((closing, committed), timeout=remaining,
+                               return_when=asyncio.FIRST_COMPLETED)
             for waiter in (closing, committed):
                 waiter.cancel()
         views = await self.views(records)

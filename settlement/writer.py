@@ -225,13 +225,11 @@ class LedgerWriter:
             raise ValueError("notes must be aligned with transfers")
         return await self._submit("transfers", transfers, notes)
 
-    async def wait_for_commit(self, seconds: float) -> bool:
-        """Wait until the next batch commits (True) or `seconds` pass (False)."""
-        try:
-            await asyncio.wait_for(asyncio.shield(self._next_commit), seconds)
-        except TimeoutError:
-            return False
-        return True
+    def next_commit(self) -> asyncio.Future[None]:
+        """Done when the next batch commits. Take it before reading what is committed:
+        a batch that commits during the read then wakes the waiter instead of slipping
+        between the read and the wait. (Cancelling it leaves the writer untouched.)"""
+        return asyncio.shield(self._next_commit)
 
     async def _submit(self, kind: str, items: Sequence[Any],
                       notes: Sequence[bytes | None] | None = None) -> list[Any]:

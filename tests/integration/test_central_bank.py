@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from cbdc.signing import SigningKey
+from central_bank.keys import CENTRAL_BANK
 from tests.integration.central_bank_harness import (
     CentralBankUnderTest,
     Operator,
@@ -269,6 +270,38 @@ async def test_events_feed_delivers_each_credit_once_per_cursor_across_restart(
     assert [e["transfer"]["id"] for e in page["events"]] == [sent[4]["id"]]
     _status, page = await signed_call(central_bank, b, "GET", "/v1/events?after=0")
     assert [e["transfer"]["id"] for e in page["events"]] == [t["id"] for t in sent]
+
+
+async def test_a_long_poll_wakes_for_a_credit_committed_while_it_reads(
+        central_bank: CentralBankUnderTest, banks: tuple[Operator, Operator],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A credit that commits while a long poll is reading the history (after it read,
+    before it waits) wakes that poll, which delivers it, instead of the poll sleeping
+    until the next commit or its deadline."""
+    a, b = banks
+    await signed_call(central_bank, a, "POST", "/v1/issuance", {"id": new_id(), "amount": 50_000})
+    assert central_bank.runner is not None
+    ledger = central_bank.runner.app[CENTRAL_BANK].ledger
+    read, go_on = asyncio.Event(), asyncio.Event()
+    original = ledger.account_history
+
+    async def overtaken_read(*args: Any, **kwargs: Any) -> Any:
+        records = await original(*args, **kwargs)
+        if not read.is_set():
+            read.set()
+            await go_on.wait()  # the credit commits now, after this read
+        return records
+
+    monkeypatch.setattr(ledger, "account_history", overtaken_read)
+    waiting = asyncio.create_task(
+        signed_call(central_bank, b, "GET", "/v1/events?after=0&wait=30"))
+    await asyncio.wait_for(read.wait(), 5)
+    body = transfer_body(amount=100)
+    await signed_call(central_bank, a, "POST", "/v1/transfers", body)
+    go_on.set()
+    # Woken by that commit, not by the end of its 30 s wait.
+    _status, page = await asyncio.wait_for(waiting, 10)
+    assert [e["transfer"]["id"] for e in page["events"]] == [body["id"]]
 
 
 async def test_receipt_statement_and_admin_views(central_bank: CentralBankUnderTest,
