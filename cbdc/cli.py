@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                                help="concurrent clients of the batch phase (default 4)")
     central_bench.add_argument("--single-clients", type=_positive_int, metavar="N",
                                help="concurrent tasks of the single-transfer phase "
-                                    "(default 64)")
+                                    "(default 40)")
     central_bench.add_argument("--single-processes", type=_positive_int, metavar="N",
                                help="load-generator processes the single-transfer tasks are "
                                     "spread over (default 1)")

@@ -30,7 +30,7 @@ from central_bank.keys import (
 )
 from central_bank.openapi import build_openapi
 from central_bank.operators import OperatorRegistry
-from central_bank.request_log import RequestLog
+from central_bank.request_log import RequestLog, rows_to_write
 from central_bank.routes import add_routes
 from central_bank.service import CentralBank
 from settlement.engine import Engine
@@ -73,13 +73,14 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
                                    max_events=settings.batch_max_events,
                                    max_wait=settings.batch_max_wait_ms / 1000)
         try:
-            writer = await engine.ledger(chart.LEDGER)
+            # The ledger writes a money-moving request's claim with its transfers.
+            writer = await engine.ledger(chart.LEDGER, attachments=rows_to_write)
             registry = OperatorRegistry(engine.pool)
             await registry.load()
             central = CentralBank(writer, registry)
             await central.open_books()
             request_log = RequestLog(engine.pool)
-            request_log.start()
+            await request_log.start()
             app[CENTRAL_BANK] = central
             app[REQUEST_LOG] = request_log
             app[LEDGER_KEY] = key.public

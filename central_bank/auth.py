@@ -2,9 +2,11 @@
 
 Operator requests pass, in order: the RFC 9421 signature (method, path, query, content
 digest, idempotency key; created within 60 s, 5 s of skew), the key's and the bank's
-status, a rate limit per bank, and a durable claim of the nonce (refused if seen before)
-and of the idempotency key (a different body under a used key is a 409). Only then does
-the handler run. A refused request writes nothing to the ledger.
+status, a rate limit per bank, and a claim of the nonce (refused if seen before) and of
+the idempotency key (a different body under a used key is a 409). Only then does the
+handler run: after the claim is durable, or, for a handler that moves money, with the
+claim written in the same transaction as its effect (`central_bank.request_log`). A
+refused request writes nothing to the ledger.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from cbdc.httpsig import SignatureRejected, verify_request
 from cbdc.problems import conflict, forbidden, rate_limited, unauthorized
 from cbdc.signing import VerifyingKey
 from central_bank.operators import OperatorBank, OperatorRegistry
-from central_bank.request_log import OTHER_BODY, REPLAYED, RequestLog
+from central_bank.request_log import OTHER_BODY, REPLAYED, Claim, RequestLog
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -52,8 +54,11 @@ def request_hash(request: web.Request, body: bytes) -> bytes:
 
 
 async def authenticate_operator(request: web.Request, registry: OperatorRegistry,
-                                log: RequestLog, limiter: TokenBucket) -> OperatorBank:
-    """The bank that signed this request, after every check; raises a problem."""
+                                log: RequestLog, limiter: TokenBucket
+                                ) -> tuple[OperatorBank, Claim]:
+    """The bank that signed this request, after every check, and the request's accepted
+    claim, not yet written (`RequestLog.settle` or the ledger writes it); raises a
+    problem."""
     body = await request.read()
     found: list[tuple[OperatorBank, str]] = []
 
@@ -83,16 +88,17 @@ async def authenticate_operator(request: web.Request, registry: OperatorRegistry
     wait = limiter.take(bank.code)
     if wait:
         raise rate_limited(f"operator bank {bank.code} is over its request rate", wait)
-    nonce_state, body_state = await log.claim(
+    claim = await log.reserve(
         key_id=verified.key_id, nonce=verified.nonce, created=verified.created,
         operator=bank.code, idempotency_key=request.headers["Idempotency-Key"],
         request_hash=request_hash(request, body))
-    if nonce_state == REPLAYED:
+    if claim.nonce_state == REPLAYED:
         raise unauthorized("this signature's nonce was used before: the request is a replay")
-    if body_state == OTHER_BODY:
+    if claim.body_state == OTHER_BODY:
+        await log.settle(claim)  # the nonce is spent all the same
         raise conflict("this Idempotency-Key was used before with a different request")
     request[SIGNED_BY] = verified.key_id
-    return bank
+    return bank, claim
 
 
 def check_admin(request: web.Request, token: str) -> None:

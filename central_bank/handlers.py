@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -28,21 +29,49 @@ from central_bank.keys import (
     REQUEST_LOG,
 )
 from central_bank.operators import OperatorBank
+from central_bank.request_log import Claim
 from settlement.audit import export_lines
 
 OperatorHandler = Callable[[web.Request, OperatorBank], Awaitable[web.StreamResponse]]
+LedgerHandler = Callable[[web.Request, OperatorBank, Claim], Awaitable[web.StreamResponse]]
 MAX_WAIT_SECONDS = 30.0
 
 
 def operator_call(handler: OperatorHandler) -> Callable[[web.Request],
                                                          Awaitable[web.StreamResponse]]:
-    """Run `handler` for the bank that signed the request, once every check passed."""
+    """Run `handler` for the bank that signed the request, once every check passed and
+    the request's claim is durable."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         app = request.app
-        bank = await authenticate_operator(request, app[CENTRAL_BANK].registry,
-                                           app[REQUEST_LOG], app[RATE_LIMITER])
+        bank, claim = await authenticate_operator(request, app[CENTRAL_BANK].registry,
+                                                  app[REQUEST_LOG], app[RATE_LIMITER])
+        await app[REQUEST_LOG].settle(claim)
         return await handler(request, bank)
+
+    return wrapped
+
+
+def ledger_call(handler: LedgerHandler) -> Callable[[web.Request],
+                                                     Awaitable[web.StreamResponse]]:
+    """Run `handler`, which moves money, once every check passed: it hands the request's
+    claim to the ledger with its transfers, so both are durable in one commit. A claim
+    the ledger did not write (the handler refused the request first, or the batch did
+    not commit) is written before the answer goes out."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        app = request.app
+        log = app[REQUEST_LOG]
+        bank, claim = await authenticate_operator(request, app[CENTRAL_BANK].registry,
+                                                  log, app[RATE_LIMITER])
+        try:
+            response = await handler(request, bank, claim)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await log.settle(claim)  # or, failing that, forgotten: nothing was written
+            raise
+        await log.settle(claim)
+        return response
 
     return wrapped
 
@@ -84,38 +113,42 @@ def query_number(request: web.Request, name: str, default: float, low: float, hi
 
 
 # -------------------------------------------------------------------- operator
-async def _swap(request: web.Request, bank: OperatorBank, kind: str) -> web.StreamResponse:
+async def _swap(request: web.Request, bank: OperatorBank, claim: Claim,
+                kind: str) -> web.StreamResponse:
     """Issuance or redemption: reserves and e-CNY swapped one to one."""
     body = await read_json(request, wire.IssueRequest)
     central = request.app[CENTRAL_BANK]
     swap = central.issue if kind == "issue" else central.redeem
-    result = await swap(bank.code, transfer_id(body.id, "$.id"), body.amount)
+    result = await swap(bank.code, transfer_id(body.id, "$.id"), body.amount, claim)
     return json_response(result, status=201)
 
 
-@operator_call
-async def issue(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
-    return await _swap(request, bank, "issue")
+@ledger_call
+async def issue(request: web.Request, bank: OperatorBank, claim: Claim) -> web.StreamResponse:
+    return await _swap(request, bank, claim, "issue")
 
 
-@operator_call
-async def redeem(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
-    return await _swap(request, bank, "redeem")
+@ledger_call
+async def redeem(request: web.Request, bank: OperatorBank, claim: Claim
+                 ) -> web.StreamResponse:
+    return await _swap(request, bank, claim, "redeem")
 
 
-@operator_call
-async def transfer(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
+@ledger_call
+async def transfer(request: web.Request, bank: OperatorBank, claim: Claim
+                   ) -> web.StreamResponse:
     body = await read_json(request, wire.InterbankTransfer)
-    result = await request.app[CENTRAL_BANK].transfer(bank.code, body)
+    result = await request.app[CENTRAL_BANK].transfer(bank.code, body, claim)
     return json_response(result, status=201)
 
 
-@operator_call
-async def transfer_batch(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
+@ledger_call
+async def transfer_batch(request: web.Request, bank: OperatorBank, claim: Claim
+                         ) -> web.StreamResponse:
     body = await read_json_checked(request, wire.UncheckedTransferBatch,
                                    lambda batch: wire.batch_patterns_hold(batch.transfers),
                                    wire.TransferBatch)
-    result = await request.app[CENTRAL_BANK].transfer_batch(bank.code, body.transfers)
+    result = await request.app[CENTRAL_BANK].transfer_batch(bank.code, body.transfers, claim)
     return json_response(result)
 
 

@@ -18,6 +18,7 @@ from cbdc.problems import conflict, not_found, rejected
 from cbdc.problems import transfer_id as checked_id
 from central_bank import accounts as chart
 from central_bank.operators import OperatorBank, OperatorRegistry
+from central_bank.request_log import Claim
 from settlement import (
     CreateAccountResult,
     CreateTransferResult,
@@ -87,9 +88,19 @@ class CentralBank:
         return bank
 
     # ------------------------------------------------------------ money moves
+    async def _create(self, transfers: list[Any], notes: Sequence[bytes | None] | None,
+                      claim: Claim | None) -> list[CreateTransferResult]:
+        """The ledger's results; the request's claim, if any, is written in the same
+        transaction as the batch that decided them."""
+        results = await self.ledger.create_transfers(transfers, notes, attachment=claim)
+        if claim is not None:
+            claim.written = True
+        return results
+
     async def _settle(self, transfers: list[Any], what: str, transfer_id: int,
-                      notes: list[bytes | None] | None = None) -> wire.TransferResult:
-        results = await self.ledger.create_transfers(transfers, notes)
+                      notes: list[bytes | None] | None = None, claim: Claim | None = None
+                      ) -> wire.TransferResult:
+        results = await self._create(transfers, notes, claim)
         failure = first_failure(results)
         if failure is None:
             return wire.TransferResult(id=wire.id_to_text(transfer_id), status="settled")
@@ -106,13 +117,15 @@ class CentralBank:
         return await self._settle(chart.funding(transfer_id, bank, amount),
                                   "the RTGS funding", transfer_id)
 
-    async def issue(self, bank: str, transfer_id: int, amount: int) -> wire.TransferResult:
+    async def issue(self, bank: str, transfer_id: int, amount: int,
+                    claim: Claim | None = None) -> wire.TransferResult:
         return await self._settle(chart.issuance(transfer_id, bank, amount),
-                                  f"{bank}'s reserve account", transfer_id)
+                                  f"{bank}'s reserve account", transfer_id, claim=claim)
 
-    async def redeem(self, bank: str, transfer_id: int, amount: int) -> wire.TransferResult:
+    async def redeem(self, bank: str, transfer_id: int, amount: int,
+                     claim: Claim | None = None) -> wire.TransferResult:
         return await self._settle(chart.redemption(transfer_id, bank, amount),
-                                  f"{bank}'s e-CNY position", transfer_id)
+                                  f"{bank}'s e-CNY position", transfer_id, claim=claim)
 
     def _payee_problem(self, payer: str, payee: str) -> tuple[str, str] | None:
         bank = self.registry.get(payee)
@@ -124,7 +137,8 @@ class CentralBank:
             return "payee_is_payer", "an interbank transfer needs two different banks"
         return None
 
-    async def transfer(self, payer: str, item: wire.InterbankTransfer) -> wire.TransferResult:
+    async def transfer(self, payer: str, item: wire.InterbankTransfer,
+                       claim: Claim | None = None) -> wire.TransferResult:
         problem = self._payee_problem(payer, item.payee_bank)
         if problem is not None:
             raise rejected(problem[0], problem[1], field="payee_bank")
@@ -132,10 +146,10 @@ class CentralBank:
         note = _encode_note(TransferNote(item.payer_ref, item.payee_ref, item.memo_ref))
         return await self._settle(
             [chart.interbank(transfer_id, payer, item.payee_bank, item.amount, note_hash(note))],
-            f"{payer}'s e-CNY position", transfer_id, [note])
+            f"{payer}'s e-CNY position", transfer_id, [note], claim)
 
-    async def transfer_batch(self, payer: str, items: Sequence[wire.TransferItem]
-                             ) -> wire.BatchResult:
+    async def transfer_batch(self, payer: str, items: Sequence[wire.TransferItem],
+                             claim: Claim | None = None) -> wire.BatchResult:
         results: list[wire.TransferResult | None] = [None] * len(items)
         transfers, notes, positions = [], [], []
         for index, item in enumerate(items):
@@ -156,7 +170,7 @@ class CentralBank:
             notes.append(note)
             positions.append(index)
         if transfers:
-            outcomes = await self.ledger.create_transfers(transfers, notes)
+            outcomes = await self._create(transfers, notes, claim)
             for index, outcome in zip(positions, outcomes, strict=True):
                 item = items[index]
                 if outcome in _SUCCESS:

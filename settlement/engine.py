@@ -16,6 +16,7 @@ import asyncpg
 
 from cbdc.errors import StorageError
 from cbdc.signing import SigningKey
+from settlement.attachments import AttachmentRows
 from settlement.errors import KeyMismatch
 from settlement.store import LedgerStore
 from settlement.writer import Clock, LedgerWriter
@@ -90,8 +91,10 @@ class Engine:
         return cls(pool, dsn, key, clock=clock, timezone=timezone, max_events=max_events,
                    max_wait=max_wait, checkpoint_every=checkpoint_every)
 
-    async def ledger(self, ledger: int) -> LedgerWriter:
-        """The writer of `ledger`, started (and its chain registered) on first use."""
+    async def ledger(self, ledger: int, *,
+                     attachments: AttachmentRows | None = None) -> LedgerWriter:
+        """The writer of `ledger`, started (and its chain registered) on first use;
+        `attachments` writes what callers attach to their transfers (see LedgerWriter)."""
         writer = self._writers.get(ledger)
         if writer is not None:
             return writer
@@ -102,7 +105,8 @@ class Engine:
         writer = LedgerWriter(ledger=ledger, store=store, key=self.key, clock=self.clock,
                               timezone=self.timezone, max_events=self.max_events,
                               max_wait=self.max_wait,
-                              checkpoint_every=self.checkpoint_every)
+                              checkpoint_every=self.checkpoint_every,
+                              attachments=attachments)
         await writer.start()
         self._writers[ledger] = writer
         return writer

@@ -7,6 +7,7 @@ writer's own connection, so a batch is either wholly in the database or not at a
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from cbdc.receipts import (
     encode_expiry,
     encode_transfer,
 )
+from settlement.attachments import AttachedRows
 from settlement.blocks import SealedBlock, leaf_hashes
 from settlement.core.recent_history import DIRECTIONS
 from settlement.core.state import EXPIRED, OPEN, POSTED, VOIDED, AccountState, Batch, LedgerState
@@ -158,6 +160,13 @@ INSERT INTO blocks (ledger, height, previous_hash, merkle_root, time_ns, entry_c
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
 SMALL_BATCH = 256
+_SMALL_BATCH_PARAMETERS = 21  # attached statements' parameters follow these
+
+
+@functools.lru_cache(maxsize=16)
+def _small_batch_with(ctes: str) -> str:
+    """The small batch's statement with attached statements as more CTEs."""
+    return _INSERT_SMALL_BATCH.replace("\n), noted AS (", f"\n), {ctes}, noted AS (", 1)
 
 _INSERT_BLOCK = """
 INSERT INTO blocks (ledger, height, previous_hash, merkle_root, time_ns, entry_count, version,
@@ -321,14 +330,16 @@ class LedgerStore:
 
     async def commit(self, batch: Batch, block: SealedBlock,
                      rows: list[tuple[Any, ...]] | None = None, *,
-                     after: Awaitable[object] | None = None, slot: int = 0) -> None:
+                     after: Awaitable[object] | None = None, slot: int = 0,
+                     attached: AttachedRows | None = None) -> None:
         """Write the batch and its block in one transaction (durable on return).
 
         `rows` are `transfer_rows(batch, height)`, made here when not given. `after` is
         the commit of the block before, still in flight on another connection (`slot`):
         this one writes everything, then waits for it before its own COMMIT, so a block
         is never durable before its predecessor; if `after` raises, this transaction
-        rolls back and the error propagates.
+        rolls back and the error propagates. `attached` are the callers' own rows,
+        written in the same transaction.
         """
         conn = await self.writer_connection(slot)
         ledger = self.ledger
@@ -340,10 +351,10 @@ class LedgerStore:
                  and not batch.expirations and not batch.account_updates)
         if plain:
             if after is None:  # one statement: its own transaction
-                await self._insert_small_batch(conn, batch, block, rows)
+                await self._insert_small_batch(conn, batch, block, rows, attached)
                 return
             async with conn.transaction():
-                await self._insert_small_batch(conn, batch, block, rows)
+                await self._insert_small_batch(conn, batch, block, rows, attached)
                 await after
             return
         async with conn.transaction():
@@ -420,6 +431,8 @@ class LedgerStore:
                     [ts for _, ts in batch.expirations],
                     height,
                 )
+            if attached is not None:
+                await conn.execute(attached.statement(), *attached.arguments)
             await conn.execute(
                 _INSERT_BLOCK,
                 ledger,
@@ -435,18 +448,28 @@ class LedgerStore:
             if after is not None:
                 await after
 
+    async def write_attachments(self, attached: AttachedRows | None) -> None:
+        """Callers' rows of a batch that had nothing else to write (one statement)."""
+        if attached is not None:
+            await self.pool.execute(attached.statement(), *attached.arguments)
+
     async def _insert_small_batch(self, conn: asyncpg.Connection, batch: Batch,
-                                  block: SealedBlock, rows: list[tuple[Any, ...]]) -> None:
-        """A few plain transfers, their notes (a payment's signed order) and their block
-        in one statement: one round trip. A data-modifying CTE runs whether or not it is
-        read."""
+                                  block: SealedBlock, rows: list[tuple[Any, ...]],
+                                  attached: AttachedRows | None = None) -> None:
+        """A few plain transfers, their notes (a payment's signed order), what callers
+        attached and their block in one statement: one round trip. A data-modifying CTE
+        runs whether or not it is read."""
         header = block.header
         columns = list(zip(*rows, strict=True)) or [()] * 12
+        sql, extra = _INSERT_SMALL_BATCH, ()
+        if attached is not None:
+            sql = _small_batch_with(attached.ctes(_SMALL_BATCH_PARAMETERS))
+            extra = attached.arguments
         await conn.execute(
-            _INSERT_SMALL_BATCH, self.ledger, header.height, header.previous_hash,
+            sql, self.ledger, header.height, header.previous_hash,
             header.merkle_root, header.time_ns, header.entry_count, header.version,
             block.hash, block.signature, *columns[1:11],
-            [b16(i) for i, _ in batch.notes], [n for _, n in batch.notes],
+            [b16(i) for i, _ in batch.notes], [n for _, n in batch.notes], *extra,
         )
 
     # -------------------------------------------------------------- checkpoint

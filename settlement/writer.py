@@ -19,6 +19,13 @@ after). If a commit fails, the batches after it fail too with `BatchNotCommitted
 writer drops its state and loads it again from the database, and carries on with later
 requests.
 
+A caller may attach rows of its own to a request (`create_transfers(..., attachment=)`):
+the writer's `attachments` function turns those of a batch into rows the store writes
+inside the batch's transaction (`settlement.attachments`), whatever the transfers'
+results, so they are durable exactly when the batch is. The central bank attaches a
+request's nonce and idempotency key this way, so a signed transfer costs one commit, not
+a commit for its claim and another for its effect.
+
 Every `checkpoint_every` entries the writer stores the balances of the accounts changed
 since the last checkpoint (so a restart replays only the journal after it). The
 checkpoint is copy-on-write (`LedgerState.begin_checkpoint`): it is as of one block, its
@@ -53,6 +60,7 @@ from typing import Any
 
 from cbdc.receipts import Receipt
 from cbdc.signing import SigningKey
+from settlement.attachments import AttachedRows, AttachmentRows
 from settlement.blocks import SealedBlock, seal_block
 from settlement.core.calendar import LimitCalendar
 from settlement.core.recent_history import RecentHistory, merge_pages
@@ -86,6 +94,7 @@ class _Request:
     items: Sequence[Any]
     future: asyncio.Future[list[Any]]
     notes: Sequence[bytes | None] | None = None
+    attachment: Any = None
 
 
 @dataclass(slots=True)
@@ -96,6 +105,7 @@ class _Decided:
     # A completed checkpoint to store once this batch is durable: its height and rows.
     checkpoint: tuple[int, list[tuple[int, tuple[int, ...]]]] | None = None
     rows: list[tuple[Any, ...]] | None = None  # the transfers as table rows
+    attachments: list[Any] = field(default_factory=list)  # the requests' own rows
 
 
 class LedgerWriter:
@@ -116,6 +126,7 @@ class LedgerWriter:
         pipeline_min_events: int = 1024,
         history_interval: float = 0.05,
         history_max_lag: int = 500_000,
+        attachments: AttachmentRows | None = None,
     ) -> None:
         self.ledger = ledger
         self.store = store
@@ -129,6 +140,7 @@ class LedgerWriter:
             raise ValueError("pipeline_depth must be at least 1")
         self.pipeline_depth = pipeline_depth
         self.pipeline_min_events = pipeline_min_events
+        self.attachments = attachments
         self._slot = 0  # the writer connection the last commit used
         self.metrics = WriterMetrics()
         self.state = LedgerState(ledger, LimitCalendar(timezone))
@@ -215,15 +227,20 @@ class LedgerWriter:
 
     async def create_transfers(self, transfers: Sequence[Transfer],
                                notes: Sequence[bytes | None] | None = None,
+                               attachment: Any = None,
                                ) -> list[CreateTransferResult]:
         """One result per transfer, once the batch holding them is durable.
 
         `notes`, aligned with `transfers`, are stored with the transfers that are
-        accepted (OK), in the same transaction.
+        accepted (OK), in the same transaction. `attachment` is handed to the writer's
+        `attachments` function, which writes it in that transaction too, whatever the
+        results (and on its own when the batch has nothing else to write).
         """
         if notes is not None and len(notes) != len(transfers):
             raise ValueError("notes must be aligned with transfers")
-        return await self._submit("transfers", transfers, notes)
+        if attachment is not None and self.attachments is None:
+            raise ValueError("this writer has no attachments function")
+        return await self._submit("transfers", transfers, notes, attachment)
 
     def next_commit(self) -> asyncio.Future[None]:
         """Done when the next batch commits. Take it before reading what is committed:
@@ -232,7 +249,8 @@ class LedgerWriter:
         return asyncio.shield(self._next_commit)
 
     async def _submit(self, kind: str, items: Sequence[Any],
-                      notes: Sequence[bytes | None] | None = None) -> list[Any]:
+                      notes: Sequence[bytes | None] | None = None,
+                      attachment: Any = None) -> list[Any]:
         if self._closed:
             raise WriterClosed(self.ledger)
         if not items:
@@ -242,7 +260,7 @@ class LedgerWriter:
                 f"a request holds at most {MAX_EVENTS_PER_REQUEST} events, got {len(items)}"
             )
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Request(kind, items, future, notes))
+        self._queue.append(_Request(kind, items, future, notes, attachment))
         self._wakeup.set()
         return await future
 
@@ -367,6 +385,7 @@ class LedgerWriter:
         state = self.state
         batch = state.begin(self.clock())
         taken: list[tuple[_Request, list[Any]]] = []
+        attachments: list[Any] = []
         events = yielded_at = 0
         queue = self._queue
         request: _Request | None = None
@@ -384,6 +403,8 @@ class LedgerWriter:
                                                        strict=True)
                             if note is not None and result is CreateTransferResult.OK
                         )
+                    if request.attachment is not None:
+                        attachments.append(request.attachment)
                 elif request.kind == "accounts":
                     results = state.create_accounts(batch, request.items)
                 elif request.kind == "updates":
@@ -408,7 +429,7 @@ class LedgerWriter:
         if batch.empty:
             # Nothing to write, but answers may rest on the batch still committing
             # (an EXISTS for a transfer in it), so they wait their turn all the same.
-            return _Decided(batch=batch, block=None, requests=taken)
+            return _Decided(batch=batch, block=None, requests=taken, attachments=attachments)
         height = self.tip.height + 1
         block = seal_block(ledger=self.ledger, height=height, previous_hash=self.tip.hash,
                            time_ns=batch.now, entries=batch.entries, key=self.key)
@@ -426,7 +447,7 @@ class LedgerWriter:
             if saved is not None:
                 checkpoint = (self._checkpoint_height, saved)
         return _Decided(batch=batch, block=block, requests=taken, checkpoint=checkpoint,
-                        rows=rows)
+                        rows=rows, attachments=attachments)
 
     async def _commit(self, decided: _Decided, previous: asyncio.Task[None] | None,
                       slot: int) -> None:
@@ -441,12 +462,19 @@ class LedgerWriter:
                 except BatchNotCommitted:
                     self._fail(decided, "an earlier batch it builds on did not commit")
                     raise
+            if decided.attachments:
+                try:
+                    await self.store.write_attachments(self._attach(decided))
+                except Exception as exc:  # the ledger is untouched: no reload
+                    log.error("ledger %d: attachments failed: %s", self.ledger, exc)
+                    self._fail(decided, f"the commit failed: {exc}")
+                    return
             self._answer(decided)
             return
         started = time.perf_counter()
         try:
             await self.store.commit(decided.batch, decided.block, decided.rows,
-                                    after=previous, slot=slot)
+                                    after=previous, slot=slot, attached=self._attach(decided))
         except BatchNotCommitted:
             self._fail(decided, "an earlier batch it builds on did not commit")
             raise
@@ -504,6 +532,12 @@ class LedgerWriter:
         gc.collect(1)
         gc.freeze()
         self._frozen_objects = held
+
+    def _attach(self, decided: _Decided) -> AttachedRows | None:
+        """The rows the batch's attachments stand for (None: it has none)."""
+        if not decided.attachments or self.attachments is None:
+            return None
+        return self.attachments(decided.attachments)
 
     @staticmethod
     def _answer(decided: _Decided) -> None:

@@ -138,7 +138,7 @@ def test_options_keep_defaults_for_missing_arguments_and_refuse_bad_ones() -> No
     assert options.duration == 10.0
     assert options.batch_size == 8000
     assert options.clients == 4
-    assert options.single_clients == 64
+    assert options.single_clients == 40
     assert options.max_events == 4000
     for bad in ({"banks": 1}, {"batch_size": 8001}, {"duration": 0.0},
                 {"single_processes": 0}):

@@ -25,6 +25,7 @@ from settlement import (
 )
 from settlement import store as settlement_store
 from settlement import writer as settlement_writer
+from settlement.attachments import AttachedRows
 from settlement.audit import export_lines, verify_file, verify_store
 from settlement.errors import BatchNotCommitted, KeyMismatch, WriterClosed
 
@@ -796,3 +797,54 @@ async def test_notes_are_kept_for_accepted_transfers_only(ledger: Ledger) -> Non
     ledger.engine, ledger.writer = reopened.engine, reopened.writer
     assert await reopened.writer.store.lookup_notes(ids) == expected
     assert await credit_balance(reopened.writer, payee) == 15
+
+
+def marks_rows(attachments: list[list[str]]) -> AttachedRows:
+    """The writer's attachments function of the test below: each attachment is a list
+    of marks, kept in a table of their own."""
+    return AttachedRows(
+        ("INSERT INTO attached_marks SELECT * FROM unnest($1::text[]) ON CONFLICT DO NOTHING",),
+        ([mark for marks in attachments for mark in marks],))
+
+
+async def test_attachments_are_durable_exactly_when_their_batch_is(database_url: str) -> None:
+    """What a caller attaches to its transfers is written in the transaction of the batch
+    that decides them, whatever its shape (one statement, or COPY with rejections), also
+    when the batch has nothing else to write (a retry), and not at all when it fails."""
+    conn = await asyncpg.connect(database_url)
+    await conn.execute("CREATE TABLE attached_marks (mark text PRIMARY KEY)")
+    engine = await Engine.open(database_url, key=SigningKey.generate(), clock=FakeClock())
+    try:
+        w = await engine.ledger(LEDGER, attachments=marks_rows)
+        await setup_accounts(w, issuer(1), wallet(2), wallet(3))
+        small = pay(1, 2, 10)
+        assert await w.create_transfers([small], attachment=["small"]) == [R.OK]
+        many = [pay(1, 2, 1) for _ in range(settlement_store.SMALL_BATCH + 1)]
+        assert await w.create_transfers(many, attachment=["many"]) == [R.OK] * len(many)
+        overdrawn = pay(3, 2, 5)  # wallet 3 holds nothing
+        assert await w.create_transfers([overdrawn], attachment=["rejected"]) == [
+            R.EXCEEDS_CREDITS]
+        assert await w.create_transfers([small], attachment=["retry"]) == [R.EXISTS]
+        await conn.execute("""
+            CREATE FUNCTION refuse_block() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN RAISE EXCEPTION 'disk full (simulated)'; END $$;
+            CREATE TRIGGER refuse BEFORE INSERT ON blocks
+                FOR EACH ROW EXECUTE FUNCTION refuse_block();
+        """)
+        with pytest.raises(BatchNotCommitted):
+            await w.create_transfers([pay(1, 2, 7)], attachment=["failed"])
+        await conn.execute("DROP TRIGGER refuse ON blocks")
+        marks = {r["mark"] for r in await conn.fetch("SELECT mark FROM attached_marks")}
+        assert marks == {"small", "many", "rejected", "retry"}
+        assert await credit_balance(w, 2) == 10 + len(many)
+        report = await verify_store(w.store, engine.key.public)
+        assert report.ok, report.summary()
+    finally:
+        await engine.close()
+        await conn.close()
+
+
+async def test_a_writer_without_an_attachments_function_refuses_an_attachment(
+        ledger: Ledger) -> None:
+    with pytest.raises(ValueError, match="attachments"):
+        await ledger.writer.create_transfers([pay(1, 2, 1)], attachment=["lost"])
