@@ -230,7 +230,7 @@ def _add_loadtest(commands: Any) -> None:
                           help="with --host: a bank's wallet API (repeatable; default "
                           "CBDC_BANKS on the central bank's host)")
     loadtest.add_argument("-u", "--users", type=_positive_int, metavar="N",
-                          help="(peak) Locust users (default: 64 settlement, 4 "
+                          help="(peak) Locust users (default: 40 settlement, 4 "
                           "settlement-batch, 32 settlement-mix and retail)")
     loadtest.add_argument("-r", "--spawn-rate", type=_positive_float, metavar="R",
                           help="users started per second (default: all in one second)")
@@ -238,7 +238,8 @@ def _add_loadtest(commands: Any) -> None:
                           help="seconds of load (default 30)")
     loadtest.add_argument("--workers", type=_positive_int, metavar="N",
                           help="Locust worker processes under a master on loopback; 1: "
-                          "one process (default: one per core)")
+                          "one process (default: half the cores against the embedded "
+                          "network, one per core against --host)")
     loadtest.add_argument("--external-workers", type=_positive_int, metavar="N",
                           help="start no workers: wait for N started elsewhere (e.g. on "
                           "other machines, or docker compose's locust-worker) to connect "

@@ -4,7 +4,7 @@ transfers to the central bank (`POST /v1/transfers` and `/v1/transfers/batch`).
 Run by `cbdc loadtest settlement` / `settlement-batch` / `settlement-mix`, or by hand:
 
     locust -f loadtest/locustfiles/settlement_users.py --seed-file RUN/seed.json \\
-        --ack-dir RUN --headless -u 64 -r 64 -t 30s SingleTransferUser
+        --ack-dir RUN --headless -u 40 -r 40 -t 30s SingleTransferUser
 
 Each user signs for one operator bank of the seed file (round robin over the banks), pays
 random amounts (1..100 fen) between pseudonymous wallet references, and sends a share
