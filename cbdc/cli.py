@@ -238,8 +238,7 @@ def _add_loadtest(commands: Any) -> None:
                           help="seconds of load (default 30)")
     loadtest.add_argument("--workers", type=_positive_int, metavar="N",
                           help="Locust worker processes under a master on loopback; 1: "
-                          "one process (default: half the cores against the embedded "
-                          "network, one per core against --host)")
+                          "one process (default: one per core)")
     loadtest.add_argument("--external-workers", type=_positive_int, metavar="N",
                           help="start no workers: wait for N started elsewhere (e.g. on "
                           "other machines, or docker compose's locust-worker) to connect "

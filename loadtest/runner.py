@@ -15,8 +15,10 @@ One run:
   go into `RUN/seed.json` (owner-only), which the Locust users sign with;
 * Locust, headless, in processes of its own (never imported here: gevent patches the
   standard library): one process with `--workers 1`, else a master and N workers on
-  loopback (default: `default_workers`, half the cores against the embedded network,
-  one per core against a running one). The users are in `loadtest/locustfiles/`;
+  loopback (default: one worker per core; against the embedded network on a 2-core
+  machine `--workers 1` leaves the servers more: 40 single-transfer users settled
+  1,956/s, p99 47 ms, with two workers and 2,654 to 2,753/s, p99 24 to 25 ms, with
+  one). The users are in `loadtest/locustfiles/`;
   CSV files (`RUN/locust_stats.csv`, ...) and an HTML report (`RUN/report.html`) land in
   the run folder with the processes' logs;
 * the central bank's (and banks') `/metrics` before and after: the writers' mean batch
@@ -108,15 +110,6 @@ ID_CHUNK = 50_000
 
 
 # --------------------------------------------------------------------- options
-def default_workers(*, embedded: bool, cores: int) -> int:
-    """Locust workers when none are asked for: one per core against a network running
-    elsewhere; half the cores (at least one) against the embedded one, whose servers and
-    PostgreSQL need the rest. On the 2-core machine a second worker took more from the
-    central bank than it added: 40 single-transfer users settled 1,956/s (p99 47 ms)
-    with two workers and 2,654 to 2,753/s (p99 24 to 25 ms) with one."""
-    return cores if not embedded else max(1, cores // 2)
-
-
 @dataclass(frozen=True)
 class LoadTestOptions:
     scenario: str = "settlement"
@@ -125,7 +118,7 @@ class LoadTestOptions:
     users: int | None = None  # peak users; None: the scenario's default
     spawn_rate: float | None = None  # users started per second; None: all in a second
     duration: float = 30.0
-    workers: int | None = None  # None: `default_workers`
+    workers: int | None = None  # None: one per core
     external_workers: int = 0  # workers started elsewhere (docker compose) connect to us
     master_port: int = 5557  # where the master listens for external workers
     shape: str | None = None
@@ -154,8 +147,7 @@ class LoadTestOptions:
     def worker_count(self) -> int:
         if self.external_workers:
             return self.external_workers
-        return self.workers if self.workers is not None else default_workers(
-            embedded=self.host is None, cores=os.cpu_count() or 1)
+        return self.workers if self.workers is not None else (os.cpu_count() or 1)
 
     @property
     def peak_users(self) -> int:

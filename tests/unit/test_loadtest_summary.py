@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from loadtest.runner import (
     Acks,
     LoadTestOptions,
     build_summary,
-    default_workers,
     format_summary,
     locust_argv,
     read_stats,
@@ -127,14 +125,6 @@ def test_workers_run_under_a_master_on_loopback(tmp_path: Path) -> None:
                                   tmp_path, "http://127.0.0.1:8100")
     assert none is None
     assert "--master" not in single
-
-
-def test_workers_leave_the_embedded_network_half_the_cores() -> None:
-    assert [default_workers(embedded=True, cores=n) for n in (1, 2, 3, 8)] == [1, 1, 1, 4]
-    assert [default_workers(embedded=False, cores=n) for n in (1, 2, 8)] == [1, 2, 8]
-    assert LoadTestOptions(workers=3).worker_count == 3
-    assert LoadTestOptions(host="http://cb:8100").worker_count == default_workers(
-        embedded=False, cores=os.cpu_count() or 1)
 
 
 def test_options_refuse_what_cannot_run() -> None:
