@@ -29,11 +29,12 @@ from central_bank.keys import (
     REQUEST_LOG,
 )
 from central_bank.operators import OperatorBank
-from central_bank.request_log import Claim
+from central_bank.request_log import Claim, rows_to_write
 from settlement.audit import export_lines
 
 OperatorHandler = Callable[[web.Request, OperatorBank], Awaitable[web.StreamResponse]]
-LedgerHandler = Callable[[web.Request, OperatorBank, Claim], Awaitable[web.StreamResponse]]
+ClaimingHandler = Callable[[web.Request, OperatorBank, Claim],
+                          Awaitable[web.StreamResponse]]
 MAX_WAIT_SECONDS = 30.0
 
 
@@ -52,12 +53,13 @@ def operator_call(handler: OperatorHandler) -> Callable[[web.Request],
     return wrapped
 
 
-def ledger_call(handler: LedgerHandler) -> Callable[[web.Request],
-                                                     Awaitable[web.StreamResponse]]:
-    """Run `handler`, which moves money, once every check passed: it hands the request's
-    claim to the ledger with its transfers, so both are durable in one commit. A claim
-    the ledger did not write (the handler refused the request first, or the batch did
-    not commit) is written before the answer goes out."""
+def writing_call(handler: ClaimingHandler) -> Callable[[web.Request],
+                                                        Awaitable[web.StreamResponse]]:
+    """Run `handler`, which writes (money moves, an acknowledged cursor), once every
+    check passed: it writes the request's claim with its effect (the ledger with its
+    transfers), so both are durable in one commit. A claim the handler did not write (it
+    refused the request first, or its commit failed) is written before the answer goes
+    out."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         app = request.app
@@ -123,18 +125,18 @@ async def _swap(request: web.Request, bank: OperatorBank, claim: Claim,
     return json_response(result, status=201)
 
 
-@ledger_call
+@writing_call
 async def issue(request: web.Request, bank: OperatorBank, claim: Claim) -> web.StreamResponse:
     return await _swap(request, bank, claim, "issue")
 
 
-@ledger_call
+@writing_call
 async def redeem(request: web.Request, bank: OperatorBank, claim: Claim
                  ) -> web.StreamResponse:
     return await _swap(request, bank, claim, "redeem")
 
 
-@ledger_call
+@writing_call
 async def transfer(request: web.Request, bank: OperatorBank, claim: Claim
                    ) -> web.StreamResponse:
     body = await read_json(request, wire.InterbankTransfer)
@@ -142,7 +144,7 @@ async def transfer(request: web.Request, bank: OperatorBank, claim: Claim
     return json_response(result, status=201)
 
 
-@ledger_call
+@writing_call
 async def transfer_batch(request: web.Request, bank: OperatorBank, claim: Claim
                          ) -> web.StreamResponse:
     body = await read_json_checked(request, wire.UncheckedTransferBatch,
@@ -175,10 +177,18 @@ async def statement(request: web.Request, bank: OperatorBank) -> web.StreamRespo
     return json_response(await request.app[CENTRAL_BANK].statement(bank.code, after, limit))
 
 
-@operator_call
-async def events(request: web.Request, bank: OperatorBank) -> web.StreamResponse:
+_ACKNOWLEDGE = (
+    "INSERT INTO event_cursors (operator_code, acknowledged) VALUES ($1, $2) "
+    "ON CONFLICT (operator_code) DO UPDATE SET acknowledged = "
+    "greatest(event_cursors.acknowledged, EXCLUDED.acknowledged), updated_at = now()")
+
+
+@writing_call
+async def events(request: web.Request, bank: OperatorBank, claim: Claim
+                 ) -> web.StreamResponse:
     """Credits after `after` (or after the cursor last acknowledged); asking for what
-    comes after a cursor acknowledges it, durably."""
+    comes after a cursor acknowledges it, durably, in one statement with the request's
+    claim (a bank polls the feed back to back: one commit a poll, not two)."""
     central = request.app[CENTRAL_BANK]
     after = query_cursor(request)
     wait = query_number(request, "wait", 0.0, 0.0, MAX_WAIT_SECONDS, integer=False)
@@ -187,11 +197,13 @@ async def events(request: web.Request, bank: OperatorBank) -> web.StreamResponse
         after = await pool.fetchval(
             "SELECT acknowledged FROM event_cursors WHERE operator_code = $1", bank.code) or 0
     else:
-        await pool.execute(
-            "INSERT INTO event_cursors (operator_code, acknowledged) VALUES ($1, $2) "
-            "ON CONFLICT (operator_code) DO UPDATE SET acknowledged = "
-            "greatest(event_cursors.acknowledged, EXCLUDED.acknowledged), updated_at = now()",
-            bank.code, after)
+        rows = rows_to_write([claim])
+        if rows is None:
+            await pool.execute(_ACKNOWLEDGE, bank.code, after)
+        else:
+            await pool.execute(f"WITH {rows.ctes(2)} {_ACKNOWLEDGE}", bank.code, after,
+                               *rows.arguments)
+            claim.written = True
     return json_response(await central.events(bank.code, after, wait))
 
 

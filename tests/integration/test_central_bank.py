@@ -363,11 +363,12 @@ async def test_an_operator_over_its_rate_gets_429(database_url: str, tmp_path: P
         assert (await bank.supply())["balanced"]
 
 
-async def test_a_money_moving_request_spends_its_nonce_whatever_its_answer(
+async def test_a_writing_request_spends_its_nonce_whatever_its_answer(
         central_bank: CentralBankUnderTest, banks: tuple[Operator, Operator]) -> None:
     """A transfer's claim is written with its batch, or on its own when the request never
-    reached the ledger: either way the very same bytes are a replay, also after a
-    restart, and the ledger holds one effect."""
+    reached the ledger, and an events poll's with the cursor it acknowledges: either way
+    the very same bytes are a replay, also after a restart, and the ledger holds one
+    effect."""
     a, _ = banks
     status, _ = await signed_call(central_bank, a, "POST", "/v1/issuance",
                                   {"id": new_id(), "amount": 5_000})
@@ -380,19 +381,20 @@ async def test_a_money_moving_request_spends_its_nonce_whatever_its_answer(
         return headers, content, url
 
     cases = [
-        ("/v1/transfers", transfer_body(amount=1_000), 201),  # settled
-        ("/v1/transfers", transfer_body(amount=9_000), 422),  # refused by the ledger
-        ("/v1/transfers", transfer_body(payee="NOBANK"), 422),  # refused before it
-        ("/v1/transfers/batch", {"transfers": [transfer_body(payee="NOBANK")]}, 200),
+        ("POST", "/v1/transfers", transfer_body(amount=1_000), 201),  # settled
+        ("POST", "/v1/transfers", transfer_body(amount=9_000), 422),  # refused by the ledger
+        ("POST", "/v1/transfers", transfer_body(payee="NOBANK"), 422),  # refused before it
+        ("POST", "/v1/transfers/batch", {"transfers": [transfer_body(payee="NOBANK")]}, 200),
+        ("GET", "/v1/events?after=0", None, 200),  # acknowledges a cursor
     ]
-    for path, body, expected in cases:
-        status, _ = await signed_call(central_bank, a, "POST", path, body, tamper=keep)
+    for method, path, body, expected in cases:
+        status, _ = await signed_call(central_bank, a, method, path, body, tamper=keep)
         assert status == expected, (path, body)
 
     async def replays_refused() -> None:
-        for headers, content, url in sent:
-            async with central_bank.session.post(url, data=content,
-                                                 headers=headers) as again:
+        for (method, *_), (headers, content, url) in zip(cases, sent, strict=True):
+            async with central_bank.session.request(method, url, data=content or None,
+                                                    headers=headers) as again:
                 assert again.status == 401, url
                 assert "replay" in (await again.json())["detail"]
 
