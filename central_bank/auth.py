@@ -4,9 +4,9 @@ Operator requests pass, in order: the RFC 9421 signature (method, path, query, c
 digest, idempotency key; created within 60 s, 5 s of skew), the key's and the bank's
 status, a rate limit per bank, and a claim of the nonce (refused if seen before) and of
 the idempotency key (a different body under a used key is a 409). Only then does the
-handler run: after the claim is durable, or, for a handler that moves money, with the
-claim written in the same transaction as its effect (`central_bank.request_log`). A
-refused request writes nothing to the ledger.
+handler run: after the claim is durable, or, for a handler that writes (money moves,
+the events feed's cursor), with the claim written in the same transaction as its effect
+(`central_bank.request_log`). A refused request writes nothing to the ledger.
 """
 
 from __future__ import annotations

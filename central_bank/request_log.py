@@ -19,13 +19,14 @@ A claim is made durable one of two ways, and its request is answered only after:
 
 * `claim`: written by the log itself, with the claims that arrived together in one
   statement (group commit; a few groups may be on their way at once);
-* `reserve`, for a request that moves money: the claim goes to the ledger with the
-  transfers (`LedgerWriter.create_transfers(..., attachment=)`), and the ledger writes
-  its rows (`rows_to_write`) inside the batch's transaction. The claim and its effect
-  are then durable together or not at all, for one commit instead of two. A handler
-  that does not reach the ledger, or whose batch did not commit, gives the claim to
-  `settle`, which writes it (or forgets it, when that fails too, since then nothing of
-  the request is durable).
+* `reserve`, for a request that writes: its rows (`rows_to_write`) go with the
+  request's effect. A money move hands the claim to the ledger with its transfers
+  (`LedgerWriter.create_transfers(..., attachment=)`), which writes it inside the
+  batch's transaction; an events poll writes it in the statement that acknowledges its
+  cursor. The claim and its effect are then durable together or not at all, for one
+  commit instead of two. A handler that did not write it (it refused the request first,
+  or its commit failed) gives the claim to `settle`, which writes it (or forgets it,
+  when that fails too, since then nothing of the request is durable).
 
 So a replay is refused also after a crash and restart: a request whose claim was lost
 had no effect either.
