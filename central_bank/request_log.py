@@ -96,6 +96,16 @@ class Claim:
         return self.nonce_state == FRESH and self.body_state != OTHER_BODY
 
 
+Waiting = list[tuple[Claim, asyncio.Future[None]]]
+
+
+def _fail(waiting: Waiting, exc: BaseException) -> None:
+    """Tell the callers still waiting that their claims were not decided or written."""
+    for _, future in waiting:
+        if not future.done():
+            future.set_exception(exc)
+
+
 def claim_rows(claims: list[Claim]) -> tuple[list[Claim], list[Claim]]:
     """The claims whose nonce, and whose key, still have to be written, sorted: groups
     written at the same time then take their row locks in one order and cannot
@@ -134,10 +144,10 @@ class RequestLog:
         self._key_ages: deque[tuple[float, tuple[str, str]]] = deque()
         self._fingerprints: set[int] = set()  # of every key ever claimed
         # Claims waiting for their key to be read, and the reader's wake-up.
-        self._undecided: list[tuple[Claim, asyncio.Future[None]]] = []
+        self._undecided: Waiting = []
         self._read_wakeup = asyncio.Event()
         # Claims waiting to be written, and the writer's wake-up and slots.
-        self._unwritten: list[tuple[Claim, asyncio.Future[None]]] = []
+        self._unwritten: Waiting = []
         self._write_wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(max_in_flight)
         self._writes: set[asyncio.Task[None]] = set()
@@ -168,10 +178,7 @@ class RequestLog:
         for write in list(self._writes):
             write.cancel()
         await asyncio.gather(*self._writes, return_exceptions=True)
-        closed = ConnectionError("the request log is closed")
-        for _, future in self._undecided + self._unwritten:
-            if not future.done():
-                future.set_exception(closed)
+        _fail(self._undecided + self._unwritten, ConnectionError("the request log is closed"))
 
     # ------------------------------------------------------------------ deciding
     async def reserve(self, *, key_id: str, nonce: str, created: int, operator: str,
@@ -246,9 +253,7 @@ class RequestLog:
                 stored = await self._stored_keys(unknown) if unknown else {}
             except Exception as exc:
                 log.error("request log: reading idempotency keys failed: %s", exc)
-                for _, future in waiting:
-                    if not future.done():
-                        future.set_exception(exc)
+                _fail(waiting, exc)
                 continue
             for claim, future in waiting:
                 if not future.done():  # its caller went away: nothing to decide
@@ -298,21 +303,17 @@ class RequestLog:
             self._writes.add(write)
             write.add_done_callback(self._writes.discard)
 
-    async def _write_group(self, group: list[tuple[Claim, asyncio.Future[None]]]) -> None:
+    async def _write_group(self, group: Waiting) -> None:
         try:
             rows = rows_to_write([claim for claim, _ in group])
             if rows is not None:
                 await self.pool.execute(rows.statement(), *rows.arguments)
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                exc = ConnectionError("the request log is closed")
-            else:
-                log.error("request log: claim group failed: %s", exc)
-            for _, future in group:
-                if not future.done():
-                    future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
+        except asyncio.CancelledError:
+            _fail(group, ConnectionError("the request log is closed"))
+            raise
+        except Exception as exc:
+            log.error("request log: claim group failed: %s", exc)
+            _fail(group, exc)
             return
         finally:
             self._slots.release()

@@ -448,10 +448,9 @@ class LedgerStore:
             if after is not None:
                 await after
 
-    async def write_attachments(self, attached: AttachedRows | None) -> None:
+    async def write_attachments(self, attached: AttachedRows) -> None:
         """Callers' rows of a batch that had nothing else to write (one statement)."""
-        if attached is not None:
-            await self.pool.execute(attached.statement(), *attached.arguments)
+        await self.pool.execute(attached.statement(), *attached.arguments)
 
     async def _insert_small_batch(self, conn: asyncpg.Connection, batch: Batch,
                                   block: SealedBlock, rows: list[tuple[Any, ...]],

@@ -105,7 +105,6 @@ class _Decided:
     # A completed checkpoint to store once this batch is durable: its height and rows.
     checkpoint: tuple[int, list[tuple[int, tuple[int, ...]]]] | None = None
     rows: list[tuple[Any, ...]] | None = None  # the transfers as table rows
-    attachments: list[Any] = field(default_factory=list)  # the requests' own rows
 
 
 class LedgerWriter:
@@ -385,7 +384,6 @@ class LedgerWriter:
         state = self.state
         batch = state.begin(self.clock())
         taken: list[tuple[_Request, list[Any]]] = []
-        attachments: list[Any] = []
         events = yielded_at = 0
         queue = self._queue
         request: _Request | None = None
@@ -403,8 +401,6 @@ class LedgerWriter:
                                                        strict=True)
                             if note is not None and result is CreateTransferResult.OK
                         )
-                    if request.attachment is not None:
-                        attachments.append(request.attachment)
                 elif request.kind == "accounts":
                     results = state.create_accounts(batch, request.items)
                 elif request.kind == "updates":
@@ -429,7 +425,7 @@ class LedgerWriter:
         if batch.empty:
             # Nothing to write, but answers may rest on the batch still committing
             # (an EXISTS for a transfer in it), so they wait their turn all the same.
-            return _Decided(batch=batch, block=None, requests=taken, attachments=attachments)
+            return _Decided(batch=batch, block=None, requests=taken)
         height = self.tip.height + 1
         block = seal_block(ledger=self.ledger, height=height, previous_hash=self.tip.hash,
                            time_ns=batch.now, entries=batch.entries, key=self.key)
@@ -447,7 +443,7 @@ class LedgerWriter:
             if saved is not None:
                 checkpoint = (self._checkpoint_height, saved)
         return _Decided(batch=batch, block=block, requests=taken, checkpoint=checkpoint,
-                        rows=rows, attachments=attachments)
+                        rows=rows)
 
     async def _commit(self, decided: _Decided, previous: asyncio.Task[None] | None,
                       slot: int) -> None:
@@ -462,9 +458,10 @@ class LedgerWriter:
                 except BatchNotCommitted:
                     self._fail(decided, "an earlier batch it builds on did not commit")
                     raise
-            if decided.attachments:
+            attached = self._attach(decided)
+            if attached is not None:
                 try:
-                    await self.store.write_attachments(self._attach(decided))
+                    await self.store.write_attachments(attached)
                 except Exception as exc:  # the ledger is untouched: no reload
                     log.error("ledger %d: attachments failed: %s", self.ledger, exc)
                     self._fail(decided, f"the commit failed: {exc}")
@@ -534,10 +531,11 @@ class LedgerWriter:
         self._frozen_objects = held
 
     def _attach(self, decided: _Decided) -> AttachedRows | None:
-        """The rows the batch's attachments stand for (None: it has none)."""
-        if not decided.attachments or self.attachments is None:
+        """The rows the batch's requests' attachments stand for (None: none to write)."""
+        if self.attachments is None:
             return None
-        return self.attachments(decided.attachments)
+        attachments = [r.attachment for r, _ in decided.requests if r.attachment is not None]
+        return self.attachments(attachments) if attachments else None
 
     @staticmethod
     def _answer(decided: _Decided) -> None:
