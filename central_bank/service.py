@@ -211,7 +211,7 @@ class CentralBank:
         )
 
     async def views(self, records: Sequence[TransferRecord]) -> list[wire.TransferView]:
-        notes = await self.ledger.store.lookup_notes([r.id for r in records]) if records else {}
+        notes = await self.ledger.lookup_notes([r.id for r in records]) if records else {}
         return [self.view(r, notes.get(r.id)) for r in records]
 
     def involves(self, bank: str, record: TransferRecord) -> bool:

@@ -497,7 +497,7 @@ class Bank:
         records = await self.ledger.account_history(
             account, after_timestamp=max(after, (since or 0) - 1), limit=limit,
             direction={"in": "credits", "out": "debits"}.get(direction, "both"))
-        notes = await self.ledger.store.lookup_notes([r.id for r in records])
+        notes = await self.ledger.lookup_notes([r.id for r in records])
         resolving = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
         # A payment to another bank is one entry: its pending debit, with the outcome.
         shown = [r for r in records if not r.flags & resolving

@@ -7,8 +7,9 @@ takes all that committed during the one before; under light load a round waits
 `interval` seconds, so a trickle of small commits costs one index round per interval
 rather than one per commit.
 
-Until a block is indexed its transfers stay in `recent` (`RecentHistory`), from which the
-writer answers history queries for the blocks the index lacks. When the index falls
+Until a block is indexed its transfers and their notes stay in `recent`
+(`RecentHistory`), from which the writer answers history and note queries for the blocks
+the index lacks. When the index falls
 `max_lag` transfers behind, the writer waits for a round before it decides more (so
 memory stays bounded while the database cannot keep up).
 """
@@ -19,8 +20,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 
-from settlement.core.recent_history import RecentHistory
+from settlement.core.recent_history import Note, RecentHistory
 from settlement.store import LedgerStore
 
 log = logging.getLogger(__name__)
@@ -56,9 +58,11 @@ class HistoryIndexer:
             with contextlib.suppress(Exception):
                 await self.index_once()
 
-    def block_committed(self, height: int, rows: list[tuple[int, ...]]) -> None:
-        """A block is durable: keep its transfers until indexed, and wake the task."""
-        self.recent.add(height, rows)
+    def block_committed(self, height: int, rows: list[tuple[int, ...]],
+                        notes: Sequence[Note] = ()) -> None:
+        """A block is durable: keep its transfers and their notes until indexed, and
+        wake the task."""
+        self.recent.add(height, rows, notes)
         if self.recent.transfers:
             self._work.set()
 

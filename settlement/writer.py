@@ -199,7 +199,8 @@ class LedgerWriter:
         if self.store.history_height < self.tip.height:
             # Blocks committed after the last indexing round before a stop or crash.
             await self.store.index_history(self.store.history_height, self.tip.height)
-        self.history = self._new_history_indexer(self.tip.height)
+        # Every transfer loaded is in the index now, none later than the state's clock.
+        self.history = self._new_history_indexer(self.tip.height, state.last_timestamp)
         self.history.start()
         self.state = state
         # Accounts the replay moved are ahead of their checkpoint (and marked dirty).
@@ -210,8 +211,10 @@ class LedgerWriter:
         log.info("ledger %d loaded: %d accounts, height %d, in %.2fs", self.ledger,
                  len(state.accounts), self.tip.height, time.perf_counter() - started)
 
-    def _new_history_indexer(self, indexed_height: int) -> HistoryIndexer:
-        return HistoryIndexer(self.store, RecentHistory(self.ledger, indexed_height),
+    def _new_history_indexer(self, indexed_height: int,
+                             indexed_timestamp: int | None = None) -> HistoryIndexer:
+        return HistoryIndexer(self.store,
+                              RecentHistory(self.ledger, indexed_height, indexed_timestamp),
                               interval=self.history_interval, max_lag=self.history_max_lag)
 
     # ------------------------------------------------------------------ intake
@@ -282,9 +285,13 @@ class LedgerWriter:
                               ) -> list[TransferRecord]:
         """Committed transfers touching the account, oldest first, strictly after the
         cursor (`limit` at most 10,000): the history index, and the durable blocks it
-        does not hold yet from memory."""
+        does not hold yet from memory (alone, with no query, when the cursor is past
+        everything the index holds)."""
         limit = max(1, min(limit, 10_000))
         recent = self.history.recent.view()  # first: the index then holds the rest
+        if recent.holds_all_after(after_timestamp):
+            return recent.records(account_id, after_timestamp=after_timestamp, limit=limit,
+                                  direction=direction)
         indexed = await self.store.account_history(
             account_id, after_timestamp=after_timestamp, limit=limit, direction=direction
         )
@@ -293,6 +300,15 @@ class LedgerWriter:
         if not unindexed:
             return indexed
         return merge_pages(indexed, unindexed, limit=limit)
+
+    async def lookup_notes(self, ids: Sequence[int]) -> dict[int, bytes]:
+        """The notes of committed transfers `ids` (those that have one): from memory for
+        the blocks the history index does not hold yet, from PostgreSQL for the rest."""
+        found = self.history.recent.view().notes(ids)
+        missing = [i for i in ids if i not in found]
+        if missing:
+            found.update(await self.store.lookup_notes(missing))
+        return found
 
     async def receipt(self, transfer_id: int) -> Receipt | None:
         return await self.store.receipt(transfer_id)
@@ -484,7 +500,8 @@ class LedgerWriter:
             await self.store.drop_writer_connection(slot)
             raise BatchNotCommitted(self.ledger, str(exc)) from exc
         self.metrics.observe_commit(time.perf_counter() - started, len(decided.batch.entries))
-        self.history.block_committed(decided.block.header.height, decided.batch.transfers)
+        self.history.block_committed(decided.block.header.height, decided.batch.transfers,
+                                     decided.batch.notes)
         self._answer(decided)
         self._freeze_long_lived(len(decided.batch.entries))
         committed = self._next_commit

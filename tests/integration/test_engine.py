@@ -687,6 +687,46 @@ async def test_history_lists_committed_transfers_the_index_does_not_hold_yet(
     assert await pages(3) == expected
 
 
+async def test_a_follower_of_the_newest_transfers_gets_them_and_their_notes(
+        ledger: Ledger) -> None:
+    """A cursor past everything the index holds is answered from the writer's memory,
+    notes included, before and after a restart and as the indexer takes the blocks: the
+    answers are what PostgreSQL holds."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2))
+    first = pay(1, 2, 10)
+    await w.create_transfers([first], notes=[b"first"])
+    await w.history.index_once()
+    await w.history.stop()
+    [seen] = await w.account_history(2)
+    later = [pay(1, 2, 20 + i) for i in range(3)]
+    await w.create_transfers(later, notes=[b"a", None, b"c"])
+    assert w.history.recent.view().holds_all_after(seen.timestamp)
+    page = await w.account_history(2, after_timestamp=seen.timestamp)
+    assert [t.id for t in page] == [t.id for t in later]
+    ids = [first.id, *(t.id for t in later)]
+    expected = {first.id: b"first", later[0].id: b"a", later[2].id: b"c"}
+    assert await w.lookup_notes(ids) == expected
+    assert await w.store.lookup_notes(ids) == expected  # durable with the transfers
+    assert await w.history.index_once() == 3
+    assert [t.id for t in await w.account_history(2, after_timestamp=seen.timestamp)] \
+        == [t.id for t in later]
+    assert await w.lookup_notes(ids) == expected
+    await ledger.engine.close()
+    reopened = await open_ledger(ledger.dsn, ledger.key, ledger.clock)
+    ledger.engine = reopened.engine
+    w = reopened.writer
+    assert w.history.recent.view().holds_all_after(page[-1].timestamp)
+    assert await w.account_history(2, after_timestamp=page[-1].timestamp) == []
+    assert [t.id for t in await w.account_history(2)] == ids
+    assert await w.lookup_notes(ids) == expected
+    newest = pay(1, 2, 30)
+    await w.create_transfers([newest], notes=[b"newest"])
+    assert [t.id for t in await w.account_history(2, after_timestamp=page[-1].timestamp)] \
+        == [newest.id]
+    assert await w.lookup_notes([newest.id]) == {newest.id: b"newest"}
+
+
 async def test_a_restart_indexes_the_blocks_a_crash_left_unindexed(database_url: str
                                                                    ) -> None:
     """The indexer commits without waiting for the disk, so a crash may lose its last

@@ -90,8 +90,40 @@ def test_index_plus_memory_is_the_whole_history(
     unindexed = view.records(account, after_timestamp=after, limit=limit,
                              direction=direction)
     assert all(r.block_height > at_view for r in unindexed)
-    assert merge_pages(indexed, unindexed, limit=limit) == expected(
-        records, account, after, limit, direction)
+    whole = expected(records, account, after, limit, direction)
+    assert merge_pages(indexed, unindexed, limit=limit) == whole
+    if view.holds_all_after(after):  # the writer then answers from memory alone
+        assert unindexed == whole
+    # Once a block with transfers has been indexed, a cursor at the newest transfer is
+    # answered from memory (a follower of the newest polls with no query).
+    if any(blocks[:at_view]):
+        assert view.holds_all_after(records[-1].timestamp)
+
+
+def test_a_view_holds_the_notes_of_its_blocks_until_they_are_indexed() -> None:
+    blocks = make_blocks([2, 3], [(1, 2)])
+    recent = RecentHistory(LEDGER)
+    recent.add(1, blocks[0], [(1, b"first")])
+    recent.add(2, blocks[1], [(3, b"third"), (5, b"fifth")])
+    view = recent.view()
+    assert view.notes([5, 1, 2, 99]) == {1: b"first", 5: b"fifth"}
+    recent.indexed_through(1)
+    assert recent.view().notes([1, 3]) == {3: b"third"}  # block 1 is the index's now
+    assert view.notes([1]) == {1: b"first"}  # a view taken before keeps its blocks
+
+
+def test_it_knows_the_index_holds_nothing_after_its_newest_indexed_transfer() -> None:
+    blocks = make_blocks([2, 2], [(1, 2)])  # timestamps 1001..1004
+    unknown = RecentHistory(LEDGER)
+    for height, rows in enumerate(blocks, start=1):
+        unknown.add(height, rows)
+    assert not unknown.view().holds_all_after(5_000)  # what the index holds is unknown
+    unknown.indexed_through(1)
+    assert unknown.view().holds_all_after(1002)
+    assert not unknown.view().holds_all_after(1001)
+    loaded = RecentHistory(LEDGER, indexed_height=4, indexed_timestamp=1004)
+    assert loaded.view().holds_all_after(1004)
+    assert not loaded.view().holds_all_after(1003)
 
 
 def test_it_counts_what_it_holds_and_forgets_indexed_blocks() -> None:
