@@ -9,9 +9,9 @@ rather than one per commit.
 
 Until a block is indexed its transfers and their notes stay in `recent`
 (`RecentHistory`), from which the writer answers history and note queries for the blocks
-the index lacks. When the index falls
-`max_lag` transfers behind, the writer waits for a round before it decides more (so
-memory stays bounded while the database cannot keep up).
+the index lacks. When the index falls `max_lag` transfers behind, the writer waits for a
+round before it decides more (so memory stays bounded while the database cannot keep
+up).
 """
 
 from __future__ import annotations
