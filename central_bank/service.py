@@ -250,17 +250,27 @@ class CentralBank:
 
     async def events(self, bank: str, after: int, wait: float) -> wire.Events:
         """Interbank credits to `bank` after the cursor, waiting up to `wait` seconds
-        for the first one to commit."""
+        for the first one to commit.
+
+        The answer's cursor is as far as the feed was read: past the credits delivered,
+        and past what was read and had nothing to deliver (other credits, or none up to
+        the newest committed transfer). A bank that nobody pays still moves its cursor
+        on, so its next poll reads only what commits after it, from the writer's memory
+        (`LedgerWriter.account_history`), instead of its whole position from the index
+        on every commit."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         position = chart.position_id(bank)
         while True:
             committed = self.ledger.next_commit()  # before the read, so none is missed
-            records = [
-                r for r in await self.ledger.account_history(
-                    position, after_timestamp=after, limit=EVENTS_PAGE, direction="credits")
-                if r.code == chart.INTERBANK
-            ]
+            horizon = self.ledger.history_horizon()  # the read below sees all up to it
+            page = await self.ledger.account_history(
+                position, after_timestamp=after, limit=EVENTS_PAGE, direction="credits")
+            records = [r for r in page if r.code == chart.INTERBANK]
+            if len(page) == EVENTS_PAGE:  # more may follow the page
+                after = page[-1].timestamp
+            else:
+                after = max(after, horizon or 0, page[-1].timestamp if page else 0)
             remaining = deadline - loop.time()
             if records or remaining <= 0 or self.closing.is_set():
                 committed.cancel()
@@ -271,9 +281,8 @@ class CentralBank:
             for waiter in (closing, committed):
                 waiter.cancel()
         views = await self.views(records)
-        events = [wire.Event(cursor=str(v.timestamp), transfer=v) for v in views]
-        cursor = events[-1].cursor if events else str(after)
-        return wire.Events(events=events, cursor=cursor)
+        return wire.Events(events=[wire.Event(cursor=str(v.timestamp), transfer=v)
+                                   for v in views], cursor=str(after))
 
     async def supply(self) -> wire.Supply:
         banks = [bank.code for bank in self.registry.all()]

@@ -301,6 +301,12 @@ class LedgerWriter:
             return indexed
         return merge_pages(indexed, unindexed, limit=limit)
 
+    def history_horizon(self) -> int | None:
+        """A timestamp up to which every committed transfer is in the history now, so an
+        `account_history` call made next sees all of them (None: not known yet). A
+        follower that found nothing after its cursor may move the cursor here."""
+        return self.history.recent.newest_timestamp
+
     async def lookup_notes(self, ids: Sequence[int]) -> dict[int, bytes]:
         """The notes of committed transfers `ids` (those that have one): from memory for
         the blocks the history index does not hold yet, from PostgreSQL for the rest."""

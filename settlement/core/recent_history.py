@@ -155,6 +155,12 @@ class RecentHistory:
         return dropped
 
     @property
+    def newest_timestamp(self) -> int | None:
+        """Every committed transfer up to this timestamp is here or in the index (None:
+        not known yet): blocks become durable, and are added, in timestamp order."""
+        return self._blocks[-1].rows[-1][10] if self._blocks else self.indexed_timestamp
+
+    @property
     def newest_height(self) -> int:
         """The newest block held, or the indexed height when none is."""
         return self._blocks[-1].height if self._blocks else self.indexed_height

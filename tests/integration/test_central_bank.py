@@ -272,6 +272,39 @@ async def test_events_feed_delivers_each_credit_once_per_cursor_across_restart(
     assert [e["transfer"]["id"] for e in page["events"]] == [t["id"] for t in sent]
 
 
+async def test_a_poll_with_nothing_to_deliver_moves_the_cursor_past_what_it_read(
+        central_bank: CentralBankUnderTest, banks: tuple[Operator, Operator]) -> None:
+    """Issuance credits a bank's position but is no event: a poll that finds only such
+    credits, or none, answers with a cursor past what it read, and the next credit comes
+    from that cursor all the same; nothing is skipped, before or after a restart."""
+    a, b = banks
+    for bank in (a, b):
+        await signed_call(central_bank, bank, "POST", "/v1/issuance",
+                          {"id": new_id(), "amount": 50_000})
+    status, page = await signed_call(central_bank, a, "GET", "/v1/events?after=0")
+    assert (status, page["events"]) == (200, [])
+    moved = int(page["cursor"])
+    assert moved > 0  # past the issuance it read
+    to_a = transfer_body(payee="BANKA", amount=300)
+    await signed_call(central_bank, b, "POST", "/v1/transfers", to_a)
+    _status, page = await signed_call(central_bank, a, "GET", f"/v1/events?after={moved}")
+    assert [e["transfer"]["id"] for e in page["events"]] == [to_a["id"]]
+    # A long poll that times out empty moves on too, and misses nothing after it.
+    _status, page = await signed_call(central_bank, a, "GET",
+                                      f"/v1/events?after={page['cursor']}&wait=0.2")
+    assert page["events"] == []
+    cursor = page["cursor"]
+    await signed_call(central_bank, b, "POST", "/v1/transfers", transfer_body(
+        payee="BANKA", amount=1))  # after the cursor, before the restart
+    later = transfer_body(payee="BANKA", amount=400)
+    await central_bank.restart()
+    await signed_call(central_bank, b, "POST", "/v1/transfers", later)
+    _status, page = await signed_call(central_bank, a, "GET", f"/v1/events?after={cursor}")
+    assert [e["transfer"]["amount"] for e in page["events"]] == [1, 400]
+    _status, page = await signed_call(central_bank, a, "GET", "/v1/events?after=0")
+    assert [e["transfer"]["amount"] for e in page["events"]] == [300, 1, 400]
+
+
 async def test_a_long_poll_wakes_for_a_credit_committed_while_it_reads(
         central_bank: CentralBankUnderTest, banks: tuple[Operator, Operator],
         monkeypatch: pytest.MonkeyPatch) -> None:
