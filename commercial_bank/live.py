@@ -140,6 +140,17 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
+# PUBLISH each (channel, message) pair of ARGV, in order: one command for a batch of
+# events. A pipeline of one PUBLISH each cost the bank's Redis client 285 us of CPU for
+# eight events (its cost is per command, packing and parsing each); this script, 160 us.
+_PUBLISH_ALL = """
+for i = 1, #ARGV, 2 do
+    redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+end
+return #ARGV / 2
+"""
+
+
 class LiveEvents:
     """Publishes wallet events to Redis and follows them for this process's streams.
 
@@ -151,6 +162,7 @@ class LiveEvents:
                  backoff: tuple[float, float] = (0.1, 5.0), queue_limit: int = 256,
                  open_wait: float = 1.0, ping_every: float = PING_S) -> None:
         self._redis = redis
+        self._publish_all = redis.register_script(_PUBLISH_ALL)
         self.prefix = prefix
         self.heartbeat = heartbeat
         self.backoff = backoff
@@ -181,19 +193,20 @@ class LiveEvents:
         await self._redis.publish(self.channel(address), msgspec.json.encode(event))
 
     async def publish_many(self, events: Sequence[tuple[str, Event]]) -> None:
-        """Publish each (address, event), in order, in one round trip to Redis.
+        """Publish each (address, event), in order, in one command to Redis.
 
-        A bank under load announces hundreds of payments a second: one pipeline per
+        A bank under load announces hundreds of payments a second: one command per
         batch of them costs one write and one read where a PUBLISH each cost as many
-        (the round trips were about a tenth of a bank's CPU per payment). The channels
-        and messages are the same as `publish` sends one by one."""
+        (the round trips were about a tenth of a bank's CPU per payment), and less client
+        CPU than a pipeline of PUBLISHes. The channels and messages are the same as
+        `publish` sends one by one."""
         if len(events) == 1:
             await self.publish(*events[0])
             return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for address, event in events:
-                pipe.publish(self.channel(address), msgspec.json.encode(event))
-            await pipe.execute()
+        args: list[str | bytes] = []
+        for address, event in events:
+            args += (self.channel(address), msgspec.json.encode(event))
+        await self._publish_all(args=args)
 
     # ------------------------------------------------------------- subscribe
     @property

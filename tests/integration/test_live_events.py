@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 import redis.asyncio
 
-from commercial_bank.live import LIVE
+from commercial_bank.live import LIVE, LiveEvents
 from tests.integration.bank_harness import WalletUnderTest, running_network
 
 CNY = 100  # fen
@@ -329,3 +329,31 @@ async def test_payments_work_while_redis_is_away_and_the_stream_says_so(
 
         await bob.login()  # the sessions went with the old Redis
         assert (await bob.summary())["balance"] == 11 * CNY
+
+
+async def test_a_batch_of_events_reaches_each_wallets_streams_in_order(
+        redis_url: str, redis_prefix: str) -> None:
+    """What a bank announces together goes out in one command (`publish_many`), and
+    every stream of each wallet gets that wallet's events, in the order announced; a
+    wallet nobody follows gets none to this process."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    live = LiveEvents(client, prefix=redis_prefix)
+    live.start()
+    try:
+        alice, bob, carol = "BANKA:alice", "BANKA:bob", "BANKA:carol"
+        streams = {alice: [await live.subscribe(alice), await live.subscribe(alice)],
+                   bob: [await live.subscribe(bob)]}
+        batch = [(alice, {"n": 1}), (bob, {"n": 2}), (carol, {"n": 3}), (alice, {"n": 4}),
+                 (bob, {"n": 5})]
+        await live.publish_many(batch)
+        for address, subscriptions in streams.items():
+            wanted = [event for to, event in batch if to == address]
+            for subscription in subscriptions:
+                got = []
+                while len(got) < len(wanted) and (item := await subscription.next(5)):
+                    if item[0] != "status":  # {"live": true} comes first
+                        got.append(item)
+                assert got == [("payment", event) for event in wanted]
+    finally:
+        await live.close()
+        await client.aclose()
