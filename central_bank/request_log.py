@@ -15,12 +15,13 @@ ledger, so the claims are decided here, in memory and in arrival order:
   read from PostgreSQL, a group of them in one query, before the claims waiting on it
   are decided.
 
-A claim is made durable one of two ways, and its request is answered only after:
+Every claim is decided by `reserve`, then made durable one of two ways, and its
+request is answered only after:
 
-* `claim`: written by the log itself, with the claims that arrived together in one
+* `settle`: written by the log itself, with the claims that arrived together in one
   statement (group commit; a few groups may be on their way at once);
-* `reserve`, for a request that writes: its rows (`rows_to_write`) go with the
-  request's effect. A money move hands the claim to the ledger with its transfers
+* for a request that writes: its rows (`rows_to_write`) go with the request's effect.
+  A money move hands the claim to the ledger with its transfers
   (`LedgerWriter.create_transfers(..., attachment=)`), which writes it inside the
   batch's transaction; an events poll writes it in the statement that acknowledges its
   cursor. The claim and its effect are then durable together or not at all, for one
@@ -202,15 +203,6 @@ class RequestLog:
                 self.forget(claim)  # decided just before the caller went away, maybe
                 raise
         return claim
-
-    async def claim(self, *, key_id: str, nonce: str, created: int, operator: str,
-                    idempotency_key: str, request_hash: bytes) -> tuple[str, str]:
-        """(FRESH or REPLAYED, SAME_BODY / NEW_KEY / OTHER_BODY), once durable."""
-        claim = await self.reserve(key_id=key_id, nonce=nonce, created=created,
-                                   operator=operator, idempotency_key=idempotency_key,
-                                   request_hash=request_hash)
-        await self.settle(claim)
-        return claim.nonce_state, claim.body_state
 
     def _decide(self, claim: Claim, stored: dict[tuple[str, str], bytes]) -> None:
         """Decide against what this log holds, then what PostgreSQL held (`stored`)."""

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from settlement.core.types import TransferRecord
 
 DIRECTIONS = ("both", "debits", "credits")
+_TIMESTAMP = 10  # a batch row's field: (id, debit, credit, ..., flags, timestamp)
 
 
 Note = tuple[int, bytes]  # (transfer id, note)
@@ -111,7 +112,7 @@ class RecentView:
                 if (direction == "debits" and is_credit) or (
                         direction == "credits" and not is_credit):
                     continue
-                if block.rows[n][10] > after_timestamp:
+                if block.rows[n][_TIMESTAMP] > after_timestamp:
                     found.append(block.record(n))
                     if len(found) >= limit:
                         return found
@@ -150,7 +151,8 @@ class RecentHistory:
         while blocks and blocks[0].height <= height:
             block = blocks.popleft()
             dropped += len(block.rows)
-            self.indexed_timestamp = max(self.indexed_timestamp or 0, block.rows[-1][10])
+            self.indexed_timestamp = max(self.indexed_timestamp or 0,
+                                         block.rows[-1][_TIMESTAMP])
         self.transfers -= dropped
         return dropped
 
@@ -158,7 +160,9 @@ class RecentHistory:
     def newest_timestamp(self) -> int | None:
         """Every committed transfer up to this timestamp is here or in the index (None:
         not known yet): blocks become durable, and are added, in timestamp order."""
-        return self._blocks[-1].rows[-1][10] if self._blocks else self.indexed_timestamp
+        if not self._blocks:
+            return self.indexed_timestamp
+        return self._blocks[-1].rows[-1][_TIMESTAMP]
 
     @property
     def newest_height(self) -> int:

@@ -38,10 +38,17 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 def claim(log: RequestLog, number: int, body: bytes = b"same body", *,
           nonce: str | None = None, created: int | None = None
           ) -> asyncio.Future[tuple[str, str]]:
-    return asyncio.ensure_future(log.claim(
-        key_id="opa-1", nonce=nonce or f"nonce-{number}",
-        created=int(time.time()) if created is None else created, operator="OPA",
-        idempotency_key=f"key-{number}", request_hash=body.ljust(32, b".")))
+    """A request's claim as an operator call makes it: decided, then made durable."""
+
+    async def reserve_and_settle() -> tuple[str, str]:
+        decided = await log.reserve(
+            key_id="opa-1", nonce=nonce or f"nonce-{number}",
+            created=int(time.time()) if created is None else created, operator="OPA",
+            idempotency_key=f"key-{number}", request_hash=body.ljust(32, b"."))
+        await log.settle(decided)
+        return decided.nonce_state, decided.body_state
+
+    return asyncio.ensure_future(reserve_and_settle())
 
 
 async def test_groups_written_together_decide_shared_claims_once(pool: asyncpg.Pool) -> None:
