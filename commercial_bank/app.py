@@ -79,6 +79,7 @@ def create_app(config: BankConfig) -> web.Application:
                                        peer_session)
             app[BANK] = bank
             app[METRICS] = Metrics(writer)
+            app[METRICS].registry.register(bank.interbank.stages.histogram)
             keys = f"{config.redis_prefix}{config.code}:"
             app[SESSIONS] = Sessions(cache, prefix=keys, bank=config.code)
             # Payment events: request matching, then live delivery, off the payment path.

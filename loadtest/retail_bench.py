@@ -41,8 +41,10 @@ One run, on one PostgreSQL server and one Redis:
 
 Per phase the report also has each process's CPU (share of one core: the load generator,
 the three servers, PostgreSQL and Redis when they run on this machine) and, from each
-server's `/metrics`, the server-side mean time of the busy routes and its ledger writer's
-batches. Progress goes to stderr, the report to stdout.
+server's `/metrics`, the server-side mean time of the busy routes, its ledger writer's
+batches and, for the payer bank, the mean time of each stage of its payments to the other
+bank (`commercial_bank.interbank.StageTimes`). Progress goes to stderr, the report to
+stdout.
 
 Options (argparse fields; a missing or None one keeps its default):
 
@@ -97,6 +99,7 @@ from cbdc.sse import read_events
 from cbdc.storage import database_url_for
 from central_bank.bench import percentile_ms, progress
 from commercial_bank.baseline import books as baseline_books
+from commercial_bank.interbank import STAGES as INTERBANK_STAGES
 from commercial_bank.wallet_classes import ClassLimits
 from commercial_bank.wallet_classes import limits as class_limits
 from loadtest.network import (
@@ -356,7 +359,8 @@ async def scrape(session: aiohttp.ClientSession, services: Sequence[Service]
 def server_stats(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]],
                  elapsed: float) -> dict[str, dict[str, Any]]:
     """Per service, over the interval: the ledger writer's commits/s, mean batch and
-    mean commit time, and the server-side mean time (and count) of its busy routes."""
+    mean commit time, the server-side mean time (and count) of its busy routes, and for a
+    bank that paid other banks the mean time of each stage of those payments."""
     stats = {}
     for name, now in after.items():
         then = before.get(name, {})
@@ -374,11 +378,18 @@ def server_stats(before: dict[str, dict[str, float]], after: dict[str, dict[str,
             total = delta(f'cbdc_http_request_seconds_sum{{route="{route}"}}')
             if count > 0:
                 routes[route] = {"count": int(count), "mean_ms": round(total / count * 1e3, 3)}
+        stages = {}
+        for stage in INTERBANK_STAGES:
+            count = delta(f'cbdc_interbank_stage_seconds_count{{stage="{stage}"}}')
+            total = delta(f'cbdc_interbank_stage_seconds_sum{{stage="{stage}"}}')
+            if count > 0:
+                stages[stage] = round(total / count * 1e3, 3)
         stats[name] = {
             "commits_per_s": round(commits / elapsed, 1) if elapsed > 0 else None,
             "mean_batch": round(entries / commits, 2) if commits else None,
             "mean_commit_ms": round(commit_s / commits * 1e3, 3) if commits else None,
             "routes": routes,
+            "interbank_stages_mean_ms": stages,
         }
     return stats
 
@@ -1005,6 +1016,11 @@ def format_report(report: dict[str, Any]) -> str:
                          f"batch {_num(stats['mean_batch'], 1)}, commit "
                          f"{_num(stats['mean_commit_ms'], 2)} ms"
                          + (f"; server time {routes}" if routes else ""))
+            stages = stats["interbank_stages_mean_ms"]
+            if stages:
+                lines.append(f"  {name}: payments to other banks, mean ms per stage: "
+                             + ", ".join(f"{stage.replace('_', ' ')} {ms:.2f}"
+                                         for stage, ms in stages.items()))
     if r["baseline"]:
         lines.append("baseline: commercial_bank.baseline, the same server and signed "
                      "orders, a row per wallet and one statement per payment; balanced: "

@@ -233,6 +233,10 @@ async def test_payment_to_another_bank_settles_through_the_central_bank(
         ("in", 120 * CNY, alice.address, "rent share")]
     await asyncio.sleep(0.2)
     assert (await bob.summary())["balance"] == 120 * CNY
+    # Bank A's /metrics times each stage of the payment once (the replay went to none).
+    lines = (await two_banks.banks["BANKA"].call("GET", "/metrics")).body.splitlines()
+    for stage in ("payee_check", "hold", "settlement", "post"):
+        assert f'cbdc_interbank_stage_seconds_count{{stage="{stage}"}} 1.0' in lines
 
 
 async def test_a_payee_that_cannot_receive_fails_before_money_moves(two_banks: Network) -> None:

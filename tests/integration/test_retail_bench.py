@@ -69,6 +69,11 @@ def assert_report(report: dict[str, Any]) -> None:
     for figures in report["same_bank_by_bank"].values():
         assert figures["payments"] > 0
     assert report["databases_dropped"] is True
+    # Where the payer bank's time went, stage by stage, in the phase between banks.
+    stages = report["servers_cross_bank"]["BANKA"]["interbank_stages_mean_ms"]
+    assert list(stages) == ["payee_check", "hold", "settlement", "post"]
+    assert all(is_positive_number(ms) for ms in stages.values())
+    assert report["servers_same_bank"]["BANKA"]["interbank_stages_mean_ms"] == {}
 
 
 async def test_run_pays_in_both_phases_reconciles_and_cleans_up(
