@@ -757,6 +757,47 @@ async def test_a_restart_indexes_the_blocks_a_crash_left_unindexed(database_url:
         await reopened.engine.close()
 
 
+async def test_closing_during_an_index_round_leaves_no_block_out_of_the_history(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing the ledger while an indexing round's commit is durable but its answer has
+    not come back waits for that round. Cancelled there, the round's blocks would be in
+    the index without the indexer knowing, and the last round, copying them again, would
+    fail on the entries already there and leave every later block out."""
+    opened = await open_ledger(database_url, SigningKey.generate(), FakeClock())
+    w = opened.writer
+    await setup_accounts(w, issuer(1), wallet(2))
+    durable, answer = asyncio.Event(), asyncio.Event()
+    index_history = w.store.index_history
+
+    async def late_answer(after_height: int, through_height: int) -> int:
+        written = await index_history(after_height, through_height)
+        durable.set()
+        await answer.wait()
+        return written
+
+    monkeypatch.setattr(w.store, "index_history", late_answer)
+    transfers = [pay(1, 2, 10 + i) for i in range(3)]
+    for transfer in transfers:
+        await w.create_transfers([transfer])
+    await asyncio.wait_for(durable.wait(), 10)
+    transfers.append(pay(1, 2, 99))  # a block after the round's
+    await w.create_transfers([transfers[-1]])
+
+    closing = asyncio.create_task(opened.engine.close())
+    await asyncio.sleep(0.2)
+    assert not closing.done()  # the round under way ends first
+    answer.set()
+    await asyncio.wait_for(closing, 30)
+
+    assert await entries_of(database_url, 2) == [(t.id, True) for t in transfers]
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval(
+            "SELECT history_height = (SELECT max(height) FROM blocks) FROM ledgers")
+    finally:
+        await conn.close()
+
+
 @pytest.mark.tampers
 async def test_audit_names_a_transfer_missing_from_the_history_index(ledger: Ledger) -> None:
     w = ledger.writer
