@@ -43,8 +43,8 @@ Per phase the report also has each process's CPU (share of one core: the load ge
 the three servers, PostgreSQL and Redis when they run on this machine) and, from each
 server's `/metrics`, the server-side mean time of the busy routes, its ledger writer's
 batches and, for the payer bank, the mean time of each stage of its payments to the other
-bank (`commercial_bank.interbank.StageTimes`). Progress goes to stderr, the report to
-stdout.
+bank (`commercial_bank.interbank.StageTimes`, read by `loadtest.server_metrics`).
+Progress goes to stderr, the report to stdout.
 
 Options (argparse fields; a missing or None one keeps its default):
 
@@ -99,7 +99,6 @@ from cbdc.sse import read_events
 from cbdc.storage import database_url_for
 from central_bank.bench import percentile_ms, progress
 from commercial_bank.baseline import books as baseline_books
-from commercial_bank.interbank import STAGES as INTERBANK_STAGES
 from commercial_bank.wallet_classes import ClassLimits
 from commercial_bank.wallet_classes import limits as class_limits
 from loadtest.network import (
@@ -114,6 +113,7 @@ from loadtest.network import (
     uninterrupted,
 )
 from loadtest.seeding import WALLET_CLASS, WALLET_FUNDING, BenchWallet, call, seed_wallets
+from loadtest.server_metrics import parse_samples, stage_means_ms
 
 DEFAULT_PREFIX = "cbdc_rbench_"
 MAX_AMOUNT = 100  # fen per payment, at most
@@ -328,21 +328,6 @@ def _cpu_of(pid: int) -> float:
 
 
 # name, labels (a route may hold braces: /v1/wallets/{address}), value, optional timestamp
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+-?\d+)?$")
-
-
-def parse_samples(text: str) -> dict[str, float]:
-    """Prometheus text exposition: 'name{labels}' (or 'name') -> value."""
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        match = _SAMPLE.match(line)
-        if match is None:
-            continue
-        with contextlib.suppress(ValueError):
-            samples[match[1] + (match[2] or "")] = float(match[3])
-    return samples
-
-
 async def scrape(session: aiohttp.ClientSession, services: Sequence[Service]
                  ) -> dict[str, dict[str, float]]:
     out = {}
@@ -378,18 +363,12 @@ def server_stats(before: dict[str, dict[str, float]], after: dict[str, dict[str,
             total = delta(f'cbdc_http_request_seconds_sum{{route="{route}"}}')
             if count > 0:
                 routes[route] = {"count": int(count), "mean_ms": round(total / count * 1e3, 3)}
-        stages = {}
-        for stage in INTERBANK_STAGES:
-            count = delta(f'cbdc_interbank_stage_seconds_count{{stage="{stage}"}}')
-            total = delta(f'cbdc_interbank_stage_seconds_sum{{stage="{stage}"}}')
-            if count > 0:
-                stages[stage] = round(total / count * 1e3, 3)
         stats[name] = {
             "commits_per_s": round(commits / elapsed, 1) if elapsed > 0 else None,
             "mean_batch": round(entries / commits, 2) if commits else None,
             "mean_commit_ms": round(commit_s / commits * 1e3, 3) if commits else None,
             "routes": routes,
-            "interbank_stages_mean_ms": stages,
+            "interbank_stages_mean_ms": stage_means_ms(delta),
         }
     return stats
 

@@ -22,7 +22,8 @@ One run:
   CSV files (`RUN/locust_stats.csv`, ...) and an HTML report (`RUN/report.html`) land in
   the run folder with the processes' logs;
 * the central bank's (and banks') `/metrics` before and after: the writers' mean batch
-  and commit time during the run;
+  and commit time during the run, and in a retail run with payments to the other bank
+  the payer banks' mean time per stage of those payments (`loadtest.server_metrics`);
 * reconciliation: every transfer a user was told succeeded (`RUN/acks-*.txt`) must be in
   its ledger (the central bank's, or the payer bank's) with its amount; the ledger's
   primary key makes it exactly once. Then `loadtest.reconcile` checks every invariant
@@ -64,7 +65,7 @@ from cbdc.processes import Service, die_with_parent, stop_process, unused_port
 from cbdc.settings import Settings
 from cbdc.storage import database_url_for
 from cbdc.wire import id_from_text
-from central_bank.bench import make_clients, open_banks, parse_metrics, progress
+from central_bank.bench import make_clients, open_banks, progress
 from loadtest.curves import CURVES
 from loadtest.network import (
     CENTRAL_BANK_SERVICE,
@@ -79,6 +80,7 @@ from loadtest.network import (
     uninterrupted,
 )
 from loadtest.seeding import WALLET_FUNDING, seed_wallets
+from loadtest.server_metrics import parse_samples, stage_keys, stage_means_ms
 
 LOCUSTFILES = Path(__file__).resolve().parent / "locustfiles"
 SHAPES = tuple(CURVES)
@@ -435,19 +437,23 @@ async def check_acks(acks: Acks, databases: dict[str, str]) -> dict[str, Any]:
             "ack_problems": examples}
 
 
+_SUMMED = ("cbdc_ledger_batch_entries_sum", "cbdc_ledger_batch_entries_count",
+           "cbdc_ledger_commit_seconds_sum", "cbdc_ledger_commit_seconds_count", *stage_keys())
+
+
 async def scrape(session: aiohttp.ClientSession, urls: Sequence[str]) -> dict[str, float]:
-    """The writers' batch and commit totals over `urls`' /metrics, summed."""
+    """The writers' batch and commit totals and the payer banks' interbank stage times
+    over `urls`' /metrics, summed."""
     totals: dict[str, float] = {}
     for url in urls:
         try:
             async with session.get(url + "/metrics",
                                    timeout=aiohttp.ClientTimeout(total=10)) as response:
-                samples = parse_metrics(await response.text())
+                samples = parse_samples(await response.text())
         except (aiohttp.ClientError, TimeoutError) as exc:
             progress(f"could not read {url}/metrics: {exc or type(exc).__name__}")
             continue
-        for name in ("cbdc_ledger_batch_entries_sum", "cbdc_ledger_batch_entries_count",
-                     "cbdc_ledger_commit_seconds_sum", "cbdc_ledger_commit_seconds_count"):
+        for name in _SUMMED:
             totals[name] = totals.get(name, 0.0) + samples.get(name, 0.0)
     return totals
 
@@ -464,6 +470,7 @@ def server_figures(before: dict[str, float], after: dict[str, float]) -> dict[st
         "server_mean_commit_ms": delta("cbdc_ledger_commit_seconds_sum") * 1000.0 / commits
         if commits > 0 else None,
         "server_commits": int(commits),
+        "server_interbank_stages_mean_ms": stage_means_ms(delta),
     }
 
 
@@ -692,6 +699,11 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{_num(s['server_mean_batch'])} transfers, mean commit "
         f"{_num(s['server_mean_commit_ms'], 2)} ms, {s['server_commits']:,} commits",
     ]
+    stages = s.get("server_interbank_stages_mean_ms")
+    if stages:
+        lines.append("payments to the other bank, mean ms per stage at the payer bank: "
+                     + ", ".join(f"{stage.replace('_', ' ')} {ms:.2f}"
+                                 for stage, ms in stages.items()))
     if s["reconciled"]:
         lines.append(f"reconciled: yes (all {s['acknowledged']:,} acknowledged transfers are "
                      "in their ledger exactly once; supply, positions and chains check)")

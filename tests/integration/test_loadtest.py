@@ -96,6 +96,10 @@ async def test_distributed_retail_run_crossing_a_threshold_exits_1(
                                            summary["reconcile_breaks"])
     names = {row["name"] for row in summary["by_name"]}
     assert names == {"/v1/payments (same bank)", "/v1/payments (cross bank)"}
+    # Where the payments between banks spent their time, stage by stage.
+    stages = summary["server_interbank_stages_mean_ms"]
+    assert list(stages) == ["payee_check", "hold", "settlement", "post"]
+    assert all(ms > 0 for ms in stages.values())
     # Each worker recorded what it was told: two processes, two acknowledgement logs.
     assert len(list(run_dir.glob("acks-*.txt"))) == 2
     assert len(list(run_dir.glob("locust-worker-*.log"))) == 2

@@ -63,6 +63,23 @@ def test_summary_reads_locusts_figures_and_counts_settled_transfers(tmp_path: Pa
     assert s["crossed"] == []
     assert s["passed"] is True
     assert "reconciled: yes" in format_summary(s)
+    assert s["server_interbank_stages_mean_ms"] == {}  # no payment between banks
+    assert "per stage" not in format_summary(s)
+
+
+def test_server_figures_give_each_interbank_stage_its_mean_over_the_run() -> None:
+    def stage(name: str, part: str) -> str:
+        return f'cbdc_interbank_stage_seconds_{part}{{stage="{name}"}}'
+
+    before = {stage("payee_check", "sum"): 1.0, stage("payee_check", "count"): 100.0}
+    after = {stage("payee_check", "sum"): 1.05, stage("payee_check", "count"): 110.0,
+             stage("hold", "sum"): 0.08, stage("hold", "count"): 10.0,
+             stage("settlement", "sum"): 0.0, stage("settlement", "count"): 0.0}
+
+    figures = server_figures(before, after)
+
+    # 50 ms over 10 checks during the run; 80 ms over 10 holds; no settlement reached.
+    assert figures["server_interbank_stages_mean_ms"] == {"payee_check": 5.0, "hold": 8.0}
 
 
 @pytest.mark.parametrize(("threshold", "crossed"), [
