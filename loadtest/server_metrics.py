@@ -29,10 +29,13 @@ def parse_samples(text: str) -> dict[str, float]:
     return samples
 
 
+def _stage_sample(part: str, stage: str) -> str:
+    return f'{STAGE_FAMILY}_{part}{{stage="{stage}"}}'
+
+
 def stage_keys() -> list[str]:
     """The samples `stage_means_ms` reads: each stage's sum and count."""
-    return [f'{STAGE_FAMILY}_{part}{{stage="{stage}"}}'
-            for stage in STAGES for part in ("sum", "count")]
+    return [_stage_sample(part, stage) for stage in STAGES for part in ("sum", "count")]
 
 
 def stage_means_ms(delta: Callable[[str], float]) -> dict[str, float]:
@@ -41,8 +44,7 @@ def stage_means_ms(delta: Callable[[str], float]) -> dict[str, float]:
     payment reached are left out."""
     means = {}
     for stage in STAGES:
-        count = delta(f'{STAGE_FAMILY}_count{{stage="{stage}"}}')
+        count = delta(_stage_sample("count", stage))
         if count > 0:
-            total = delta(f'{STAGE_FAMILY}_sum{{stage="{stage}"}}')
-            means[stage] = round(total / count * 1e3, 3)
+            means[stage] = round(delta(_stage_sample("sum", stage)) / count * 1e3, 3)
     return means
