@@ -113,7 +113,7 @@ from loadtest.network import (
     uninterrupted,
 )
 from loadtest.seeding import WALLET_CLASS, WALLET_FUNDING, BenchWallet, call, seed_wallets
-from loadtest.server_metrics import parse_samples, stage_means_ms
+from loadtest.server_metrics import read_samples, stage_means_ms
 
 DEFAULT_PREFIX = "cbdc_rbench_"
 MAX_AMOUNT = 100  # fen per payment, at most
@@ -327,15 +327,12 @@ def _cpu_of(pid: int) -> float:
     return float(times.user + times.system)
 
 
-# name, labels (a route may hold braces: /v1/wallets/{address}), value, optional timestamp
 async def scrape(session: aiohttp.ClientSession, services: Sequence[Service]
                  ) -> dict[str, dict[str, float]]:
     out = {}
     for service in services:
         try:
-            async with session.get(service.url + "/metrics",
-                                   timeout=aiohttp.ClientTimeout(total=10)) as response:
-                out[service.name] = parse_samples(await response.text())
+            out[service.name] = await read_samples(session, service.url)
         except (aiohttp.ClientError, TimeoutError):
             out[service.name] = {}
     return out

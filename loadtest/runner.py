@@ -80,7 +80,7 @@ from loadtest.network import (
     uninterrupted,
 )
 from loadtest.seeding import WALLET_FUNDING, seed_wallets
-from loadtest.server_metrics import parse_samples, stage_keys, stage_means_ms
+from loadtest.server_metrics import read_samples, stage_keys, stage_means_ms
 
 LOCUSTFILES = Path(__file__).resolve().parent / "locustfiles"
 SHAPES = tuple(CURVES)
@@ -447,9 +447,7 @@ async def scrape(session: aiohttp.ClientSession, urls: Sequence[str]) -> dict[st
     totals: dict[str, float] = {}
     for url in urls:
         try:
-            async with session.get(url + "/metrics",
-                                   timeout=aiohttp.ClientTimeout(total=10)) as response:
-                samples = parse_samples(await response.text())
+            samples = await read_samples(session, url)
         except (aiohttp.ClientError, TimeoutError) as exc:
             progress(f"could not read {url}/metrics: {exc or type(exc).__name__}")
             continue

@@ -11,8 +11,11 @@ import contextlib
 import re
 from collections.abc import Callable
 
+import aiohttp
+
 from commercial_bank.interbank import STAGES
 
+# name, labels (a route may hold braces: /v1/wallets/{address}), value, optional timestamp
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+-?\d+)?$")
 STAGE_FAMILY = "cbdc_interbank_stage_seconds"
 
@@ -27,6 +30,14 @@ def parse_samples(text: str) -> dict[str, float]:
         with contextlib.suppress(ValueError):
             samples[match[1] + (match[2] or "")] = float(match[3])
     return samples
+
+
+async def read_samples(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """The samples of the service at `url` now (aiohttp.ClientError or TimeoutError when
+    it does not answer within 10 s)."""
+    async with session.get(url + "/metrics",
+                           timeout=aiohttp.ClientTimeout(total=10)) as response:
+        return parse_samples(await response.text())
 
 
 def _stage_sample(part: str, stage: str) -> str:

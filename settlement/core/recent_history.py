@@ -95,9 +95,9 @@ class RecentView:
             if not wanted:
                 break
             notes = block.notes()
-            for transfer_id in [i for i in wanted if i in notes]:
-                found[transfer_id] = notes[transfer_id]
-                wanted.discard(transfer_id)
+            here = wanted & notes.keys()
+            found.update((i, notes[i]) for i in here)
+            wanted -= here
         return found
 
     def records(self, account_id: int, *, after_timestamp: int = 0, limit: int = 100,

@@ -26,10 +26,10 @@ from loadtest.retail_bench import (
     RetailBenchOptions,
     database_names,
     main,
-    parse_samples,
     run,
 )
 from loadtest.seeding import resident_id
+from loadtest.server_metrics import parse_samples
 from tests.integration.run_checks import databases_like, running_children
 
 REPORT_KEYS = {
