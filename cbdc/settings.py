@@ -5,7 +5,7 @@
     CBDC_DATA_DIR          where embedded stores and keys live (default .cbdc)
     CBDC_TIMEZONE          IANA zone that decides a "day" for daily limits (Asia/Shanghai)
     CBDC_BATCH_MAX_EVENTS  most transfers one ledger batch commits (1..65535, default 8190)
-    CBDC_BATCH_MAX_WAIT_MS longest a batch waits to fill, in ms (0..1000, default 1.0)
+    CBDC_BATCH_MAX_WAIT_MS longest a batch waits to fill, in ms (0..1000, default 0)
     CBDC_CENTRAL_BANK_HOST address the central bank listens on (127.0.0.1)
     CBDC_CENTRAL_BANK_PORT its port (8100)
     CBDC_ADMIN_TOKEN       bearer token for the central bank's admin calls; unset: one is
@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".cbdc")
     timezone: str = "Asia/Shanghai"
     batch_max_events: int = Field(default=8190, ge=1, le=65535)
-    batch_max_wait_ms: float = Field(default=1.0, ge=0, le=1000, allow_inf_nan=False)
+    batch_max_wait_ms: float = Field(default=0.0, ge=0, le=1000, allow_inf_nan=False)
     central_bank_host: str = "127.0.0.1"
     central_bank_port: int = Field(default=8100, ge=1, le=65535)
     admin_token: str | None = Field(default=None, min_length=16)

@@ -49,6 +49,8 @@ class BankConfig:
     preset: LimitPreset
     float_policy: FloatPolicy = field(default_factory=FloatPolicy)
     timezone: str = "Asia/Shanghai"
+    batch_max_events: int = 8190  # the ledger writer's batch bounds (CBDC_BATCH_*)
+    batch_max_wait_ms: float = 0.0
     peers: Mapping[str, str] = field(default_factory=dict)  # other banks' wallet APIs
     clock: Callable[[], int] = time.time_ns  # ns since the epoch; tests move it by hand
     redis_prefix: str = "cbdc:"  # keys and channels are <redis_prefix><code>:...
@@ -64,7 +66,9 @@ def create_app(config: BankConfig) -> web.Application:
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         engine = await Engine.open(config.database_url, key=config.ledger_key,
-                                   timezone=config.timezone, clock=config.clock)
+                                   timezone=config.timezone, clock=config.clock,
+                                   max_events=config.batch_max_events,
+                                   max_wait=config.batch_max_wait_ms / 1000)
         cache = redis.asyncio.Redis.from_url(config.redis_url, socket_timeout=2,
                                              socket_connect_timeout=2)
         central = CentralBankClient(config.central_bank_url, key_id=config.operator_key_id,

@@ -691,7 +691,11 @@ def _paths() -> dict[str, Schema]:
              "422": _invalid("the address or amount is not valid (`field` names it)")},
             parameters=("AnyAddress", "Amount"),
             description="Asked by a payer's bank before it pays one of this bank's wallets; "
-                        "a wallet of another bank is never receivable here.")},
+                        "a wallet of another bank is never receivable here. The answer "
+                        "advises: it reads the balance as this bank's ledger has decided "
+                        "it so far (a credit still committing counts), and the credit is "
+                        "checked again when it is booked; one that no longer fits is sent "
+                        "back to the payer's bank.")},
         "/v1/receivable": {"post": _op(
             "checkReceivable", "Can these wallets receive these amounts now?", "interbank",
             {"200": _json(ref("ReceivableResults"), "An answer per check, in order."),

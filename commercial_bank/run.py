@@ -90,7 +90,9 @@ async def start_bank(settings: Settings, endpoints: Endpoints, code: str, port: 
         ledger_key=load_or_create_key(settings.data_dir / "keys" / f"bank-{code}-ledger.pem"),
         admin_token=teller_token(settings, code), preset=preset_by_name(settings.limit_preset),
         float_policy=FloatPolicy(target=settings.float_target), timezone=settings.timezone,
-        peers=peers, redis_prefix=settings.database_prefix.replace("_", ":"))
+        batch_max_events=settings.batch_max_events,
+        batch_max_wait_ms=settings.batch_max_wait_ms, peers=peers,
+        redis_prefix=settings.database_prefix.replace("_", ":"))
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.central_bank_host, port).start()

@@ -463,11 +463,17 @@ class Bank:
 
     async def receivable_many(self, checks: Sequence[tuple[WalletAddress, int]]
                               ) -> list[str | None]:
-        """`receivable` for each (address, amount), the balances read in one request."""
+        """`receivable` for each (address, amount).
+
+        The balances are those the ledger has decided so far, read without waiting for
+        its writer's turn and commit (`LedgerWriter.decided_balances`): the check only
+        advises, since the credit itself is decided again when it is booked (one that no
+        longer fits is sent back), and waiting put a commit or two of this bank into
+        every payment another bank sends here."""
         wallets = [await self.wallets.get(address.number) if address.bank == self.code
                    else None for address, _ in checks]
         active = [w for w in wallets if w is not None and w.status == "active"]
-        balances = await self.ledger.lookup_accounts(
+        balances = self.ledger.decided_balances(
             [chart.wallet_id(self.code, w.number) for w in active]) if active else []
         balance_of = dict(zip((w.number for w in active), balances, strict=True))
         reasons: list[str | None] = []

@@ -92,7 +92,7 @@ class BenchOptions:
     pgbench_clients: int = 16
     pgbench_threads: int = 2
     max_events: int = 8190  # the writer's batch bound
-    max_wait_ms: float = 1.0  # the writer's linger
+    max_wait_ms: float = 0.0  # the writer's linger
     timezone: str = "Asia/Shanghai"
     seed: int | None = None
     # Offered rates (transfers/s) of extra paced phases, each as long as the half-load

@@ -72,7 +72,7 @@ class Engine:
         clock: Clock = time.time_ns,
         timezone: str = "Asia/Shanghai",
         max_events: int = 8190,
-        max_wait: float = 0.001,
+        max_wait: float = 0.0,
         pool_size: int = 8,
         checkpoint_every: int = 1_000_000,
     ) -> Engine:

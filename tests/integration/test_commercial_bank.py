@@ -8,10 +8,19 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import asyncpg
+from aiohttp.test_utils import unused_port
+
+from cbdc.settings import Settings
+from cbdc.storage import Endpoints
+from commercial_bank.keys import BANK
+from commercial_bank.run import database_name, start_bank
+from tests.conftest import drop_database
 from tests.integration.bank_harness import (
     Network,
     assert_reconciled,
@@ -525,3 +534,25 @@ async def test_a_refused_top_up_asks_nothing_of_the_central_bank(network: Networ
     assert (reply.status, reply.body["field"]) == (422, "after")
     reply = await wallet.get("/history?since=99999999999999999999")
     assert (reply.status, reply.body["field"]) == (422, "since")
+
+
+async def test_the_cbdc_batch_settings_bound_a_banks_ledger_batches(
+        pg_server_url: str, redis_url: str, tmp_path: Path, clean_env: None) -> None:
+    """`CBDC_BATCH_MAX_EVENTS` and `CBDC_BATCH_MAX_WAIT_MS` bound the batches of a bank's
+    ledger writer as they do the central bank's (the bank started the way
+    `cbdc commercial-bank` starts it)."""
+    settings = Settings(batch_max_events=300, batch_max_wait_ms=2.5, data_dir=tmp_path,
+                        database_prefix=f"cbdc_b{os.getpid()}_")
+    runner = await start_bank(settings, Endpoints(pg_server_url, redis_url, embedded=False),
+                              "BANKA", unused_port(), central_bank_url="http://127.0.0.1:9",
+                              peers={})
+    try:
+        writer = runner.app[BANK].ledger
+        assert (writer.max_events, writer.max_wait) == (300, 0.0025)
+    finally:
+        await runner.cleanup()
+        admin = await asyncpg.connect(pg_server_url)
+        try:
+            await drop_database(admin, database_name(settings, "BANKA"))
+        finally:
+            await admin.close()

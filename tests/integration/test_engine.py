@@ -430,6 +430,39 @@ async def until(conn: asyncpg.Connection, query: str, seconds: float = 10.0) -> 
     raise AssertionError(f"never true within {seconds} s: {query}")
 
 
+async def test_decided_balances_answer_at_once_while_lookups_wait_for_the_commit(
+        ledger: Ledger) -> None:
+    """`decided_balances` includes a transfer whose batch is still committing and answers
+    without waiting; `lookup_accounts` answers only once that batch is durable."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2))
+    conn, watcher = await asyncpg.connect(ledger.dsn), await asyncpg.connect(ledger.dsn)
+    try:
+        lock = conn.transaction()
+        await lock.start()
+        await conn.execute("LOCK TABLE blocks IN ACCESS EXCLUSIVE MODE")  # holds the commit
+        paying = asyncio.create_task(w.create_transfers([pay(1, 2, 1_234)]))
+        # (Watched from outside the lock's transaction: one sees a frozen pg_stat_activity.)
+        await until(watcher, "SELECT count(*) FROM pg_stat_activity "
+                             "WHERE wait_event_type = 'Lock' AND datname = current_database()")
+        [decided] = w.decided_balances([2])
+        assert decided is not None
+        assert decided.credits_posted == 1_234
+        assert w.decided_balances([99]) == [None]
+        looking = asyncio.create_task(w.lookup_accounts([2]))
+        await asyncio.sleep(0.2)
+        assert not paying.done()
+        assert not looking.done()
+        await lock.rollback()
+    finally:
+        await conn.close()
+        await watcher.close()
+    assert await paying == [R.OK]
+    [durable] = await looking
+    assert durable is not None
+    assert durable.credits_posted == 1_234
+
+
 async def test_a_batch_is_never_durable_before_the_one_it_chains_to(ledger: Ledger) -> None:
     """The writer writes batch N+1 while N's COMMIT is under way; when N's COMMIT fails,
     N+1 fails with it and neither is stored, so the chain has no gap; both then succeed

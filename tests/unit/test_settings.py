@@ -19,7 +19,7 @@ def test_defaults() -> None:
     assert settings.data_dir == Path(".cbdc")
     assert settings.timezone == "Asia/Shanghai"
     assert settings.batch_max_events == 8190
-    assert settings.batch_max_wait_ms == 1.0
+    assert settings.batch_max_wait_ms == 0.0
 
 
 def test_reads_prefixed_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
