@@ -1,15 +1,19 @@
 """Prometheus metrics of a service: its HTTP requests and its ledger writer.
 
 Both tiers use it: `Metrics(writer)` owns a registry, `metrics_middleware` records each
-request by route and status, and the writer's own counters are read at scrape time.
+request by route and status, and the writer's own counters are read at scrape time. The
+benches and load tools read a service's samples back with `read_samples`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -135,3 +139,27 @@ def route_name(request: web.Request) -> str:
 
 def now() -> float:
     return time.perf_counter()
+
+
+# name, labels (a route may hold braces: /v1/wallets/{address}), value, optional timestamp
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+-?\d+)?$")
+
+
+def parse_samples(text: str) -> dict[str, float]:
+    """Prometheus text exposition: 'name{labels}' (or 'name') -> value."""
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None:
+            continue
+        with contextlib.suppress(ValueError):
+            samples[match[1] + (match[2] or "")] = float(match[3])
+    return samples
+
+
+async def read_samples(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """The samples of the service at `url` now (aiohttp.ClientError or TimeoutError when
+    it does not answer within 10 s)."""
+    async with session.get(url + "/metrics",
+                           timeout=aiohttp.ClientTimeout(total=10)) as response:
+        return parse_samples(await response.text())

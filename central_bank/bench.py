@@ -59,7 +59,6 @@ too), else 1.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import math
@@ -87,6 +86,7 @@ from cbdc import loops, wire
 from cbdc.bank_client import CentralBankClient, CentralBankError, CentralBankUnreachable
 from cbdc.bench_options import WRITER_SETTINGS, options_from_args
 from cbdc.errors import CbdcError, ConfigError
+from cbdc.http_metrics import read_samples
 from cbdc.processes import Service, stop_process, unused_port, wait_healthy
 from cbdc.signing import SigningKey
 
@@ -777,18 +777,6 @@ async def drop_database(server_dsn: str, name: str) -> bool:
 
 
 # ---------------------------------------------------------------------- run
-def parse_metrics(text: str) -> dict[str, float]:
-    """Unlabelled samples of a Prometheus text exposition, by name."""
-    samples = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#") or "{" in line:
-            continue
-        name, _, value = line.partition(" ")
-        with contextlib.suppress(ValueError):
-            samples[name] = float(value.split()[0])
-    return samples
-
-
 def _mean(samples: dict[str, float], family: str, scale: float = 1.0) -> float | None:
     count = samples.get(f"{family}_count")
     total = samples.get(f"{family}_sum")
@@ -840,8 +828,7 @@ async def run(database_url: str, options: CentralBankBenchOptions | None = None
 
             after = await positions(clients)
             supply = await admin_call(session, url, token, "GET", "/v1/admin/supply")
-            async with session.get(url + "/metrics") as response:
-                metrics = parse_metrics(await response.text())
+            metrics = await read_samples(session, url)
             await stop_process(proc, SERVER_STOP_S)  # the baseline gets the machine alone
             baseline = await baseline_run(session, dsn, data_dir, banks, gen, options,
                                           funding, rng) if options.baseline else None

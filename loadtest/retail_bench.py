@@ -92,6 +92,7 @@ import psutil
 
 from cbdc.bench_options import WRITER_SETTINGS, options_from_args
 from cbdc.errors import CbdcError, ConfigError
+from cbdc.http_metrics import read_samples
 from cbdc.payment_orders import PaymentOrder
 from cbdc.processes import Service, die_with_parent, unused_port, wait_healthy
 from cbdc.signing import VerifyingKey
@@ -113,7 +114,7 @@ from loadtest.network import (
     uninterrupted,
 )
 from loadtest.seeding import WALLET_CLASS, WALLET_FUNDING, BenchWallet, call, seed_wallets
-from loadtest.server_metrics import read_samples, stage_means_ms
+from loadtest.server_metrics import stage_means_ms
 
 DEFAULT_PREFIX = "cbdc_rbench_"
 MAX_AMOUNT = 100  # fen per payment, at most

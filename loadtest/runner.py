@@ -61,6 +61,7 @@ import asyncpg
 
 from cbdc.bench_options import WRITER_SETTINGS, options_from_args
 from cbdc.errors import CbdcError, ConfigError
+from cbdc.http_metrics import read_samples
 from cbdc.processes import Service, die_with_parent, stop_process, unused_port
 from cbdc.settings import Settings
 from cbdc.storage import database_url_for
@@ -80,7 +81,7 @@ from loadtest.network import (
     uninterrupted,
 )
 from loadtest.seeding import WALLET_FUNDING, seed_wallets
-from loadtest.server_metrics import read_samples, stage_keys, stage_means_ms
+from loadtest.server_metrics import stage_keys, stage_means_ms
 
 LOCUSTFILES = Path(__file__).resolve().parent / "locustfiles"
 SHAPES = tuple(CURVES)

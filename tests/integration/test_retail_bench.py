@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from cbdc.errors import CbdcError, ConfigError
+from cbdc.http_metrics import parse_samples
 from cbdc.kyc import validate_resident_id
 from loadtest.retail_bench import (
     RetailBenchOptions,
@@ -29,7 +30,6 @@ from loadtest.retail_bench import (
     run,
 )
 from loadtest.seeding import resident_id
-from loadtest.server_metrics import parse_samples
 from tests.integration.run_checks import databases_like, running_children
 
 REPORT_KEYS = {
