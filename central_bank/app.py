@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from cbdc.heap import freeze_after_startup
 from cbdc.http_metrics import METRICS, Metrics, metrics_middleware
 from cbdc.keyfiles import load_or_create_key
 from cbdc.problems import problem_middleware
@@ -97,6 +98,7 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
             app[CENTRAL_BANK].closing.set()
 
     app.cleanup_ctx.append(ledger_context)
+    app.on_startup.append(freeze_after_startup)  # after the contexts: aiohttp runs them first
     app.on_shutdown.append(end_long_polls)
     return app
 

@@ -31,6 +31,13 @@ request is answered only after:
 
 So a replay is refused also after a crash and restart: a request whose claim was lost
 had no effect either.
+
+The log holds two minutes of claims: at 3,000 requests/s, hundreds of thousands of
+them. Python's cyclic collector walks every container it tracks in each full collection,
+so none of what is held is such a container: a claim is a struct the collector does not
+track (`gc=False`; it refers to no other object), and the maps are keyed by strings, so
+neither they nor their entries are ever tracked. Held as tuple-keyed dicts of dataclass
+claims, 30,000 claims made a full collection take 37 ms, growing with the claims held.
 """
 
 from __future__ import annotations
@@ -40,10 +47,10 @@ import contextlib
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
 from hashlib import blake2b
 
 import asyncpg
+import msgspec
 
 from settlement.attachments import AttachedRows
 
@@ -71,8 +78,7 @@ def fingerprint(operator: str, key: str) -> int:
     return int.from_bytes(digest, "big")
 
 
-@dataclass(slots=True, eq=False)
-class Claim:
+class Claim(msgspec.Struct, gc=False, eq=False):
     key_id: str
     nonce: str
     created: int
@@ -83,14 +89,15 @@ class Claim:
     nonce_state: str = ""  # FRESH or REPLAYED, once decided
     body_state: str = ""  # NEW_KEY, SAME_BODY or OTHER_BODY, once decided
     written: bool = False  # durable (or nothing to write)
+    taken: float = 0.0  # when the log took hold of its key (monotonic seconds)
 
     @property
-    def nonce_key(self) -> tuple[str, str]:
-        return (self.key_id, self.nonce)
+    def nonce_key(self) -> str:
+        return _joined(self.key_id, self.nonce)
 
     @property
-    def idempotency(self) -> tuple[str, str]:
-        return (self.operator, self.idempotency_key)
+    def idempotency(self) -> str:
+        return _joined(self.operator, self.idempotency_key)
 
     @property
     def accepted(self) -> bool:
@@ -98,6 +105,12 @@ class Claim:
 
 
 Waiting = list[tuple[Claim, asyncio.Future[None]]]
+
+
+def _joined(first: str, second: str) -> str:
+    """Two header values as one map key: neither can hold a line feed (HTTP fields and
+    structured-field strings exclude control characters), so the pair is unambiguous."""
+    return f"{first}\n{second}"
 
 
 def _fail(waiting: Waiting, exc: BaseException) -> None:
@@ -137,12 +150,13 @@ class RequestLog:
         self.pool = pool
         self.keep_seconds = keep_seconds
         self.key_memory_seconds = key_memory_seconds
-        # Decided claims: nonce -> created, key -> (request hash, when taken, the claim
-        # holding it), and both in the order they were taken, to forget them once old.
-        self._nonces: dict[tuple[str, str], int] = {}
-        self._nonce_ages: deque[tuple[int, tuple[str, str]]] = deque()
-        self._keys: dict[tuple[str, str], tuple[bytes, float, Claim]] = {}
-        self._key_ages: deque[tuple[float, tuple[str, str]]] = deque()
+        # Decided claims: nonce -> created, key -> the claim holding it (its request
+        # hash, when taken), and both in the order they were taken, to forget them
+        # once old. Keys are `Claim.nonce_key` and `Claim.idempotency`.
+        self._nonces: dict[str, int] = {}
+        self._nonce_ages: deque[tuple[int, str]] = deque()
+        self._keys: dict[str, Claim] = {}
+        self._key_ages: deque[tuple[float, str]] = deque()
         self._fingerprints: set[int] = set()  # of every key ever claimed
         # Claims waiting for their key to be read, and the reader's wake-up.
         self._undecided: Waiting = []
@@ -163,7 +177,7 @@ class RequestLog:
                 "SELECT key_id, nonce, created FROM request_nonces WHERE created >= $1 "
                 "ORDER BY created", cutoff)
             for row in rows:
-                self._remember_nonce((row["key_id"], row["nonce"]), row["created"])
+                self._remember_nonce(_joined(row["key_id"], row["nonce"]), row["created"])
             async for row in conn.cursor("SELECT operator_code, key FROM idempotency_keys",
                                          prefetch=10_000):
                 self._fingerprints.add(fingerprint(row[0], row[1]))
@@ -204,11 +218,11 @@ class RequestLog:
                 raise
         return claim
 
-    def _decide(self, claim: Claim, stored: dict[tuple[str, str], bytes]) -> None:
+    def _decide(self, claim: Claim, stored: dict[str, bytes]) -> None:
         """Decide against what this log holds, then what PostgreSQL held (`stored`)."""
         key = claim.idempotency
         held = self._keys.get(key)
-        known = held[0] if held is not None else stored.get(key)
+        known = held.request_hash if held is not None else stored.get(key)
         if known is None:
             claim.body_state = NEW_KEY
         else:
@@ -219,13 +233,13 @@ class RequestLog:
             return
         claim.nonce_state = FRESH
         self._remember_nonce(claim.nonce_key, claim.created)
-        if claim.accepted and held is None:
+        if claim.accepted and held is None:  # accepted: its hash is the known one
             self._fingerprints.add(claim.key_print)
-            taken = time.monotonic()
-            self._keys[key] = (claim.request_hash if known is None else known, taken, claim)
-            self._key_ages.append((taken, key))
+            claim.taken = time.monotonic()
+            self._keys[key] = claim
+            self._key_ages.append((claim.taken, key))
 
-    def _remember_nonce(self, nonce: tuple[str, str], created: int) -> None:
+    def _remember_nonce(self, nonce: str, created: int) -> None:
         self._nonces[nonce] = created
         self._nonce_ages.append((created, nonce))
 
@@ -239,7 +253,7 @@ class RequestLog:
             waiting, self._undecided = self._undecided, []
             if not waiting:
                 continue
-            unknown = {c.idempotency for c, _ in waiting
+            unknown = {(c.operator, c.idempotency_key) for c, _ in waiting
                        if c.idempotency not in self._keys and c.key_print in self._fingerprints}
             try:
                 stored = await self._stored_keys(unknown) if unknown else {}
@@ -252,11 +266,12 @@ class RequestLog:
                     self._decide(claim, stored)
                     future.set_result(None)
 
-    async def _stored_keys(self, keys: set[tuple[str, str]]
-                           ) -> dict[tuple[str, str], bytes]:
+    async def _stored_keys(self, keys: set[tuple[str, str]]) -> dict[str, bytes]:
+        """The stored request hashes of (operator, idempotency key) pairs, by
+        `Claim.idempotency`."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(_STORED_KEYS, [o for o, _ in keys], [k for _, k in keys])
-        return {(r["operator_code"], r["key"]): bytes(r["request_hash"]) for r in rows}
+        return {_joined(r["operator_code"], r["key"]): bytes(r["request_hash"]) for r in rows}
 
     # ------------------------------------------------------------------- writing
     async def settle(self, claim: Claim) -> None:
@@ -279,8 +294,7 @@ class RequestLog:
             return
         if self._nonces.get(claim.nonce_key) == claim.created:
             del self._nonces[claim.nonce_key]
-        held = self._keys.get(claim.idempotency)
-        if held is not None and held[2] is claim:
+        if self._keys.get(claim.idempotency) is claim:
             del self._keys[claim.idempotency]
 
     async def _write_forever(self) -> None:
@@ -328,8 +342,8 @@ class RequestLog:
         while key_ages and key_ages[0][0] < key_cutoff:
             taken, key = key_ages[0]
             held = self._keys.get(key)
-            if held is not None and held[1] == taken:
-                if not held[2].written and taken > key_cutoff - self.key_memory_seconds:
+            if held is not None and held.taken == taken:
+                if not held.written and taken > key_cutoff - self.key_memory_seconds:
                     break  # not durable yet: PostgreSQL could not answer for it
                 del self._keys[key]
             key_ages.popleft()

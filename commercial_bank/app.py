@@ -17,6 +17,7 @@ import redis.asyncio
 from aiohttp import web
 
 from cbdc.bank_client import CentralBankClient
+from cbdc.heap import freeze_after_startup
 from cbdc.http_metrics import METRICS, Metrics, metrics_middleware
 from cbdc.problems import problem_middleware
 from cbdc.signing import SigningKey
@@ -108,4 +109,5 @@ def create_app(config: BankConfig) -> web.Application:
             await engine.close()
 
     app.cleanup_ctx.append(context)
+    app.on_startup.append(freeze_after_startup)  # after the contexts: aiohttp runs them first
     return app

@@ -92,6 +92,7 @@ import psutil
 
 from cbdc.bench_options import WRITER_SETTINGS, options_from_args
 from cbdc.errors import CbdcError, ConfigError
+from cbdc.heap import freeze_long_lived
 from cbdc.http_metrics import read_samples
 from cbdc.payment_orders import PaymentOrder
 from cbdc.processes import Service, die_with_parent, unused_port, wait_healthy
@@ -445,6 +446,7 @@ async def same_bank_phase(session: aiohttp.ClientSession, urls: dict[str, str],
     progress(f"{label}: signed {sum(map(len, pools.values())):,} orders (warm-up: "
              + ", ".join(f"{code} {warm[code].tps:,.0f}/s" for code in warm)
              + f"); {options.clients} clients for {options.duration:g} s")
+    freeze_long_lived()  # the pools live through the phase: no full walks of them in it
     mark = await measure.start()
     results = await asyncio.gather(*(
         closed_loop(session, urls[code], pools[code], makers[code], shares[code],
@@ -666,6 +668,7 @@ async def cross_bank_phase(session: aiohttp.ClientSession, payer_url: str, payee
                                              f"{tag}:{i}")) for i in range(count)]
         progress(f"cross bank: {count:,} orders BANKA -> BANKB at {options.cross_rate:g}/s "
                  f"for {options.duration:g} s")
+        freeze_long_lived()  # the orders live through the phase: no full walks of them
         mark = await measure.start()
         since_ns = time.time_ns()
         first = time.perf_counter()

@@ -37,6 +37,7 @@ from locust import LoadTestShape, User, events
 from locust.env import Environment
 from locust.user.wait_time import constant_throughput
 
+from cbdc.heap import freeze_long_lived
 from cbdc.httpsig import signed_headers
 from cbdc.signing import SigningKey
 from loadtest import shapes
@@ -135,8 +136,15 @@ def _flush_on_quit(**_: Any) -> None:
     ACKS.flush()
 
 
+def _freeze_on_start(**_: Any) -> None:
+    # Locust, the seed and the keys live through the test: out of the full walks, which
+    # would otherwise stall every user of this process inside its measured latencies.
+    freeze_long_lived()
+
+
 # Locust's hooks are untyped; registered by call, not as decorators, for the type checker.
 events.init_command_line_parser.add_listener(_add_arguments)  # type: ignore[no-untyped-call]
+events.test_start.add_listener(_freeze_on_start)  # type: ignore[no-untyped-call]
 events.test_stop.add_listener(_flush_on_stop)  # type: ignore[no-untyped-call]
 events.quitting.add_listener(_flush_on_quit)  # type: ignore[no-untyped-call]
 

@@ -6,6 +6,7 @@ PostgreSQL; a claim whose write failed holds nothing."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import time
 from collections import Counter
@@ -20,6 +21,7 @@ from central_bank.request_log import (
     OTHER_BODY,
     REPLAYED,
     SAME_BODY,
+    Claim,
     RequestLog,
 )
 
@@ -142,3 +144,22 @@ async def test_a_claim_whose_write_failed_holds_nothing(pool: asyncpg.Pool) -> N
         await log.close()
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM request_nonces") == 1
+
+
+async def test_claims_held_add_nothing_for_the_cyclic_collector_to_walk(
+        pool: asyncpg.Pool) -> None:
+    # The log holds two minutes of claims, hundreds of thousands under load: were they
+    # or their maps tracked, every full collection would walk them all and stall each
+    # request in flight, for longer the more are held.
+    log = RequestLog(pool)
+    await log.start()
+    try:
+        answers = await asyncio.gather(*(claim(log, n) for n in range(2000)))
+        assert Counter(answers) == {(FRESH, NEW_KEY): 2000}
+        assert await claim(log, 60) == (REPLAYED, SAME_BODY)  # held: refused from memory
+        gc.collect()
+        tracked = gc.get_objects()
+        assert [o for o in tracked if isinstance(o, Claim)] == []
+        assert [len(o) for o in tracked if isinstance(o, dict) and len(o) >= 2000] == []
+    finally:
+        await log.close()
