@@ -830,7 +830,7 @@ async def run(database_url: str, options: CentralBankBenchOptions | None = None
             gen = Generator([b.code for b in banks], rng)
 
             batch = await batch_phase(clients, gen, options, server)
-            await settle(session, url, dsn)
+            await settle(session, [url], dsn)
             single = await single_phase(url, banks, clients, gen, options, server, rng)
             unresolved = await resolve(clients, batch) + await resolve(clients, single)
 
@@ -861,13 +861,14 @@ async def run(database_url: str, options: CentralBankBenchOptions | None = None
                         database=name, dropped=dropped, baseline=baseline)
 
 
-async def settle(session: aiohttp.ClientSession, url: str, dsn: str) -> None:
-    """Let the server index the history the phase before left unindexed, then
-    CHECKPOINT: the next phase is timed without the last one's work (the batch phase
-    leaves hundreds of thousands of transfers to index, which took the first seconds
-    of the single phase), as `cbdc bench ledger` does between its phases."""
+async def settle(session: aiohttp.ClientSession, urls: Sequence[str], dsn: str) -> None:
+    """Let the servers at `urls` index the history the phase before left unindexed,
+    then CHECKPOINT: the next phase is timed without the last one's work (the batch
+    phase leaves hundreds of thousands of transfers to index, which took the first
+    seconds of the single phase), as `cbdc bench ledger` does between its phases."""
     started = time.perf_counter()
-    while (await read_samples(session, url)).get("cbdc_ledger_unindexed_transfers", 0) > 0:
+    while any([(await read_samples(session, url)).get("cbdc_ledger_unindexed_transfers", 0)
+               for url in urls]):
         if time.perf_counter() - started > SETTLE_S:
             progress(f"the history index is still behind after {SETTLE_S:g} s; going on")
             break
