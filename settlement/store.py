@@ -1,13 +1,15 @@
 """PostgreSQL side of a ledger: load its state, commit a batch as one transaction, lookups.
 
-Every batch is written with array statements (`unnest`) inside one transaction on the
-writer's own connection, so a batch is either wholly in the database or not at all.
+Every batch is written inside one transaction on the writer's own connection (COPY and
+array statements, or a small one's single statement), so a batch is either wholly in
+the database or not at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
@@ -141,26 +143,69 @@ SELECT $1, *, $4 FROM unnest($2::bytea[], $3::bigint[])
 
 # A small batch of plain transfers goes in as one statement: one round trip, and the
 # statement is its own transaction (PostgreSQL runs every part of it or none).
-_INSERT_SMALL_BATCH = """
+#
+# Its transfers travel as one bytea of fixed-width records (`_SMALL_BATCH_RECORD`), cut
+# up by the server, rather than as ten arrays: asyncpg encodes an array element by
+# element, with an abstract-base-class check apiece, which cost 11 to 16 us of the
+# event loop per transfer against 3.6 for the packed record (256-transfer statements,
+# `client cpu` of the same insert both ways, on a machine where a P-256 verify took
+# 134 us). The server's share of the work did not grow: the packed statement's round
+# trip was the shorter (3.1 to 3.6 ms against 4.7 to 5.6).
+# The record's fields in order (as the table's columns, bar ledger and block_height):
+# ids are 16 bytes, integers 8 (big-endian, signed); pending_id is 16 zero bytes for
+# none, NULL in the table as COPY writes it.
+_RECORD_FIELDS = (
+    ("id", "bytea"), ("dr", "bytea"), ("cr", "bytea"), ("amount", "bigint"),
+    ("pending_id", "bytea"), ("user_data", "bytea"), ("timeout", "bigint"),
+    ("code", "integer"), ("flags", "integer"), ("ts", "bigint"),
+)
+_SMALL_BATCH_RECORD = struct.Struct(
+    ">" + "".join("16s" if sql_type == "bytea" else "q" for _, sql_type in _RECORD_FIELDS))
+_NO_PENDING = bytes(16)
+# A batch's transfers as its commit sends them: packed records, or rows for COPY.
+TransferRows = bytes | list[tuple[Any, ...]]
+
+
+def _record_fields() -> str:
+    """SQL reading each field of the record `r`, in order."""
+    fields, at = [], 1
+    for name, sql_type in _RECORD_FIELDS:
+        width = 16 if sql_type == "bytea" else 8
+        raw = f"substring(r from {at} for {width})"
+        if sql_type != "bytea":
+            raw = f"('x' || encode({raw}, 'hex'))::bit(64)::bigint::{sql_type}"
+        elif name == "pending_id":
+            raw = f"nullif({raw}, '\\x{_NO_PENDING.hex()}'::bytea)"
+        fields.append(raw)
+        at += width
+    return ",\n           ".join(fields)
+
+
+_INSERT_SMALL_BATCH = f"""
 WITH moved AS (
     INSERT INTO transfers (ledger, id, debit_account_id, credit_account_id, amount,
                            pending_id, user_data, timeout, code, flags, timestamp,
                            block_height)
-    SELECT $1, u.id, u.dr, u.cr, u.amount, u.pending_id, u.user_data, u.timeout, u.code,
-           u.flags, u.ts, $2
-    FROM unnest($10::bytea[], $11::bytea[], $12::bytea[], $13::bigint[], $14::bytea[],
-                $15::bytea[], $16::bigint[], $17::int[], $18::int[], $19::bigint[])
-         AS u(id, dr, cr, amount, pending_id, user_data, timeout, code, flags, ts)
+    SELECT $1, {_record_fields()}, $2
+    FROM generate_series(0, length($10::bytea) / {_SMALL_BATCH_RECORD.size} - 1) AS g(i),
+         substring($10::bytea from g.i * {_SMALL_BATCH_RECORD.size} + 1
+                   for {_SMALL_BATCH_RECORD.size}) AS r
 ), noted AS (
     INSERT INTO transfer_notes (ledger, id, note, block_height)
-    SELECT $1, n.id, n.note, $2 FROM unnest($20::bytea[], $21::bytea[]) AS n(id, note)
+    SELECT $1, n.id, n.note, $2 FROM unnest($11::bytea[], $12::bytea[]) AS n(id, note)
 )
 INSERT INTO blocks (ledger, height, previous_hash, merkle_root, time_ns, entry_count, version,
                     hash, signature)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
 SMALL_BATCH = 256
-_SMALL_BATCH_PARAMETERS = 21  # attached statements' parameters follow these
+_SMALL_BATCH_PARAMETERS = 12  # attached statements' parameters follow these
+
+
+def _goes_as_one_statement(batch: Batch) -> bool:
+    """A small batch of plain transfers: `_INSERT_SMALL_BATCH` writes it all."""
+    return (len(batch.transfers) <= SMALL_BATCH and not batch.accounts
+            and not batch.failures and not batch.expirations and not batch.account_updates)
 
 
 @functools.lru_cache(maxsize=16)
@@ -313,12 +358,23 @@ class LedgerStore:
         return ChainTip(tip["height"], bytes(tip["hash"]))
 
     # ------------------------------------------------------------------ commit
-    def transfer_rows(self, batch: Batch, height: int) -> list[tuple[Any, ...]]:
-        """The batch's accepted transfers as `transfers` rows (ids as 16 bytes).
+    def transfer_rows(self, batch: Batch, height: int) -> TransferRows:
+        """The batch's accepted transfers as the commit sends them: for a small batch of
+        plain transfers, one statement's packed records (`_SMALL_BATCH_RECORD`); for any
+        other, `transfers` rows for COPY (ids as 16 bytes).
 
-        The writer builds them while the batch before commits, so a commit spends its
+        The writer makes them while the batch before commits, so a commit spends its
         time sending rows rather than making them while the server waits.
         """
+        if _goes_as_one_statement(batch):
+            pack = _SMALL_BATCH_RECORD.pack
+            return b"".join([
+                pack(b16(i), b16(dr), b16(cr), amount,
+                     b16(pending_id) if pending_id else _NO_PENDING, b16(user_data),
+                     timeout, code, flags, ts)
+                for (i, dr, cr, amount, pending_id, user_data, timeout, _ledger,
+                     code, flags, ts) in batch.transfers
+            ])
         ledger = self.ledger
         return [
             (ledger, b16(i), b16(dr), b16(cr), amount,
@@ -329,7 +385,7 @@ class LedgerStore:
         ]
 
     async def commit(self, batch: Batch, block: SealedBlock,
-                     rows: list[tuple[Any, ...]] | None = None, *,
+                     rows: TransferRows | None = None, *,
                      after: Awaitable[object] | None = None, slot: int = 0,
                      attached: AttachedRows | None = None) -> None:
         """Write the batch and its block in one transaction (durable on return).
@@ -347,9 +403,7 @@ class LedgerStore:
         header = block.header
         if rows is None:
             rows = self.transfer_rows(batch, height)
-        plain = (len(rows) <= SMALL_BATCH and not batch.accounts and not batch.failures
-                 and not batch.expirations and not batch.account_updates)
-        if plain:
+        if isinstance(rows, bytes):  # a small batch of plain transfers
             if after is None:  # one statement: its own transaction
                 await self._insert_small_batch(conn, batch, block, rows, attached)
                 return
@@ -453,13 +507,12 @@ class LedgerStore:
         await self.pool.execute(attached.statement(), *attached.arguments)
 
     async def _insert_small_batch(self, conn: asyncpg.Connection, batch: Batch,
-                                  block: SealedBlock, rows: list[tuple[Any, ...]],
+                                  block: SealedBlock, records: bytes,
                                   attached: AttachedRows | None = None) -> None:
         """A few plain transfers, their notes (a payment's signed order), what callers
         attached and their block in one statement: one round trip. A data-modifying CTE
         runs whether or not it is read."""
         header = block.header
-        columns = list(zip(*rows, strict=True)) or [()] * 12
         sql, extra = _INSERT_SMALL_BATCH, ()
         if attached is not None:
             sql = _small_batch_with(attached.ctes(_SMALL_BATCH_PARAMETERS))
@@ -467,7 +520,7 @@ class LedgerStore:
         await conn.execute(
             sql, self.ledger, header.height, header.previous_hash,
             header.merkle_root, header.time_ns, header.entry_count, header.version,
-            block.hash, block.signature, *columns[1:11],
+            block.hash, block.signature, records,
             [b16(i) for i, _ in batch.notes], [n for _, n in batch.notes], *extra,
         )
 

@@ -84,7 +84,7 @@ from settlement.core.types import (
 from settlement.errors import BatchNotCommitted, WriterClosed
 from settlement.history import HistoryIndexer
 from settlement.metrics import WriterMetrics
-from settlement.store import ChainTip, LedgerStore
+from settlement.store import ChainTip, LedgerStore, TransferRows
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class _Decided:
     requests: list[tuple[_Request, list[Any]]] = field(default_factory=list)
     # A completed checkpoint to store once this batch is durable: its height and rows.
     checkpoint: tuple[int, list[tuple[int, tuple[int, ...]]]] | None = None
-    rows: list[tuple[Any, ...]] | None = None  # the transfers as table rows
+    rows: TransferRows | None = None  # the transfers as the commit sends them
 
 
 class LedgerWriter:

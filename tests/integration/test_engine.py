@@ -585,6 +585,47 @@ async def test_notes_are_stored_with_their_transfers_in_either_commit_shape(
     assert report.ok, report.summary()
 
 
+@pytest.mark.parametrize("padding", [0, settlement_store.SMALL_BATCH],
+                         ids=["one statement", "COPY"])
+async def test_every_field_of_a_transfer_is_stored_as_sent_in_either_commit_shape(
+        ledger: Ledger, padding: int) -> None:
+    """The widest values each field takes (128-bit ids and user data, the largest code,
+    an amount that brings the accounts to the largest total, a timeout, pending and
+    posting flags, a pending id) read back from PostgreSQL as they were sent, whether
+    the batch went as one statement of packed records or by COPY; the chain verifies
+    over them."""
+    w = ledger.writer
+    top = 2**128 - 1
+    await setup_accounts(w, issuer(top - 1), wallet(2))
+    pending = Transfer(id=top - 2 - padding, debit_account_id=top - 1, credit_account_id=2,
+                       amount=2**63 - 1 - 2 * padding, ledger=LEDGER, code=65535,
+                       user_data=top, timeout=4_294_967_295, flags=TransferFlags.PENDING)
+    filler = [pay(top - 1, 2, 1) for _ in range(padding)]
+    assert await w.create_transfers([pending, *filler]) == [R.OK] * (1 + padding)
+    post = Transfer(id=top - 3 - padding, debit_account_id=0, credit_account_id=0, amount=0,
+                    pending_id=pending.id, ledger=LEDGER, code=65535, user_data=2**64,
+                    flags=TransferFlags.POST_PENDING_TRANSFER)
+    assert await w.create_transfers([post, *[pay(top - 1, 2, 1) for _ in range(padding)]]
+                                    ) == [R.OK] * (1 + padding)
+    stored_pending, stored_post = await w.lookup_transfers([pending.id, post.id])
+    assert stored_pending is not None
+    assert stored_post is not None
+    assert (stored_pending.id, stored_pending.debit_account_id,
+            stored_pending.credit_account_id, stored_pending.amount, stored_pending.code,
+            stored_pending.flags, stored_pending.pending_id, stored_pending.timeout,
+            stored_pending.user_data) == (
+        pending.id, top - 1, 2, 2**63 - 1 - 2 * padding, 65535, int(TransferFlags.PENDING), 0,
+        4_294_967_295, top)
+    assert (stored_post.id, stored_post.debit_account_id, stored_post.credit_account_id,
+            stored_post.amount, stored_post.code, stored_post.flags, stored_post.pending_id,
+            stored_post.timeout, stored_post.user_data) == (
+        post.id, top - 1, 2, 2**63 - 1 - 2 * padding, 65535,
+        int(TransferFlags.POST_PENDING_TRANSFER), pending.id, 0, 2**64)
+    assert stored_post.timestamp > stored_pending.timestamp > 0
+    report = await verify_store(w.store, ledger.key.public)
+    assert report.ok, report.summary()
+
+
 async def test_a_pool_connection_comes_back_without_an_open_transaction(ledger: Ledger) -> None:
     """The pool skips asyncpg's reset query, but a transaction left open by a borrower
     is still rolled back on release: the next borrower starts clean."""
