@@ -18,13 +18,16 @@ state when the queue holds a big batch (`pipeline_min_events`), and written on a
 connection while N's COMMIT (the fsync) is still under way (`pipeline_depth`, default 2).
 N+1 sends its own COMMIT only once N's has returned, so a block is never durable before
 the one it chains to, and PostgreSQL works on one batch while the disk takes the other.
-Less than that waits for N's commit before it is decided (group commit), so all that
-arrives while N commits goes out together right after it: decided at once, a small batch
+Less than that is not sent before N's commit returns (group commit), so all that
+arrives while N commits goes out together right after it: sent at once, a small batch
 would only have waited for N anyway, and what came after it would have waited for both
 (four dependent one-transfer calls at 500 a second: p50 13 to 14 ms before, 7 to 8 ms
-after). If a commit fails, the batches after it fail too with `BatchNotCommitted`, the
-writer drops its state and loads it again from the database, and carries on with later
-requests.
+after). That batch is decided while it gathers, `GATHER_STEP_EVENTS` arrivals at a time,
+so it goes out the moment N's commit returns instead of being decided only then: at the
+ledger bench's half load (about 14,000 transfers/s in calls of 64, on a slow machine) the
+p99 fell from 91 / 81 ms to 59 / 47 ms. If a commit fails, the batches after it fail too
+with `BatchNotCommitted` (one gathering behind it as well), the writer drops its state and
+loads it again from the database, and carries on with later requests.
 
 A caller may attach rows of its own to a request (`create_transfers(..., attachment=)`):
 the writer's `attachments` function turns those of a batch into rows the store writes
@@ -91,6 +94,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], int]
 MAX_EVENTS_PER_REQUEST = 8190
 YIELD_EVERY_EVENTS = 128
+GATHER_STEP_EVENTS = 128  # arrivals a batch gathering behind a commit decides at a time
 FREEZE_MIN_GROWTH = 10_000  # state objects added before the heap is frozen again
 CHECKPOINT_STEP = 4096  # accounts copied into a checkpoint under way per batch decided
 
@@ -153,6 +157,9 @@ class LedgerWriter:
         self.tip = ChainTip(0, b"")
         self._queue: deque[_Request] = deque()
         self._wakeup = asyncio.Event()
+        # While a batch gathers behind a commit: done when enough events have arrived.
+        self._arrival: asyncio.Future[None] | None = None
+        self._arrived = 0
         self._task: asyncio.Task[None] | None = None
         self.history_interval = history_interval
         self.history_max_lag = history_max_lag
@@ -178,6 +185,8 @@ class LedgerWriter:
         """Stop taking requests, finish what is committing, write a last checkpoint."""
         self._closed = True
         self._wakeup.set()
+        if self._arrival is not None and not self._arrival.done():
+            self._arrival.set_result(None)
         if self._task is not None:
             # A writer that stopped on a bug has logged it; closing still frees the rest.
             with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -271,6 +280,11 @@ class LedgerWriter:
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Request(kind, items, future, notes, attachment))
         self._wakeup.set()
+        arrival = self._arrival
+        if arrival is not None and not arrival.done():
+            self._arrived += len(items)
+            if self._arrived >= GATHER_STEP_EVENTS:
+                arrival.set_result(None)
         return await future
 
     # ----------------------------------------------------------------- lookups
@@ -356,13 +370,13 @@ class LedgerWriter:
             await self._wait_for_work()
             if self._closed:
                 break
-            gathered = False
-            if in_flight and self._queued_events() < self.pipeline_min_events:
-                # A small batch decided now would only wait for the commit in flight, and
-                # what arrives meanwhile would wait for its commit too: let the commit
-                # finish first, so all that arrived meanwhile goes in this batch.
-                await asyncio.wait([in_flight[-1]])
-                gathered = True
+            # A small batch sent beside the commit in flight would only wait for it, and
+            # what arrives meanwhile would wait for its commit too: so it gathers all
+            # that arrives until that commit returns, deciding arrivals as they come (a
+            # step at a time), and goes out then with most of its deciding done.
+            gather_until = (in_flight[-1] if in_flight
+                            and self._queued_events() < self.pipeline_min_events else None)
+            gathered = gather_until is not None
             failed = False
             while in_flight and in_flight[0].done():
                 failed = in_flight.popleft().exception() is not None or failed
@@ -377,7 +391,8 @@ class LedgerWriter:
                 await asyncio.sleep(self.max_wait)
             if self.history.behind:
                 await self.history.wait_until_within_lag()
-            decided = await self._decide(in_flight[-1] if in_flight else None)
+            decided = await self._decide(in_flight[-1] if in_flight else None,
+                                         gather_until=gather_until)
             # A big batch goes in beside the commit in flight; a small one waits for it,
             # as what arrives meanwhile then makes the next batch bigger (a commit has a
             # fixed cost, and under light load two small ones in flight save nothing).
@@ -412,11 +427,15 @@ class LedgerWriter:
     def _queued_events(self) -> int:
         return sum(len(r.items) for r in self._queue)
 
-    async def _decide(self, committing: asyncio.Task[None] | None) -> _Decided:
-        """Take queued requests up to the batch bound and decide them in order.
+    async def _decide(self, committing: asyncio.Task[None] | None, *,
+                      gather_until: asyncio.Task[None] | None = None) -> _Decided:
+        """Take queued requests up to the batch bound and decide them in order; with
+        `gather_until` (the commit in flight), also those that arrive until it is done,
+        `GATHER_STEP_EVENTS` at a time, while the batch stays under `pipeline_min_events`
+        (what is still queued when the commit returns is decided then).
 
         While the previous batch commits, this yields to the event loop every few
-        thousand events so the commit's round trips proceed as it works (the two stages
+        hundred events so the commit's round trips proceed as it works (the two stages
         overlap instead of taking turns).
         """
         state = self.state
@@ -426,7 +445,13 @@ class LedgerWriter:
         queue = self._queue
         request: _Request | None = None
         try:
-            while queue and (not taken or events + len(queue[0].items) <= self.max_events):
+            while True:
+                if not queue or (taken and events + len(queue[0].items) > self.max_events):
+                    if queue or gather_until is None or not self._gathering(gather_until,
+                                                                            events):
+                        break
+                    await self._arrival_or(gather_until)
+                    continue
                 request = queue.popleft()
                 if request.future.cancelled():
                     continue
@@ -482,6 +507,20 @@ class LedgerWriter:
                 checkpoint = (self._checkpoint_height, saved)
         return _Decided(batch=batch, block=block, requests=taken, checkpoint=checkpoint,
                         rows=rows)
+
+    def _gathering(self, until: asyncio.Task[None], events: int) -> bool:
+        """Whether a batch of `events` still takes arrivals while `until` commits."""
+        return not until.done() and not self._closed and events < self.pipeline_min_events
+
+    async def _arrival_or(self, until: asyncio.Task[None]) -> None:
+        """Wait until `GATHER_STEP_EVENTS` more events are queued or `until` is done."""
+        arrival: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._arrival = arrival
+        self._arrived = 0
+        try:
+            await asyncio.wait([arrival, until], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._arrival = None
 
     async def _commit(self, decided: _Decided, previous: asyncio.Task[None] | None,
                       slot: int) -> None:

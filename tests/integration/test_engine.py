@@ -512,6 +512,60 @@ async def test_a_batch_is_never_durable_before_the_one_it_chains_to(ledger: Ledg
     assert report.ok, report.summary()
 
 
+async def test_a_batch_gathered_behind_a_commit_is_decided_during_it_and_fails_with_it(
+        ledger: Ledger) -> None:
+    """Requests that arrive while a batch commits are decided as they arrive, before
+    that commit returns (too few to go beside it, they form the next batch); when the
+    commit fails, they fail with it, nothing of either is stored, and both then
+    succeed on retry."""
+    w = ledger.writer
+    step = settlement_writer.GATHER_STEP_EVENTS
+    assert step < w.pipeline_min_events  # so the follower gathers, not goes beside
+    await setup_accounts(w, issuer(1), wallet(2), wallet(3))
+    conn = await asyncpg.connect(ledger.dsn)
+    try:
+        height = await conn.fetchval("SELECT max(height) FROM blocks") + 1
+        await conn.execute(f"""
+            CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN
+                IF NEW.height = {height} THEN
+                    PERFORM pg_sleep(1.5);
+                    RAISE EXCEPTION 'the disk failed at commit (simulated)';
+                END IF;
+                RETURN NULL;
+            END $$;
+            CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON blocks
+                DEFERRABLE INITIALLY DEFERRED
+                FOR EACH ROW EXECUTE FUNCTION refuse_at_commit();
+        """)
+        first = pay(1, 2, 700)
+        rest = [pay(1, 3, 1) for _ in range(step)]
+        doomed = asyncio.create_task(w.create_transfers([first]))
+        await until(conn, "SELECT count(*) FROM pg_stat_activity "
+                          "WHERE wait_event = 'PgSleep'")  # its COMMIT is under way
+        follower = asyncio.create_task(w.create_transfers(rest))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            [decided] = w.decided_balances([3])
+            if decided is not None and decided.credits_posted:
+                break
+        assert decided is not None
+        assert decided.credits_posted == step  # decided while the commit is under way
+        assert not doomed.done()
+        for task in (doomed, follower):
+            with pytest.raises(BatchNotCommitted):
+                await task
+        assert await conn.fetchval("SELECT count(*) FROM blocks WHERE height >= $1",
+                                   height) == 0
+        await conn.execute("DROP TRIGGER refuse ON blocks")
+    finally:
+        await conn.close()
+    assert await w.create_transfers([first, *rest]) == [R.OK] * (1 + step)
+    assert [await credit_balance(w, a) for a in (2, 3)] == [700, step]
+    report = await verify_store(w.store, ledger.key.public)
+    assert report.ok, report.summary()
+
+
 async def test_a_writer_that_breaks_tells_its_callers_instead_of_leaving_them_waiting(
         ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug in deciding (here: the core raising) stops the writer; the caller being
