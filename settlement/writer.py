@@ -377,6 +377,9 @@ class LedgerWriter:
             gather_until = (in_flight[-1] if in_flight
                             and self._queued_events() < self.pipeline_min_events else None)
             gathered = gather_until is not None
+            if gather_until is not None and self._queued_events() < GATHER_STEP_EVENTS:
+                # Too little to decide yet: wait for the commit, or for enough arrivals.
+                await self._arrival_or(gather_until)
             failed = False
             while in_flight and in_flight[0].done():
                 failed = in_flight.popleft().exception() is not None or failed
