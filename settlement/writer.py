@@ -23,7 +23,7 @@ arrives while N commits goes out together right after it: sent at once, a small 
 would only have waited for N anyway, and what came after it would have waited for both
 (four dependent one-transfer calls at 500 a second: p50 13 to 14 ms before, 7 to 8 ms
 after). That batch is decided while it gathers, `GATHER_STEP_EVENTS` events at a time
-once that many wait (fewer wait for N's commit, as one-transfer requests mostly do), so
+once that many have arrived (fewer wait for N's commit, as one-transfer requests do), so
 it goes out the moment N's commit returns instead of being decided only then: at the
 ledger bench's half load (about 14,000 transfers/s in calls of 64, on a slow machine) the
 p99 fell from 91 / 81 ms to 59 / 47 ms. If a commit fails, the batches after it fail too

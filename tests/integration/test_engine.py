@@ -463,6 +463,27 @@ async def test_decided_balances_answer_at_once_while_lookups_wait_for_the_commit
     assert durable.credits_posted == 1_234
 
 
+async def refuse_next_block_at_commit(conn: asyncpg.Connection) -> int:
+    """Make the next block's COMMIT fail 1.5 s in (a deferred trigger, dropped with
+    `DROP TRIGGER refuse ON blocks`), so what the writer does meanwhile can be watched;
+    return that block's height."""
+    height = int(await conn.fetchval("SELECT max(height) FROM blocks")) + 1
+    await conn.execute(f"""
+        CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN
+            IF NEW.height = {height} THEN
+                PERFORM pg_sleep(1.5);
+                RAISE EXCEPTION 'the disk failed at commit (simulated)';
+            END IF;
+            RETURN NULL;
+        END $$;
+        CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON blocks
+            DEFERRABLE INITIALLY DEFERRED
+            FOR EACH ROW EXECUTE FUNCTION refuse_at_commit();
+    """)
+    return height
+
+
 async def test_a_batch_is_never_durable_before_the_one_it_chains_to(ledger: Ledger) -> None:
     """The writer writes batch N+1 while N's COMMIT is under way; when N's COMMIT fails,
     N+1 fails with it and neither is stored, so the chain has no gap; both then succeed
@@ -473,22 +494,8 @@ async def test_a_batch_is_never_durable_before_the_one_it_chains_to(ledger: Ledg
     await setup_accounts(w, issuer(1), wallet(2), wallet(3))
     conn = await asyncpg.connect(ledger.dsn)
     try:
-        # Refuse the next block at COMMIT time, slowly enough that the one after it is
-        # written (and waiting for it) meanwhile.
-        height = await conn.fetchval("SELECT max(height) FROM blocks") + 1
-        await conn.execute(f"""
-            CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS
-            $$ BEGIN
-                IF NEW.height = {height} THEN
-                    PERFORM pg_sleep(1.5);
-                    RAISE EXCEPTION 'the disk failed at commit (simulated)';
-                END IF;
-                RETURN NULL;
-            END $$;
-            CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON blocks
-                DEFERRABLE INITIALLY DEFERRED
-                FOR EACH ROW EXECUTE FUNCTION refuse_at_commit();
-        """)
+        # Slowly enough that the block after it is written (and waits for it) meanwhile.
+        height = await refuse_next_block_at_commit(conn)
         first, second = pay(1, 2, 700), pay(1, 3, 300)
         doomed = asyncio.create_task(w.create_transfers([first]))
         await until(conn, "SELECT count(*) FROM pg_stat_activity "
@@ -524,20 +531,7 @@ async def test_a_batch_gathered_behind_a_commit_is_decided_during_it_and_fails_w
     await setup_accounts(w, issuer(1), wallet(2), wallet(3))
     conn = await asyncpg.connect(ledger.dsn)
     try:
-        height = await conn.fetchval("SELECT max(height) FROM blocks") + 1
-        await conn.execute(f"""
-            CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS
-            $$ BEGIN
-                IF NEW.height = {height} THEN
-                    PERFORM pg_sleep(1.5);
-                    RAISE EXCEPTION 'the disk failed at commit (simulated)';
-                END IF;
-                RETURN NULL;
-            END $$;
-            CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON blocks
-                DEFERRABLE INITIALLY DEFERRED
-                FOR EACH ROW EXECUTE FUNCTION refuse_at_commit();
-        """)
+        height = await refuse_next_block_at_commit(conn)
         first = pay(1, 2, 700)
         rest = [pay(1, 3, 1) for _ in range(step)]
         doomed = asyncio.create_task(w.create_transfers([first]))
