@@ -52,12 +52,11 @@ class HistoryIndexer:
         """Stop the task, once the round under way (if any) has ended; with `finish`,
         index what is still unindexed first.
 
-        A round cancelled while its COMMIT was on its way could be durable without this
-        indexer hearing of it: the next round would then copy those blocks again, fail on
-        the entries already there, and leave every later block unindexed (the ledger
-        bench's history check caught it in about one stop in six). So the round may end
-        first, for up to `STOP_WAIT_S` (a database that does not answer is not waited
-        for longer: the next start indexes from the height the database records).
+        A round cancelled while its COMMIT was on its way would leave the indexer not
+        knowing what it indexed (the next round starts from the height the database
+        records, so nothing is left out, but the blocks would stay in memory for a round
+        more) and the connection mid-statement: so the round may end first, for up to
+        `STOP_WAIT_S` (a database that does not answer is not waited for longer).
         """
         if self._task is not None:
             try:
@@ -104,7 +103,7 @@ class HistoryIndexer:
             if through <= recent.indexed_height:
                 return 0
             started = time.perf_counter()
-            await self.store.index_history(recent.indexed_height, through)
+            await self.store.index_history(through)
             indexed = recent.indexed_through(through)
             self.rounds += 1
             self.round_seconds += time.perf_counter() - started

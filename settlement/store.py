@@ -553,22 +553,30 @@ class LedgerStore:
                 "WHERE ledger = $1 AND checkpoint_height < $2", self.ledger, height)
 
     # ----------------------------------------------------------------- history
-    async def index_history(self, after_height: int, through_height: int) -> int:
-        """Copy the transfers of blocks `after_height` < h <= `through_height` into
-        `account_entries` (one row per side) and record the new history height, in one
-        transaction; return the entries written.
+    async def index_history(self, through_height: int) -> int:
+        """Copy the transfers of the blocks after the recorded history height, up to
+        `through_height`, into `account_entries` (one row per side) and record the new
+        height, in one transaction; return the entries written.
 
         The commit is asynchronous (no wait for the disk): the entries are derived from
-        durable transfers, and a crash that loses them loses the height with them, so the
-        next start indexes those blocks again.
+        durable transfers, and a crash that loses them loses the height with them. The
+        round starts from the height the database records, not the one the caller
+        last heard of: a server that crashed and came back while the writer's own
+        connections reconnected (so nothing was reloaded) may have lost the last rounds,
+        and starting after them would leave their blocks out of the index for good. The
+        row lock on the ledger makes a round wait for any other still committing.
         """
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SET LOCAL synchronous_commit = off")
+            after_height = await conn.fetchval(
+                "SELECT history_height FROM ledgers WHERE ledger = $1 FOR UPDATE",
+                self.ledger)
+            if after_height >= through_height:
+                return 0
             status = await conn.execute(_INDEX_HISTORY, self.ledger, after_height,
                                         through_height)
-            await conn.execute(
-                "UPDATE ledgers SET history_height = $2 "
-                "WHERE ledger = $1 AND history_height < $2", self.ledger, through_height)
+            await conn.execute("UPDATE ledgers SET history_height = $2 WHERE ledger = $1",
+                               self.ledger, through_height)
         return int(status.rsplit(" ", 1)[-1])
 
     async def account_history(

@@ -215,7 +215,7 @@ class LedgerWriter:
         self.tip = await self.store.load(state)
         if self.store.history_height < self.tip.height:
             # Blocks committed after the last indexing round before a stop or crash.
-            await self.store.index_history(self.store.history_height, self.tip.height)
+            await self.store.index_history(self.tip.height)
         # Every transfer loaded is in the index now, none later than the state's clock.
         self.history = self._new_history_indexer(self.tip.height, state.last_timestamp)
         self.history.start()

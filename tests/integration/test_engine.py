@@ -882,17 +882,16 @@ async def test_a_restart_indexes_the_blocks_a_crash_left_unindexed(database_url:
 async def test_closing_during_an_index_round_leaves_no_block_out_of_the_history(
         database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Closing the ledger while an indexing round's commit is durable but its answer has
-    not come back waits for that round. Cancelled there, the round's blocks would be in
-    the index without the indexer knowing, and the last round, copying them again, would
-    fail on the entries already there and leave every later block out."""
+    not come back waits for that round, and the last round still indexes every later
+    block."""
     opened = await open_ledger(database_url, SigningKey.generate(), FakeClock())
     w = opened.writer
     await setup_accounts(w, issuer(1), wallet(2))
     durable, answer = asyncio.Event(), asyncio.Event()
     index_history = w.store.index_history
 
-    async def late_answer(after_height: int, through_height: int) -> int:
-        written = await index_history(after_height, through_height)
+    async def late_answer(through_height: int) -> int:
+        written = await index_history(through_height)
         durable.set()
         await answer.wait()
         return written
@@ -918,6 +917,35 @@ async def test_closing_during_an_index_round_leaves_no_block_out_of_the_history(
             "SELECT history_height = (SELECT max(height) FROM blocks) FROM ledgers")
     finally:
         await conn.close()
+
+
+async def test_an_index_round_the_server_lost_is_indexed_again_by_the_next(
+        ledger: Ledger) -> None:
+    """A round commits without waiting for the disk. A server that crashes and comes
+    back loses it, and the writer, whose connections simply reconnect, reloads nothing:
+    the next round starts from the height the database records, so no block is left
+    out of the index and the audit stays clean."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2))
+    transfers = [pay(1, 2, 10 + i) for i in range(3)]
+    for transfer in transfers:
+        await w.create_transfers([transfer])
+    await w.history.index_once()
+    assert w.history.recent.transfers == 0
+    conn = await asyncpg.connect(ledger.dsn)
+    try:  # the round's commit never reached the disk
+        await conn.execute("DELETE FROM account_entries")
+        await conn.execute("UPDATE ledgers SET history_height = 0")
+    finally:
+        await conn.close()
+    transfers.append(pay(1, 2, 99))
+    await w.create_transfers([transfers[-1]])
+    await w.history.index_once()
+
+    assert await entries_of(ledger.dsn, 2) == [(t.id, True) for t in transfers]
+    report = await verify_store(w.store, ledger.key.public)
+    assert report.history_breaks == ()
+    assert [t.id for t in await w.account_history(2)] == [t.id for t in transfers]
 
 
 @pytest.mark.tampers
