@@ -51,6 +51,11 @@ SELECT a.id, a.code, coalesce(sum(m.posted), 0)::bigint AS posted,
   FROM accounts a LEFT JOIN moves m ON m.account = a.id
  WHERE a.ledger = 1 GROUP BY a.id, a.code
 """
+_OPEN_PENDING = (f"SELECT count(*) FROM transfers t WHERE t.ledger = 1 AND t.flags & {PENDING} <> 0"
+                 " AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.ledger = 1"
+                 "                 AND r.pending_id = t.id)"
+                 " AND NOT EXISTS (SELECT 1 FROM expirations e WHERE e.ledger = 1"
+                 "                 AND e.pending_id = t.id)")
 _SETTLED_OUT = (f"SELECT pending_id AS id, amount FROM transfers WHERE ledger = 1 "
                 f"AND code = {chart.OUTGOING} AND flags & {POST} <> 0")
 _BOOKED_IN = f"SELECT id, amount FROM transfers WHERE ledger = 1 AND code = {chart.INCOMING}"
@@ -65,6 +70,9 @@ class BankBooks:
     negative: list[str] = field(default_factory=list)  # holder accounts below zero
     settled_out: dict[int, int] = field(default_factory=dict)  # central bank id -> amount
     booked_in: dict[int, int] = field(default_factory=dict)
+    # Pending transfers neither posted, voided nor expired (payments to other banks and
+    # float swaps still waiting for the central bank), in the same snapshot.
+    open_pending: int = 0
 
 
 async def read_books(pool: asyncpg.Pool, code: str) -> BankBooks:
@@ -74,6 +82,7 @@ async def read_books(pool: asyncpg.Pool, code: str) -> BankBooks:
         rows = await conn.fetch(_BALANCES)
         out = await conn.fetch(_SETTLED_OUT)
         booked = await conn.fetch(_BOOKED_IN)
+        open_pending = await conn.fetchval(_OPEN_PENDING)
     holdings, mirror, balances, negative = 0, 0, {}, []
     position = chart.system_id(code, "cb_position")
     for row in rows:
@@ -90,7 +99,8 @@ async def read_books(pool: asyncpg.Pool, code: str) -> BankBooks:
             mirror = -posted
     return BankBooks(code, holdings, mirror, balances, negative,
                      {int.from_bytes(r["id"], "big"): r["amount"] for r in out},
-                     {int.from_bytes(r["id"], "big"): r["amount"] for r in booked})
+                     {int.from_bytes(r["id"], "big"): r["amount"] for r in booked},
+                     open_pending)
 
 
 def conserved_total(books: Iterable[BankBooks]) -> int:
@@ -142,16 +152,6 @@ async def existing(pool: asyncpg.Pool, ids: Iterable[int]) -> set[int]:
     rows = await pool.fetch("SELECT id FROM transfers WHERE ledger = 1 AND id = ANY($1)",
                             [i.to_bytes(16, "big") for i in ids])
     return {int.from_bytes(r["id"], "big") for r in rows}
-
-
-async def open_pending(pool: asyncpg.Pool) -> int:
-    """Pending transfers neither posted, voided nor expired."""
-    return int(await pool.fetchval(
-        f"SELECT count(*) FROM transfers t WHERE t.ledger = 1 AND t.flags & {PENDING} <> 0"
-        " AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.ledger = 1"
-        "                 AND r.pending_id = t.id)"
-        " AND NOT EXISTS (SELECT 1 FROM expirations e WHERE e.ledger = 1"
-        "                 AND e.pending_id = t.id)"))
 
 
 async def float_swaps(pool: asyncpg.Pool) -> int:
