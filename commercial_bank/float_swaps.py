@@ -86,6 +86,8 @@ class FloatSwaps:
         except CentralBankError as exc:
             if exc.status >= 500 or exc.status == 429:
                 return PENDING
+            log.warning("float swap %s: the central bank refused it (%s); voiding the hold",
+                        uuid.UUID(int=transfer_id), exc)
             await self._resolve(transfer_id, post=False)
             return rejected(str(exc.problem.get("detail") or exc))
         await self._resolve(transfer_id, post=True)
