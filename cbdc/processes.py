@@ -41,10 +41,21 @@ class Service:
         return self.proc.pid
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def unused_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port on 127.0.0.1, never one this process handed out before: ports are
+    chosen before the services that bind them start, and the kernel may offer a port
+    again until it is bound (two services of one cluster were once given the same one,
+    and the second's health check was answered by the first)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec

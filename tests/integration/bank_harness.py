@@ -25,9 +25,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import unused_port
 
 from cbdc.payment_orders import PaymentOrder
+from cbdc.processes import unused_port
 from cbdc.signing import SigningKey
 from commercial_bank import accounts as chart
 from commercial_bank.app import BankConfig, create_app

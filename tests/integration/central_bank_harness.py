@@ -13,9 +13,9 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiohttp.test_utils import unused_port
 
 from cbdc.bank_client import CentralBankClient
+from cbdc.processes import unused_port
 from cbdc.settings import Settings
 from cbdc.signing import SigningKey
 from central_bank.app import create_app

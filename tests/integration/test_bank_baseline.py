@@ -16,10 +16,10 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import unused_port
 
 from cbdc.addresses import WalletAddress
 from cbdc.payment_orders import PaymentOrder
+from cbdc.processes import unused_port
 from cbdc.signing import SigningKey
 from commercial_bank.baseline import BaselineWallet, create_app
 from commercial_bank.wallet_classes import ClassLimits

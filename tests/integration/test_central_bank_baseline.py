@@ -16,9 +16,9 @@ import asyncpg
 import msgspec
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import unused_port
 
 from cbdc.httpsig import sign_request
+from cbdc.processes import unused_port
 from cbdc.signing import SigningKey
 from central_bank.baseline import create_app
 

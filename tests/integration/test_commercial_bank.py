@@ -14,8 +14,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from aiohttp.test_utils import unused_port
 
+from cbdc.processes import unused_port
 from cbdc.settings import Settings
 from cbdc.storage import Endpoints
 from commercial_bank.keys import BANK

@@ -18,9 +18,9 @@ import asyncpg
 import psutil
 import pytest
 import redis.asyncio
-from aiohttp.test_utils import unused_port
 
 from cbdc.errors import StorageError
+from cbdc.processes import unused_port
 from cbdc.settings import Settings
 from cbdc.storage import check_durability, embedded_tuning, redact, running_storage
 

@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import unused_port
 
-from cbdc.processes import Service, wait_healthy
+from cbdc.processes import Service, unused_port, wait_healthy
 from cbdc.settings import Settings
 from cbdc.storage import database_url_for
 from central_bank.bench import drop_database

@@ -24,7 +24,8 @@ from typing import Any, NoReturn, Self
 
 import aiohttp
 from aiohttp import web
-from aiohttp.test_utils import unused_port
+
+from cbdc.processes import unused_port
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host",
               "upgrade", "te", "trailer", "proxy-connection"}

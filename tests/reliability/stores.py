@@ -26,7 +26,8 @@ from urllib.parse import quote
 import asyncpg
 import psutil
 import redis.asyncio
-from aiohttp.test_utils import unused_port
+
+from cbdc.processes import unused_port
 
 
 class PrivatePostgres:
