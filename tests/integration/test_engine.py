@@ -68,6 +68,17 @@ async def open_ledger(dsn: str, key: SigningKey, clock: FakeClock, **options: in
     return Ledger(engine, await engine.ledger(LEDGER), key, dsn, clock)
 
 
+def kill(opened: Ledger) -> None:
+    """Stop as a kill would: no final checkpoint, no last index round, connections cut
+    (the writer's tasks are cancelled so none outlives the test, retrying on a closed
+    pool)."""
+    w = opened.writer
+    for task in (w._task, w.history._task):
+        assert task is not None
+        task.cancel()
+    opened.engine.pool.terminate()
+
+
 @pytest.fixture
 async def ledger(database_url: str) -> AsyncIterator[Ledger]:
     opened = await open_ledger(database_url, SigningKey.generate(), FakeClock())
@@ -280,10 +291,7 @@ async def test_restart_replays_the_journal_after_the_last_checkpoint(database_ur
     await w.create_transfers([post, pay(2, 3, 50)])
     expected = [b.credit_balance for b in await w.lookup_accounts([1, 2, 3]) if b]
     assert w.metrics.checkpoints >= 1
-    # Stop without the final checkpoint, as a kill would.
-    assert w._task is not None
-    w._task.cancel()
-    first.engine.pool.terminate()
+    kill(first)
     second = await open_ledger(database_url, key, clock)
     try:
         assert second.writer.store.replayed > 0
@@ -324,9 +332,7 @@ async def test_a_checkpoint_copied_a_few_accounts_a_batch_is_as_of_one_block(
             "SELECT checkpoint_height FROM ledgers WHERE ledger = $1", LEDGER)
     assert stored_height == began_at < w.tip.height
     expected = [b.credit_balance for b in await w.lookup_accounts([1, *wallets]) if b]
-    assert w._task is not None
-    w._task.cancel()  # stop without a final checkpoint, as a kill would
-    first.engine.pool.terminate()
+    kill(first)
 
     second = await open_ledger(database_url, key, clock)
     try:
