@@ -954,6 +954,33 @@ async def test_an_index_round_the_server_lost_is_indexed_again_by_the_next(
     assert [t.id for t in await w.account_history(2)] == [t.id for t in transfers]
 
 
+async def test_a_commit_goes_through_while_an_index_round_is_under_way(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round locks the ledger's row against other rounds, not against commits (a
+    block's foreign key takes a share of that row): a transfer submitted while a round
+    runs is committed before the round ends."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2))
+    await w.history.stop()  # the test runs the round itself
+    await w.create_transfers([pay(1, 2, 10)])
+    slow_round = settlement_store._INDEX_HISTORY.replace(
+        "FROM transfers t,", "FROM (SELECT pg_sleep(3)) AS pause, transfers t,")
+    monkeypatch.setattr(settlement_store, "_INDEX_HISTORY", slow_round)
+    index_round = asyncio.create_task(w.history.index_once())
+    conn = await asyncpg.connect(ledger.dsn)
+    try:
+        while not await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                "AND query LIKE '%pg_sleep(3)%' AND pid <> pg_backend_pid()"):
+            assert not index_round.done()
+            await asyncio.sleep(0.01)
+        assert await w.create_transfers([pay(1, 2, 20)]) == [R.OK]
+        assert not index_round.done()
+    finally:
+        await conn.close()
+    assert await index_round == 1  # the transfer before the round; the later one waits
+
+
 @pytest.mark.tampers
 async def test_audit_names_a_transfer_missing_from_the_history_index(ledger: Ledger) -> None:
     w = ledger.writer
