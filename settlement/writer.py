@@ -377,7 +377,6 @@ class LedgerWriter:
             # step at a time), and goes out then with most of its deciding done.
             gather_until = (in_flight[-1] if in_flight
                             and self._queued_events() < self.pipeline_min_events else None)
-            gathered = gather_until is not None
             if gather_until is not None and self._queued_events() < GATHER_STEP_EVENTS:
                 # Too little to decide yet: wait for the commit, or for enough arrivals.
                 await self._arrival_or(gather_until)
@@ -388,7 +387,7 @@ class LedgerWriter:
                 await _settle(in_flight)  # the later ones fail with it (they build on it)
                 await self._recover()
                 continue
-            if self.max_wait and not in_flight and not gathered and (
+            if self.max_wait and not in_flight and gather_until is None and (
                 self._queued_events() < self.max_events
             ):
                 # Nothing in flight to batch behind: linger (max_wait) to gather more.

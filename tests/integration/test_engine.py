@@ -7,6 +7,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import pytest
@@ -490,6 +491,27 @@ async def refuse_next_block_at_commit(conn: asyncpg.Connection) -> int:
     return height
 
 
+async def fail_together_then_retry(ledger: Ledger, conn: asyncpg.Connection, height: int,
+                                   doomed: asyncio.Task[Any], follower: asyncio.Task[Any],
+                                   transfers: list[Transfer], credits: list[int]) -> None:
+    """The batch whose commit was refused (`refuse_next_block_at_commit`) and the one
+    behind it fail together with nothing stored from `height` on; with the refusal
+    gone, `transfers` succeed on retry, accounts 2 and 3 hold `credits` and the chain
+    verifies."""
+    assert not doomed.done()
+    for task in (doomed, follower):
+        with pytest.raises(BatchNotCommitted):
+            await task
+    assert await conn.fetchval("SELECT count(*) FROM blocks WHERE height >= $1",
+                               height) == 0
+    await conn.execute("DROP TRIGGER refuse ON blocks")
+    w = ledger.writer
+    assert await w.create_transfers(transfers) == [R.OK] * len(transfers)
+    assert [await credit_balance(w, a) for a in (2, 3)] == credits
+    report = await verify_store(w.store, ledger.key.public)
+    assert report.ok, report.summary()
+
+
 async def test_a_batch_is_never_durable_before_the_one_it_chains_to(ledger: Ledger) -> None:
     """The writer writes batch N+1 while N's COMMIT is under way; when N's COMMIT fails,
     N+1 fails with it and neither is stored, so the chain has no gap; both then succeed
@@ -510,19 +532,10 @@ async def test_a_batch_is_never_durable_before_the_one_it_chains_to(ledger: Ledg
         # The follower is written on another connection and waits, open, for its turn.
         await until(conn, "SELECT count(*) FROM pg_stat_activity "
                           "WHERE state = 'idle in transaction' AND datname = current_database()")
-        assert not doomed.done()
-        for task in (doomed, follower):
-            with pytest.raises(BatchNotCommitted):
-                await task
-        assert await conn.fetchval("SELECT count(*) FROM blocks WHERE height >= $1",
-                                   height) == 0
-        await conn.execute("DROP TRIGGER refuse ON blocks")
+        await fail_together_then_retry(ledger, conn, height, doomed, follower,
+                                       [first, second], [700, 300])
     finally:
         await conn.close()
-    assert await w.create_transfers([first, second]) == [R.OK, R.OK]
-    assert [await credit_balance(w, a) for a in (2, 3)] == [700, 300]
-    report = await verify_store(w.store, ledger.key.public)
-    assert report.ok, report.summary()
 
 
 async def test_a_batch_gathered_behind_a_commit_is_decided_during_it_and_fails_with_it(
@@ -551,19 +564,10 @@ async def test_a_batch_gathered_behind_a_commit_is_decided_during_it_and_fails_w
                 break
         assert decided is not None
         assert decided.credits_posted == step  # decided while the commit is under way
-        assert not doomed.done()
-        for task in (doomed, follower):
-            with pytest.raises(BatchNotCommitted):
-                await task
-        assert await conn.fetchval("SELECT count(*) FROM blocks WHERE height >= $1",
-                                   height) == 0
-        await conn.execute("DROP TRIGGER refuse ON blocks")
+        await fail_together_then_retry(ledger, conn, height, doomed, follower,
+                                       [first, *rest], [700, step])
     finally:
         await conn.close()
-    assert await w.create_transfers([first, *rest]) == [R.OK] * (1 + step)
-    assert [await credit_balance(w, a) for a in (2, 3)] == [700, step]
-    report = await verify_store(w.store, ledger.key.public)
-    assert report.ok, report.summary()
 
 
 async def test_a_writer_that_breaks_tells_its_callers_instead_of_leaving_them_waiting(

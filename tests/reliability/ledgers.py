@@ -51,11 +51,6 @@ SELECT a.id, a.code, coalesce(sum(m.posted), 0)::bigint AS posted,
   FROM accounts a LEFT JOIN moves m ON m.account = a.id
  WHERE a.ledger = 1 GROUP BY a.id, a.code
 """
-_OPEN_PENDING = (f"SELECT count(*) FROM transfers t WHERE t.ledger = 1 AND t.flags & {PENDING} <> 0"
-                 " AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.ledger = 1"
-                 "                 AND r.pending_id = t.id)"
-                 " AND NOT EXISTS (SELECT 1 FROM expirations e WHERE e.ledger = 1"
-                 "                 AND e.pending_id = t.id)")
 _SETTLED_OUT = (f"SELECT pending_id AS id, amount FROM transfers WHERE ledger = 1 "
                 f"AND code = {chart.OUTGOING} AND flags & {POST} <> 0")
 _BOOKED_IN = f"SELECT id, amount FROM transfers WHERE ledger = 1 AND code = {chart.INCOMING}"
@@ -70,9 +65,9 @@ class BankBooks:
     negative: list[str] = field(default_factory=list)  # holder accounts below zero
     settled_out: dict[int, int] = field(default_factory=dict)  # central bank id -> amount
     booked_in: dict[int, int] = field(default_factory=dict)
-    # Pending transfers neither posted, voided nor expired (payments to other banks and
-    # float swaps still waiting for the central bank), in the same snapshot.
-    open_pending: int = 0
+    # Fen in pending transfers neither posted, voided nor expired (payments to other
+    # banks and float swaps still waiting for the central bank), in the same snapshot.
+    pending: int = 0
 
 
 async def read_books(pool: asyncpg.Pool, code: str) -> BankBooks:
@@ -82,7 +77,6 @@ async def read_books(pool: asyncpg.Pool, code: str) -> BankBooks:
         rows = await conn.fetch(_BALANCES)
         out = await conn.fetch(_SETTLED_OUT)
         booked = await conn.fetch(_BOOKED_IN)
-        open_pending = await conn.fetchval(_OPEN_PENDING)
     holdings, mirror, balances, negative = 0, 0, {}, []
     position = chart.system_id(code, "cb_position")
     for row in rows:
@@ -100,7 +94,7 @@ async def read_books(pool: asyncpg.Pool, code: str) -> BankBooks:
     return BankBooks(code, holdings, mirror, balances, negative,
                      {int.from_bytes(r["id"], "big"): r["amount"] for r in out},
                      {int.from_bytes(r["id"], "big"): r["amount"] for r in booked},
-                     open_pending)
+                     sum(row["held"] for row in rows))
 
 
 def conserved_total(books: Iterable[BankBooks]) -> int:

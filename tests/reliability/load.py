@@ -161,7 +161,7 @@ async def bank_pools(cluster: Cluster) -> AsyncIterator[dict[str, asyncpg.Pool]]
 async def settled(pools: Mapping[str, asyncpg.Pool], codes: Sequence[str],
                   seconds: float = 60.0) -> list[ledgers.BankBooks]:
     """Wait until no payment or float swap is pending anywhere and every credit is
-    booked; the books. The pending count is read in each bank's snapshot of its books:
+    booked; the books. What is pending comes from each bank's snapshot of its books:
     read apart, a swap posted between the two reads would leave books that still hold
     it open, short of what the central bank issued."""
     deadline = time.monotonic() + seconds
@@ -169,11 +169,11 @@ async def settled(pools: Mapping[str, asyncpg.Pool], codes: Sequence[str],
         books = await ledgers.read_all({code: pools[code] for code in codes})
         out = {i for b in books for i in b.settled_out}
         booked = {i for b in books for i in b.booked_in}
-        pending = [b.open_pending for b in books]
+        pending = [b.pending for b in books]
         if not any(pending) and out <= booked:
             return books
         if time.monotonic() > deadline:
-            raise AssertionError(f"not settled after {seconds:g} s: pending per bank "
+            raise AssertionError(f"not settled after {seconds:g} s: fen pending per bank "
                                  f"{dict(zip(codes, pending, strict=True))}, "
                                  f"{len(out - booked)} credits not booked")
         await asyncio.sleep(0.25)
