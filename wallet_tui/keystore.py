@@ -89,9 +89,14 @@ def _unb64(text: object, what: str) -> bytes:
     if not isinstance(text, str):
         raise KeystoreError(f"the profile file is damaged: {what} is missing")
     try:
-        return base64.b64decode(text, validate=True)
+        raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise KeystoreError(f"the profile file is damaged: {what} is not base64") from None
+    # The last character before the padding carries bits the decoder drops: a changed
+    # one would decode to the same bytes, so only the form this keystore writes passes.
+    if _b64(raw) != text:
+        raise KeystoreError(f"the profile file is damaged: {what} was changed")
+    return raw
 
 
 def _associated_data(name: str, address: str) -> bytes:

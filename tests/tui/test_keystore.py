@@ -63,6 +63,28 @@ def test_a_flipped_byte_is_refused(tmp_path: Path, part: tuple[str, str]) -> Non
         store.unlock("alice", PASS)
 
 
+@pytest.mark.parametrize("part", [("kdf", "salt"), ("cipher", "ciphertext")])
+def test_a_changed_character_that_decodes_to_the_same_bytes_is_refused(
+        tmp_path: Path, part: tuple[str, str]) -> None:
+    """Base64's last character before the padding carries bits a decoder drops; one
+    changed there decodes to the same bytes, and the file must still not open."""
+    store = Keystore(tmp_path)
+    store.create("alice", PASS, bank_url=BANK)
+    path = tmp_path / "alice.json"
+    data = json.loads(path.read_text())
+    holder = data[part[0]]
+    text = holder[part[1]]
+    assert text.endswith("=")
+    last = len(text.rstrip("=")) - 1
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    changed = text[:last] + alphabet[alphabet.index(text[last]) ^ 1] + text[last + 1:]
+    assert base64.b64decode(changed) == base64.b64decode(text)  # the same bytes
+    holder[part[1]] = changed
+    path.write_text(json.dumps(data))
+    with pytest.raises(KeystoreError, match="the profile file is damaged"):
+        store.unlock("alice", PASS)
+
+
 def test_a_file_copied_to_another_profile_does_not_open(tmp_path: Path) -> None:
     store = Keystore(tmp_path)
     store.create("alice", PASS, bank_url=BANK)
