@@ -93,7 +93,7 @@ from cbdc.heap import freeze_long_lived
 from cbdc.http_metrics import read_samples
 from cbdc.processes import Service, stop_process, unused_port, wait_healthy
 from cbdc.signing import SigningKey
-from settlement.bench import settle_server
+from settlement.bench import percent, percentile_ms, settle_server
 
 DATABASE_PREFIX = "cbdc_cbbench_"
 MAX_AMOUNT = 100  # fen per transfer, at most
@@ -177,15 +177,6 @@ class CentralBankBenchOptions:
 def progress(message: str) -> None:
     """Progress goes to stderr, so stdout holds only the report."""
     print(f"bench: {message}", file=sys.stderr, flush=True)
-
-
-def percentile_ms(latencies: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile `q` (0..1) of latencies in seconds, in ms; None if none."""
-    if not latencies:
-        return None
-    ordered = sorted(latencies)
-    rank = max(1, math.ceil(q * len(ordered)))
-    return ordered[rank - 1] * 1000.0
 
 
 # -------------------------------------------------------------- the requests
@@ -1007,10 +998,6 @@ def _num(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.0f}%"
-
-
 def _yes_no(value: bool | None) -> str:
     return "n/a" if value is None else ("yes" if value else "no")
 
@@ -1044,9 +1031,9 @@ def format_report(report: dict[str, Any]) -> str:
         f"server ledger writer (whole run, /metrics): mean batch "
         f"{_num(r['server_mean_batch'])} transfers, mean commit "
         f"{_num(r['server_mean_commit_ms'], 2)} ms",
-        f"CPU, share of one core: server {_pct(r['batch_server_cpu_share'])} (batch) / "
-        f"{_pct(r['single_server_cpu_share'])} (single); load generator "
-        f"{_pct(r['batch_client_cpu_share'])} / {_pct(r['single_client_cpu_share'])}"
+        f"CPU, share of one core: server {percent(r['batch_server_cpu_share'])} (batch) / "
+        f"{percent(r['single_server_cpu_share'])} (single); load generator "
+        f"{percent(r['batch_client_cpu_share'])} / {percent(r['single_client_cpu_share'])}"
         + (f" (single: summed over its {procs} processes)" if procs > 1 else ""),
         f"rejected: {r['batch_rejected']:,} batch / {r['single_rejected']:,} single; "
         f"no answer: {r['batch_errors']:,} / {r['single_errors']:,} requests "

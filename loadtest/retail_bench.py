@@ -101,7 +101,7 @@ from cbdc.processes import Service, die_with_parent, unused_port, wait_healthy
 from cbdc.signing import VerifyingKey
 from cbdc.sse import read_events
 from cbdc.storage import database_url_for
-from central_bank.bench import percentile_ms, progress, settle
+from central_bank.bench import progress, settle
 from commercial_bank.baseline import books as baseline_books
 from commercial_bank.wallet_classes import ClassLimits
 from commercial_bank.wallet_classes import limits as class_limits
@@ -118,6 +118,7 @@ from loadtest.network import (
 )
 from loadtest.seeding import WALLET_CLASS, WALLET_FUNDING, BenchWallet, call, seed_wallets
 from loadtest.server_metrics import stage_means_ms
+from settlement.bench import percentile_ms
 
 DEFAULT_PREFIX = "cbdc_rbench_"
 MAX_AMOUNT = 100  # fen per payment, at most

@@ -204,6 +204,7 @@ class WriterSnapshot:
             "mean_commit_ms": seconds * 1000.0 / commits if commits else None,
             "checkpoints": self.checkpoints - earlier.checkpoints,
             "history_rounds": rounds,
+            "history_seconds": self.history_seconds - earlier.history_seconds,
             "history_mean_round_ms": (self.history_seconds - earlier.history_seconds)
             * 1000.0 / rounds if rounds else None,
         }
@@ -768,6 +769,10 @@ def build_report(options: BenchOptions, engine: dict[str, Any], *,
         "engine_half_load_p99_ms": half.percentile_ms(0.99) if half else None,
         "half_writer_mean_batch": half_writer.get("mean_batch"),
         "half_writer_mean_commit_ms": half_writer.get("mean_commit_ms"),
+        # Share of the phase a history index round was under way: the rounds run on
+        # PostgreSQL beside the commits, and the commits' tail grows with this share.
+        "half_writer_history_busy": (half_writer["history_seconds"] / half.elapsed
+                                     if half and half.elapsed else None),
         "latency_curve": curve,
         "rates_p99_within_target": within,
         "max_rate_p99_within_target": max(within, default=None),
@@ -812,6 +817,11 @@ def _num(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def percent(share: float | None) -> str:
+    """A share (0..1) as a whole percentage; "-" when unknown."""
+    return "-" if share is None else f"{share * 100:.0f}%"
+
+
 def format_report(report: dict[str, Any]) -> str:
     r = report
     rows = [
@@ -844,7 +854,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"paced phases: {r['paced_batch']} transfers a call; half load: target "
         f"{_num(r['engine_half_load_target_tps'])} transfers/s, mean "
         f"batch {_num(r['half_writer_mean_batch'])}, mean commit "
-        f"{_num(r['half_writer_mean_commit_ms'], 1)} ms",
+        f"{_num(r['half_writer_mean_commit_ms'], 1)} ms, history index rounds under way "
+        f"{percent(r['half_writer_history_busy'])} of the phase",
         f"balanced: {str(r['balanced']).lower()} (ledger holds exactly what it "
         f"acknowledged: {_yes_no(r['acknowledged_matches'])}; naive balanced: "
         f"{_yes_no(r['naive_balanced'])})",
