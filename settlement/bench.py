@@ -198,15 +198,15 @@ class WriterSnapshot:
         entries = self.entries - earlier.entries
         seconds = self.commit_seconds - earlier.commit_seconds
         rounds = self.history_rounds - earlier.history_rounds
+        history_seconds = self.history_seconds - earlier.history_seconds
         return {
             "commits": commits,
             "mean_batch": entries / commits if commits else None,
             "mean_commit_ms": seconds * 1000.0 / commits if commits else None,
             "checkpoints": self.checkpoints - earlier.checkpoints,
             "history_rounds": rounds,
-            "history_seconds": self.history_seconds - earlier.history_seconds,
-            "history_mean_round_ms": (self.history_seconds - earlier.history_seconds)
-            * 1000.0 / rounds if rounds else None,
+            "history_seconds": history_seconds,
+            "history_mean_round_ms": history_seconds * 1000.0 / rounds if rounds else None,
         }
 
 
