@@ -18,11 +18,11 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp.test_utils import unused_port
 
 from cbdc.addresses import parse_address
 from cbdc.login import login_message
 from cbdc.payment_orders import PaymentOrder
+from cbdc.processes import unused_port
 from cbdc.settings import Settings
 from cbdc.signing import SigningKey
 from commercial_bank.run import operator_key, register_operator, teller_token

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from aiohttp.test_utils import unused_port
+from cbdc.processes import unused_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

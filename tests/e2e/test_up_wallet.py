@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import unused_port
+
+from cbdc.processes import unused_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ANSI = re.compile(rb"\x1b\[[0-9;?<>]*[a-zA-Z]")
