@@ -93,7 +93,7 @@ from cbdc.heap import freeze_long_lived
 from cbdc.http_metrics import read_samples
 from cbdc.processes import Service, stop_process, unused_port, wait_healthy
 from cbdc.signing import SigningKey
-from settlement.bench import percent, percentile_ms, settle_server
+from settlement.bench import number, percent, percentile_ms, settle_server
 
 DATABASE_PREFIX = "cbdc_cbbench_"
 MAX_AMOUNT = 100  # fen per transfer, at most
@@ -994,10 +994,6 @@ def _baseline_report(batch: PhaseResult, single: PhaseResult,
 
 
 # --------------------------------------------------------------------- output
-def _num(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
 def _yes_no(value: bool | None) -> str:
     return "n/a" if value is None else ("yes" if value else "no")
 
@@ -1017,20 +1013,21 @@ def format_report(report: dict[str, Any]) -> str:
         rows += [
             (f"baseline batch ({r['clients']} x {r['batch_size']:,})",
              r["baseline_batch_tps"], r["baseline_batch_p50_ms"], r["baseline_batch_p99_ms"],
-             f"central bank / baseline: {_num(r['ratio_batch'], 1)}x"),
+             f"central bank / baseline: {number(r['ratio_batch'], 1)}x"),
             (f"baseline single ({r['single_clients']} tasks)", r["baseline_single_tps"],
              r["baseline_single_p50_ms"], r["baseline_single_p99_ms"],
-             f"central bank / baseline: {_num(r['ratio_single'], 1)}x"),
+             f"central bank / baseline: {number(r['ratio_single'], 1)}x"),
         ]
     lines = [f"{'':30}{'transfers/s':>13}{'p50 ms':>10}{'p99 ms':>10}   target"]
     for name, tps, p50, p99, target in rows:
-        lines.append(f"{name:30}{_num(tps):>13}{_num(p50, 1):>10}{_num(p99, 1):>10}   {target}")
+        lines.append(f"{name:30}{number(tps):>13}{number(p50, 1):>10}"
+                     f"{number(p99, 1):>10}   {target}")
     lines += [
         "(HTTP on loopback, server in its own process; latency per request, signing "
         "included)",
         f"server ledger writer (whole run, /metrics): mean batch "
-        f"{_num(r['server_mean_batch'])} transfers, mean commit "
-        f"{_num(r['server_mean_commit_ms'], 2)} ms",
+        f"{number(r['server_mean_batch'])} transfers, mean commit "
+        f"{number(r['server_mean_commit_ms'], 2)} ms",
         f"CPU, share of one core: server {percent(r['batch_server_cpu_share'])} (batch) / "
         f"{percent(r['single_server_cpu_share'])} (single); load generator "
         f"{percent(r['batch_client_cpu_share'])} / {percent(r['single_client_cpu_share'])}"

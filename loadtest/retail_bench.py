@@ -118,7 +118,7 @@ from loadtest.network import (
 )
 from loadtest.seeding import WALLET_CLASS, WALLET_FUNDING, BenchWallet, call, seed_wallets
 from loadtest.server_metrics import stage_means_ms
-from settlement.bench import percentile_ms
+from settlement.bench import number, percent, percentile_ms
 
 DEFAULT_PREFIX = "cbdc_rbench_"
 MAX_AMOUNT = 100  # fen per payment, at most
@@ -936,16 +936,8 @@ def _baseline_report(same_tps: float, baseline: BaselineResult | None) -> dict[s
 
 
 # --------------------------------------------------------------------- output
-def _num(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
 def _yes_no(value: bool) -> str:
     return "yes" if value else "no"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.0f}%"
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -970,10 +962,10 @@ def format_report(report: dict[str, Any]) -> str:
     if r["baseline"]:
         rows.append((f"baseline same bank ({r['clients']})", r["baseline_same_bank_tps"],
                      r["baseline_same_bank_p50_ms"], r["baseline_same_bank_p99_ms"],
-                     f"banks / baseline: {_num(r['ratio_same_bank'], 1)}x"))
+                     f"banks / baseline: {number(r['ratio_same_bank'], 1)}x"))
     lines = [f"{'':30}{'payments/s':>12}{'p50 ms':>10}{'p99 ms':>10}   target"]
     for name, tps, p50, p99, target in rows:
-        lines.append(f"{name:30}{_num(tps):>12}{_num(p50, 1):>10}{_num(p99, 1):>10}   "
+        lines.append(f"{name:30}{number(tps):>12}{number(p50, 1):>10}{number(p99, 1):>10}   "
                      f"{target}".rstrip())
     source = ("the payee's live event stream" if r["cross_bank_latency_source"] == "stream"
               else "BANKB's booking time (no live stream)")
@@ -987,18 +979,18 @@ def format_report(report: dict[str, Any]) -> str:
         f"cross bank: {r['cross_bank_sent']:,} sent, {r['cross_bank_settled']:,} settled, "
         f"{r['cross_bank_shown']:,} shown live, {r['cross_bank_booked']:,} booked at BANKB, "
         f"{r['cross_bank_rejected']:,} refused, {r['cross_bank_errors']:,} unanswered; "
-        f"send lag at most {_num(r['cross_bank_max_send_lag_ms'], 1)} ms",
+        f"send lag at most {number(r['cross_bank_max_send_lag_ms'], 1)} ms",
     ]
     for phase in ("same_bank", "cross_bank"):
         cpu = r[f"cpu_{phase}"]
         lines.append(f"CPU, share of one core ({phase.replace('_', ' ')}): "
-                     + ", ".join(f"{name} {_pct(share)}" for name, share in cpu.items()))
+                     + ", ".join(f"{name} {percent(share)}" for name, share in cpu.items()))
         for name, stats in r[f"servers_{phase}"].items():
             routes = "; ".join(f"{route} {s['mean_ms']:.2f} ms x{s['count']:,}"
                                for route, s in stats["routes"].items())
-            lines.append(f"  {name}: writer {_num(stats['commits_per_s'])} commits/s, mean "
-                         f"batch {_num(stats['mean_batch'], 1)}, commit "
-                         f"{_num(stats['mean_commit_ms'], 2)} ms"
+            lines.append(f"  {name}: writer {number(stats['commits_per_s'])} commits/s, mean "
+                         f"batch {number(stats['mean_batch'], 1)}, commit "
+                         f"{number(stats['mean_commit_ms'], 2)} ms"
                          + (f"; server time {routes}" if routes else ""))
             stages = stats["interbank_stages_mean_ms"]
             if stages:

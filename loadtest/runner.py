@@ -82,6 +82,7 @@ from loadtest.network import (
 )
 from loadtest.seeding import WALLET_FUNDING, seed_wallets
 from loadtest.server_metrics import stage_keys, stage_means_ms
+from settlement.bench import number
 
 LOCUSTFILES = Path(__file__).resolve().parent / "locustfiles"
 SHAPES = tuple(CURVES)
@@ -478,7 +479,7 @@ def thresholds(options: LoadTestOptions, summary: dict[str, Any]) -> list[str]:
     crossed = []
     p99 = summary["p99_ms"]
     if options.max_p99_ms is not None and (p99 is None or p99 > options.max_p99_ms):
-        crossed.append(f"p99 {_num(p99, 1)} ms > {options.max_p99_ms:g} ms")
+        crossed.append(f"p99 {number(p99, 1)} ms > {options.max_p99_ms:g} ms")
     if options.max_fail_ratio is not None and summary["fail_ratio"] > options.max_fail_ratio:
         crossed.append(f"failure ratio {summary['fail_ratio']:.4f} > "
                        f"{options.max_fail_ratio:g}")
@@ -671,10 +672,6 @@ def build_summary(options: LoadTestOptions, run_dir: Path, stats: list[dict[str,
 
 
 # --------------------------------------------------------------------- output
-def _num(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
 def format_summary(s: dict[str, Any]) -> str:
     workers = s["workers"]
     lines = [f"cbdc loadtest {s['scenario']}: {s['users']} users, "
@@ -689,14 +686,14 @@ def format_summary(s: dict[str, Any]) -> str:
                             "p99_ms": s["p99_ms"]}]
     for row in rows:
         lines.append(f"{row['name'][:33]:34}{row['requests']:>10,}{row['failures']:>10,}"
-                     f"{_num(row['requests_per_s']):>10}{_num(row['p50_ms']):>9}"
-                     f"{_num(row['p95_ms']):>9}{_num(row['p99_ms']):>9}")
+                     f"{number(row['requests_per_s']):>10}{number(row['p50_ms']):>9}"
+                     f"{number(row['p95_ms']):>9}{number(row['p99_ms']):>9}")
     lines += [
-        f"settled transfers/s: {_num(s['transfers_per_s'])} ({s['acknowledged']:,} "
-        f"acknowledged in {_num(s['measured_s'], 1)} s)",
+        f"settled transfers/s: {number(s['transfers_per_s'])} ({s['acknowledged']:,} "
+        f"acknowledged in {number(s['measured_s'], 1)} s)",
         f"server writers during the run (/metrics): mean batch "
-        f"{_num(s['server_mean_batch'])} transfers, mean commit "
-        f"{_num(s['server_mean_commit_ms'], 2)} ms, {s['server_commits']:,} commits",
+        f"{number(s['server_mean_batch'])} transfers, mean commit "
+        f"{number(s['server_mean_commit_ms'], 2)} ms, {s['server_commits']:,} commits",
     ]
     stages = s.get("server_interbank_stages_mean_ms")
     if stages:

@@ -813,7 +813,8 @@ def build_report(options: BenchOptions, engine: dict[str, Any], *,
 
 
 # --------------------------------------------------------------------- output
-def _num(value: float | None, digits: int = 0) -> str:
+def number(value: float | None, digits: int = 0) -> str:
+    """A figure with thousands separators and `digits` decimals; "-" when unknown."""
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
@@ -837,24 +838,24 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     lines = [f"{'':24}{'transfers/s':>13}{'p50 ms':>10}{'p99 ms':>10}{'peak RSS MB':>13}"]
     for name, tps, p50, p99, rss in rows:
-        lines.append(f"{name:24}{_num(tps):>13}{_num(p50, 1):>10}{_num(p99, 1):>10}"
-                     f"{_num(rss):>13}")
+        lines.append(f"{name:24}{number(tps):>13}{number(p50, 1):>10}{number(p99, 1):>10}"
+                     f"{number(rss):>13}")
     load_rate = r["accounts"] / r["accounts_load_s"] if r["accounts_load_s"] else None
     ratio = r["ratio_engine_naive"]
     lines += [
         "(peak RSS: this process, load generator included; the server's is not counted)",
         f"accounts: {r['accounts']:,} created in {r['accounts_load_s']:.2f} s "
-        f"({_num(load_rate)}/s); peak RSS after that {r['peak_rss_mb']:.0f} MB",
+        f"({number(load_rate)}/s); peak RSS after that {r['peak_rss_mb']:.0f} MB",
         f"engine/naive: {'-' if ratio is None else f'{ratio:.1f}x'}",
         f"writer during the peak: {r['writer_commits']:,} commits, mean batch "
-        f"{_num(r['writer_mean_batch'])} transfers, mean commit "
-        f"{_num(r['writer_mean_commit_ms'], 1)} ms, {r['writer_checkpoints']} balance "
+        f"{number(r['writer_mean_batch'])} transfers, mean commit "
+        f"{number(r['writer_mean_commit_ms'], 1)} ms, {r['writer_checkpoints']} balance "
         f"checkpoints, {r['writer_history_rounds']:,} history index rounds of mean "
-        f"{_num(r['writer_history_mean_round_ms'], 1)} ms",
+        f"{number(r['writer_history_mean_round_ms'], 1)} ms",
         f"paced phases: {r['paced_batch']} transfers a call; half load: target "
-        f"{_num(r['engine_half_load_target_tps'])} transfers/s, mean "
-        f"batch {_num(r['half_writer_mean_batch'])}, mean commit "
-        f"{_num(r['half_writer_mean_commit_ms'], 1)} ms, history index rounds under way "
+        f"{number(r['engine_half_load_target_tps'])} transfers/s, mean "
+        f"batch {number(r['half_writer_mean_batch'])}, mean commit "
+        f"{number(r['half_writer_mean_commit_ms'], 1)} ms, history index rounds under way "
         f"{percent(r['half_writer_history_busy'])} of the phase",
         f"balanced: {str(r['balanced']).lower()} (ledger holds exactly what it "
         f"acknowledged: {_yes_no(r['acknowledged_matches'])}; naive balanced: "
