@@ -31,7 +31,6 @@ class LedgerWriter(Protocol):
 
     metrics: Any
     tip: Any
-    history: Any  # its history indexer (settlement.history.HistoryIndexer)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -62,9 +61,6 @@ class WriterCollector(Collector):
                                   m.failed_commits)
         yield GaugeMetricFamily("cbdc_ledger_queue_depth", "Requests waiting for the writer",
                                 m.queue_depth)
-        yield GaugeMetricFamily("cbdc_ledger_unindexed_transfers",
-                                "Durable transfers not yet in the account history index",
-                                self.writer.history.recent.transfers)
         yield GaugeMetricFamily("cbdc_ledger_height", "Height of the ledger's chain",
                                 self.writer.tip.height)
         yield _histogram("cbdc_ledger_commit_seconds", "Time to commit one batch",

@@ -12,9 +12,8 @@ One run, on one PostgreSQL server:
   `/v1/transfers/batch` with `batch_size` interbank transfers (random payer among its
   banks, random other payee bank, 1..100 fen, random wallet refs) back to back for
   `duration` seconds; transfers/s counts the transfers the answers say settled;
-* between phases the server indexes the history the last one left (its
-  `cbdc_ledger_unindexed_transfers` gauge reaches 0) and PostgreSQL takes a CHECKPOINT,
-  so no phase is timed while paying for the one before (the baseline's phases too);
+* between phases PostgreSQL takes a CHECKPOINT, so no phase is timed while paying for
+  the one before (the baseline's phases too);
 * single phase: `single_clients` tasks POST `/v1/transfers`, one transfer each, awaited
   end to end, for `duration` seconds; with `single_processes` > 1 the tasks are spread
   over that many load-generator processes (`python -m central_bank.bench --load`). The
@@ -104,7 +103,6 @@ MAX_POOL_TRANSFERS = 3_000_000  # about 400 MB of JSON bodies; beyond it top up 
 FUNDING_RATE = 2_000_000  # transfers/s one bank could pay out, for sizing its e-CNY
 SERVER_START_S = 60.0
 SERVER_STOP_S = 15.0
-SETTLE_S = 120.0  # longest wait for the server's history index between phases
 RESOLVE_RETRIES = 3
 BASELINE_TIMEOUT_FACTOR = 5  # the baseline's requests may take this many times longer
 TARGET_BATCH_TPS = 50_000
@@ -821,7 +819,7 @@ async def run(database_url: str, options: CentralBankBenchOptions | None = None
             gen = Generator([b.code for b in banks], rng)
 
             batch = await batch_phase(clients, gen, options, server)
-            await settle(session, [url], dsn)
+            await settle_server(dsn)
             single = await single_phase(url, banks, clients, gen, options, server, rng)
             unresolved = await resolve(clients, batch) + await resolve(clients, single)
 
@@ -850,23 +848,6 @@ async def run(database_url: str, options: CentralBankBenchOptions | None = None
                         server_pid=proc.pid if proc else None,
                         server_exit=proc.returncode if proc else None,
                         database=name, dropped=dropped, baseline=baseline)
-
-
-async def settle(session: aiohttp.ClientSession, urls: Sequence[str], dsn: str) -> None:
-    """Let the servers at `urls` index the history the phase before left unindexed,
-    then CHECKPOINT: the next phase is timed without the last one's work (the batch
-    phase leaves hundreds of thousands of transfers to index, which took the first
-    seconds of the single phase), as `cbdc bench ledger` does between its phases."""
-    started = time.perf_counter()
-    while any([(await read_samples(session, url)).get("cbdc_ledger_unindexed_transfers", 0)
-               for url in urls]):
-        if time.perf_counter() - started > SETTLE_S:
-            progress(f"the history index is still behind after {SETTLE_S:g} s; going on")
-            break
-        await asyncio.sleep(0.1)
-    else:
-        progress(f"history index caught up in {time.perf_counter() - started:.2f} s")
-    await settle_server(dsn)
 
 
 @dataclass

@@ -255,9 +255,9 @@ class CentralBank:
         The answer's cursor is as far as the feed was read: past the credits delivered,
         and past what was read and had nothing to deliver (other credits, or none up to
         the newest committed transfer). A bank that nobody pays still moves its cursor
-        on, so its next poll reads only what commits after it, from the writer's memory
-        (`LedgerWriter.account_history`), instead of its whole position from the index
-        on every commit."""
+        on, so its next poll reads only what commits after it (nothing, with no query,
+        until its position is credited: `LedgerWriter.account_history`), instead of its
+        whole position on every commit."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         position = chart.position_id(bank)
@@ -270,7 +270,7 @@ class CentralBank:
             if len(page) == EVENTS_PAGE:  # more may follow the page
                 after = page[-1].timestamp
             else:
-                after = max(after, horizon or 0, page[-1].timestamp if page else 0)
+                after = max(after, horizon, page[-1].timestamp if page else 0)
             remaining = deadline - loop.time()
             if records or remaining <= 0 or self.closing.is_set():
                 committed.cancel()

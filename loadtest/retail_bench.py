@@ -22,8 +22,8 @@ One run, on one PostgreSQL server and one Redis:
   (1..100 fen) for `duration` seconds; a payment counts once the bank answered settled.
   Orders are signed before the clock starts (a warm-up sizes the pool; a pool that runs
   dry is topped up on the clock, and the report says so);
-* then the servers index the history phase 1 left unindexed and PostgreSQL takes a
-  CHECKPOINT (`central_bank.bench.settle`), so phase 2 does not pay for phase 1's work;
+* then PostgreSQL takes a CHECKPOINT (`settlement.bench.settle_server`), so phase 2
+  does not pay for phase 1's work;
 * phase 2, cross bank: orders from BANKA wallets to BANKB wallets sent open-loop at
   `cross_rate` per second for `duration` seconds. A payment's latency runs from sending
   the order to BANKA until the payee's wallet at BANKB shows it: the benchmark follows
@@ -101,7 +101,7 @@ from cbdc.processes import Service, die_with_parent, unused_port, wait_healthy
 from cbdc.signing import VerifyingKey
 from cbdc.sse import read_events
 from cbdc.storage import database_url_for
-from central_bank.bench import progress, settle
+from central_bank.bench import progress
 from commercial_bank.baseline import books as baseline_books
 from commercial_bank.wallet_classes import ClassLimits
 from commercial_bank.wallet_classes import limits as class_limits
@@ -118,7 +118,7 @@ from loadtest.network import (
 )
 from loadtest.seeding import WALLET_CLASS, WALLET_FUNDING, BenchWallet, call, seed_wallets
 from loadtest.server_metrics import stage_means_ms
-from settlement.bench import number, percent, percentile_ms
+from settlement.bench import number, percent, percentile_ms, settle_server
 
 DEFAULT_PREFIX = "cbdc_rbench_"
 MAX_AMOUNT = 100  # fen per payment, at most
@@ -723,7 +723,7 @@ async def run(database_url: str, redis_url: str, options: RetailBenchOptions | N
 
             same, same_probe = await same_bank_phase(session, urls, wallets, orders,
                                                      options, measure)
-            await settle(session, [network.central_bank_url, *urls.values()], database_url)
+            await settle_server(database_url)
             payer, payee = CODES
             cross, cross_probe = await cross_bank_phase(
                 session, urls[payer], urls[payee], wallets[payer],

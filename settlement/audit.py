@@ -5,8 +5,8 @@ that each header names the previous block's hash, that the stored hash is the he
 hash, that the Merkle root re-derived from the block's entries (re-encoded from the
 stored rows) matches the header, and that the ledger's key signed the header. It names
 the first bad block and why. Over the database it also checks that every account's
-stored balances equal what its transfers add up to, and that the account history index
-(`account_entries`, up to its height) holds each side of each transfer and nothing else.
+stored balances equal what its transfers add up to, and that every transfer's history
+links (the previous transfer on each side of each of its accounts) are right.
 
 The export format is JSON lines: one object per block with its header, hash, signature
 and entries (hex), preceded by one line naming the ledger and its public key.
@@ -62,7 +62,7 @@ class AuditReport:
                     f"but balances disagree with transfers: {self.balance_breaks[0]}")
         if self.history_breaks:
             return (f"ledger {self.ledger}: chain of {self.blocks_checked} blocks verified, "
-                    f"but the history index disagrees with transfers: "
+                    f"but the account history links disagree with transfers: "
                     f"{self.history_breaks[0]}")
         return (f"ledger {self.ledger}: OK, {self.blocks_checked} blocks and "
                 f"{self.entries_checked} entries verified")
@@ -117,49 +117,43 @@ async def verify_store(store: LedgerStore, key: VerifyingKey) -> AuditReport:
 
 
 async def history_breaks(store: LedgerStore, limit: int = 10) -> list[str]:
-    """History index entries (up to the ledger's history height) that are not a side of
-    a transfer, and sides of transfers that have no entry."""
+    """Transfers whose history links disagree with the ledger: on each side, the link
+    must name the transfer before it on that side of that account (by timestamp; 0 for
+    the first) and its position there (1, 2, ...). A wrong link would hide part of an
+    account's history or show another account's transfers in it."""
     query = """
-    WITH sides AS (
-        SELECT side.account_id, t.timestamp, t.id AS transfer_id, side.is_credit
-        FROM transfers t,
-             LATERAL (VALUES (t.debit_account_id, false), (t.credit_account_id, true))
-                 AS side(account_id, is_credit)
-        WHERE t.ledger = $1 AND t.block_height <= (
-            SELECT history_height FROM ledgers WHERE ledger = $1)
-    ), entries AS (
-        SELECT account_id, timestamp, transfer_id, is_credit FROM account_entries
-        WHERE ledger = $1
+    WITH linked AS (
+        SELECT id, block_height, timestamp, debit_prev, debit_seq, credit_prev, credit_seq,
+               coalesce(lag(timestamp) OVER debit_side, 0) AS want_debit_prev,
+               row_number() OVER debit_side AS want_debit_seq,
+               coalesce(lag(timestamp) OVER credit_side, 0) AS want_credit_prev,
+               row_number() OVER credit_side AS want_credit_seq
+        FROM transfers WHERE ledger = $1
+        WINDOW debit_side AS (PARTITION BY debit_account_id ORDER BY timestamp),
+               credit_side AS (PARTITION BY credit_account_id ORDER BY timestamp)
     )
-    SELECT encode(coalesce(s.account_id, e.account_id), 'hex') AS account,
-           coalesce(s.timestamp, e.timestamp) AS timestamp,
-           encode(s.transfer_id, 'hex') AS transfer, s.is_credit AS credit,
-           encode(e.transfer_id, 'hex') AS entry_transfer, e.is_credit AS entry_credit
-    FROM sides s FULL JOIN entries e
-        ON e.account_id = s.account_id AND e.timestamp = s.timestamp
-    WHERE s.transfer_id IS DISTINCT FROM e.transfer_id
-       OR s.is_credit IS DISTINCT FROM e.is_credit
-    ORDER BY 2 LIMIT $2
+    SELECT encode(id, 'hex') AS id, block_height, debit_prev, debit_seq, credit_prev,
+           credit_seq, want_debit_prev, want_debit_seq, want_credit_prev, want_credit_seq
+    FROM linked
+    WHERE (debit_prev, debit_seq) <> (want_debit_prev, want_debit_seq)
+       OR (credit_prev, credit_seq) <> (want_credit_prev, want_credit_seq)
+    ORDER BY timestamp LIMIT $2
     """
     async with store.pool.acquire() as conn:
         rows = await conn.fetch(query, store.ledger, limit)
     breaks = []
     for r in rows:
-        where = f"account 0x{r['account']} at timestamp {r['timestamp']}"
-        if r["entry_transfer"] is None:
-            breaks.append(f"{where}: transfer 0x{r['transfer']} has no history entry")
-        elif r["transfer"] is None:
-            breaks.append(f"{where}: history entry for transfer 0x{r['entry_transfer']} "
-                          "matches no transfer")
-        else:
-            breaks.append(f"{where}: history entry says transfer 0x{r['entry_transfer']} "
-                          f"({_side(r['entry_credit'])}), the ledger transfer "
-                          f"0x{r['transfer']} ({_side(r['credit'])})")
+        for side in ("debit", "credit"):
+            found = (r[f"{side}_prev"], r[f"{side}_seq"])
+            wanted = (r[f"want_{side}_prev"], r[f"want_{side}_seq"])
+            if found != wanted:
+                breaks.append(
+                    f"transfer 0x{r['id']} (block {r['block_height']}): its {side} link "
+                    f"names the transfer at timestamp {found[0]} and position {found[1]}; "
+                    f"the {side}s of that account put the one at timestamp {wanted[0]} "
+                    f"before it, at position {wanted[1]}")
+                break
     return breaks
-
-
-def _side(is_credit: bool) -> str:
-    return "credit" if is_credit else "debit"
 
 
 async def balance_breaks(store: LedgerStore, limit: int = 10) -> list[str]:

@@ -56,6 +56,7 @@ from cbdc.bench_options import WRITER_SETTINGS, options_from_args
 from cbdc.errors import ConfigError, LedgerError
 from cbdc.migrations import apply_migrations
 from cbdc.signing import SigningKey
+from settlement.audit import history_breaks
 from settlement.core.types import Account, CreateAccountResult, CreateTransferResult, Transfer
 from settlement.engine import Engine
 from settlement.writer import MAX_EVENTS_PER_REQUEST, LedgerWriter
@@ -184,29 +185,21 @@ class WriterSnapshot:
     entries: int
     commit_seconds: float
     checkpoints: int
-    history_rounds: int
-    history_seconds: float
 
     @classmethod
     def of(cls, ledger: LedgerWriter) -> WriterSnapshot:
         m = ledger.metrics
-        return cls(m.commits, m.entries, m.commit_seconds.total, m.checkpoints,
-                   ledger.history.rounds, ledger.history.round_seconds)
+        return cls(m.commits, m.entries, m.commit_seconds.total, m.checkpoints)
 
     def since(self, earlier: WriterSnapshot) -> dict[str, float | int | None]:
         commits = self.commits - earlier.commits
         entries = self.entries - earlier.entries
         seconds = self.commit_seconds - earlier.commit_seconds
-        rounds = self.history_rounds - earlier.history_rounds
-        history_seconds = self.history_seconds - earlier.history_seconds
         return {
             "commits": commits,
             "mean_batch": entries / commits if commits else None,
             "mean_commit_ms": seconds * 1000.0 / commits if commits else None,
             "checkpoints": self.checkpoints - earlier.checkpoints,
-            "history_rounds": rounds,
-            "history_seconds": history_seconds,
-            "history_mean_round_ms": history_seconds * 1000.0 / rounds if rounds else None,
         }
 
 
@@ -391,24 +384,10 @@ async def settle_server(dsn: str) -> None:
 
 
 async def settle(ledger: LedgerWriter, dsn: str) -> None:
-    """Index the history the phase before left unindexed, then CHECKPOINT: the next
-    phase is timed without the last one's work."""
-    await ledger.history.index_once()
+    """Let the writer finish the balance checkpoint the last phase began, then
+    CHECKPOINT the server: the next phase is timed without the last one's work."""
+    await ledger.checkpoint_settled()
     await settle_server(dsn)
-
-
-async def history_complete(dsn: str) -> bool:
-    """The history index holds both sides of every transfer, up to the chain's tip."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        return bool(await conn.fetchval(
-            "SELECT (SELECT count(*) FROM account_entries WHERE ledger = $1) "
-            "     = 2 * (SELECT count(*) FROM transfers WHERE ledger = $1) "
-            "   AND (SELECT history_height FROM ledgers WHERE ledger = $1) "
-            "     = (SELECT coalesce(max(height), 0) FROM blocks WHERE ledger = $1)",
-            LEDGER))
-    finally:
-        await conn.close()
 
 
 def pool_size(rate: float, seconds: float, batch: int, submitters: int) -> int:
@@ -461,9 +440,9 @@ async def engine_phases(dsn: str, options: BenchOptions, rng: random.Random
             await settle(ledger, dsn)
             curve.append((rate, *await paced_phase(ledger, pattern, ids, options, rate)))
         debits, credits = await check_balances(ledger, options.accounts)
+        chain_breaks = await history_breaks(ledger.store, limit=1)
     finally:
-        await engine.close()  # indexes the history still unindexed
-    history_indexed = await history_complete(dsn)
+        await engine.close()
     phases = [warm, peak, *([half] if half else []), *(result for _, result, _ in curve)]
     acknowledged = sum(phase.amount_ok for phase in phases)
     errors = sum(phase.errors for phase in phases)
@@ -479,7 +458,8 @@ async def engine_phases(dsn: str, options: BenchOptions, rng: random.Random
         "half_writer": half_writer,
         "curve": curve,
         "balanced": debits == credits,
-        "history_indexed": history_indexed,
+        # Every transfer's history links name the transfer before it on each side.
+        "history_linked": not chain_breaks,
         # Without failed batches (whose outcome is unknown) the ledger holds exactly
         # what it acknowledged: not one fen lost, none applied twice.
         "acknowledged_matches": debits == acknowledged if errors == 0 else None,
@@ -769,10 +749,7 @@ def build_report(options: BenchOptions, engine: dict[str, Any], *,
         "engine_half_load_p99_ms": half.percentile_ms(0.99) if half else None,
         "half_writer_mean_batch": half_writer.get("mean_batch"),
         "half_writer_mean_commit_ms": half_writer.get("mean_commit_ms"),
-        # Share of the phase a history index round was under way: the rounds run on
-        # PostgreSQL beside the commits, and the commits' tail grows with this share.
-        "half_writer_history_busy": (half_writer["history_seconds"] / half.elapsed
-                                     if half and half.elapsed else None),
+        "half_writer_checkpoints": half_writer.get("checkpoints"),
         "latency_curve": curve,
         "rates_p99_within_target": within,
         "max_rate_p99_within_target": max(within, default=None),
@@ -790,15 +767,13 @@ def build_report(options: BenchOptions, engine: dict[str, Any], *,
         "writer_mean_batch": writer["mean_batch"],
         "writer_mean_commit_ms": writer["mean_commit_ms"],
         "writer_checkpoints": writer["checkpoints"],
-        "writer_history_rounds": writer["history_rounds"],
-        "writer_history_mean_round_ms": writer["history_mean_round_ms"],
         "accounts": options.accounts,
         "accounts_load_s": engine["accounts_load_s"],
         "peak_rss_mb": engine["peak_rss_mb"],
         "peak_rss_after_engine_mb": engine["peak_rss_after_engine_mb"],
         "peak_rss_after_half_mb": engine["peak_rss_after_half_mb"],
         "balanced": engine["balanced"],
-        "history_indexed": engine["history_indexed"],
+        "history_linked": engine["history_linked"],
         "acknowledged_matches": engine["acknowledged_matches"],
         "duration_s": options.duration,
         "half_load_duration_s": options.half_load_seconds,
@@ -850,18 +825,17 @@ def format_report(report: dict[str, Any]) -> str:
         f"writer during the peak: {r['writer_commits']:,} commits, mean batch "
         f"{number(r['writer_mean_batch'])} transfers, mean commit "
         f"{number(r['writer_mean_commit_ms'], 1)} ms, {r['writer_checkpoints']} balance "
-        f"checkpoints, {r['writer_history_rounds']:,} history index rounds of mean "
-        f"{number(r['writer_history_mean_round_ms'], 1)} ms",
+        "checkpoints",
         f"paced phases: {r['paced_batch']} transfers a call; half load: target "
         f"{number(r['engine_half_load_target_tps'])} transfers/s, mean "
         f"batch {number(r['half_writer_mean_batch'])}, mean commit "
-        f"{number(r['half_writer_mean_commit_ms'], 1)} ms, history index rounds under way "
-        f"{percent(r['half_writer_history_busy'])} of the phase",
+        f"{number(r['half_writer_mean_commit_ms'], 1)} ms, "
+        f"{number(r['half_writer_checkpoints'])} balance checkpoints",
         f"balanced: {str(r['balanced']).lower()} (ledger holds exactly what it "
         f"acknowledged: {_yes_no(r['acknowledged_matches'])}; naive balanced: "
         f"{_yes_no(r['naive_balanced'])})",
-        f"history index: {'complete' if r['history_indexed'] else 'INCOMPLETE'} "
-        "(both sides of every transfer, up to the chain's tip)",
+        f"history links: {'verified' if r['history_linked'] else 'BROKEN'} "
+        "(each transfer names the one before it on each side of each account)",
     ]
     if r["pgbench_error"]:
         lines.append(f"pgbench: {r['pgbench_error']}")
@@ -885,5 +859,5 @@ async def main(args: Any, endpoints: Any, settings: Any) -> int:
         print(json.dumps(report))
     else:
         print(format_report(report))
-    return 0 if report["balanced"] and report["history_indexed"] and (
+    return 0 if report["balanced"] and report["history_linked"] and (
         report["naive_balanced"] is not False) else 1

@@ -29,7 +29,6 @@ from cbdc.receipts import (
 )
 from settlement.attachments import AttachedRows
 from settlement.blocks import SealedBlock, leaf_hashes
-from settlement.core.recent_history import DIRECTIONS
 from settlement.core.state import EXPIRED, OPEN, POSTED, VOIDED, AccountState, Batch, LedgerState
 from settlement.core.types import (
     Account,
@@ -43,6 +42,10 @@ _POST = int(TransferFlags.POST_PENDING_TRANSFER)
 _VOID = int(TransferFlags.VOID_PENDING_TRANSFER)
 _PENDING = int(TransferFlags.PENDING)
 _LOAD_CHUNK = 50_000
+DIRECTIONS = ("both", "debits", "credits")  # an account's history: all, or one side
+# Every MARK_EVERY-th transfer of a history chain is in the side's marks index (the
+# partial indexes of migration 0005, whose predicate names the same number).
+MARK_EVERY = 64
 _CHECKPOINT_CHUNK = 2_000
 CHECKPOINT_PAUSE = 1.0  # pause after a staged chunk, as a share of the time it took
 
@@ -100,6 +103,7 @@ WHERE a.ledger = $1 AND a.id = u.id
 _TRANSFER_COPY_COLUMNS = (
     "ledger", "id", "debit_account_id", "credit_account_id", "amount", "pending_id",
     "user_data", "timeout", "code", "flags", "timestamp", "block_height",
+    "debit_prev", "debit_seq", "credit_prev", "credit_seq",
 )
 
 _INSERT_REJECTED = """
@@ -158,6 +162,8 @@ _RECORD_FIELDS = (
     ("id", "bytea"), ("dr", "bytea"), ("cr", "bytea"), ("amount", "bigint"),
     ("pending_id", "bytea"), ("user_data", "bytea"), ("timeout", "bigint"),
     ("code", "integer"), ("flags", "integer"), ("ts", "bigint"),
+    ("debit_prev", "bigint"), ("debit_seq", "bigint"), ("credit_prev", "bigint"),
+    ("credit_seq", "bigint"),
 )
 _SMALL_BATCH_RECORD = struct.Struct(
     ">" + "".join("16s" if sql_type == "bytea" else "q" for _, sql_type in _RECORD_FIELDS))
@@ -185,7 +191,7 @@ _INSERT_SMALL_BATCH = f"""
 WITH moved AS (
     INSERT INTO transfers (ledger, id, debit_account_id, credit_account_id, amount,
                            pending_id, user_data, timeout, code, flags, timestamp,
-                           block_height)
+                           debit_prev, debit_seq, credit_prev, credit_seq, block_height)
     SELECT $1, {_record_fields()}, $2
     FROM generate_series(0, length($10::bytea) / {_SMALL_BATCH_RECORD.size} - 1) AS g(i),
          substring($10::bytea from g.i * {_SMALL_BATCH_RECORD.size} + 1
@@ -224,19 +230,36 @@ _TRANSFER_COLUMNS = (
     "code, flags, timestamp, block_height"
 )
 
-_ENTRY_TRANSFER_COLUMNS = ", ".join(f"t.{c}" for c in _TRANSFER_COLUMNS.split(", "))
-# Sorted by the index's key, a round's inserts walk the index in order instead of
-# jumping about it: 5.7 to 6.9 us a transfer against 10 to 11 unsorted, in rounds of
-# 96,000 over 100,000 accounts.
-_INDEX_HISTORY = """
-INSERT INTO account_entries (ledger, account_id, timestamp, transfer_id, is_credit)
-SELECT t.ledger, side.account_id, t.timestamp, t.id, side.is_credit
-  FROM transfers t,
-       LATERAL (VALUES (t.debit_account_id, false), (t.credit_account_id, true))
-           AS side(account_id, is_credit)
- WHERE t.ledger = $1 AND t.block_height > $2 AND t.block_height <= $3
- ORDER BY 2, 3
-"""
+
+def _chain_walk(side: str, first: int) -> str:
+    """SQL for the transfers on one side ("debit" or "credit") of account $2 after
+    timestamp $3: from the mark `$first` places past the first one after the cursor
+    (or, with no such mark, from the chain's durable head, `$first + 1`), back along
+    the chain to the cursor. Parameters: $1 ledger, $2 account, $3 cursor."""
+    columns = ", ".join(f"t.{c}" for c in _TRANSFER_COLUMNS.split(", "))
+    return f"""
+    {side}_walk AS (
+        SELECT {columns}, t.{side}_prev AS prev FROM transfers t
+         WHERE t.ledger = $1 AND t.timestamp = coalesce(
+            (SELECT m.timestamp FROM transfers m
+              WHERE m.ledger = $1 AND m.{side}_account_id = $2
+                AND m.{side}_seq % {MARK_EVERY} = 0 AND m.timestamp > $3
+              ORDER BY m.timestamp OFFSET ${first} LIMIT 1), ${first + 1})
+        UNION ALL
+        SELECT {columns}, t.{side}_prev FROM {side}_walk w
+          JOIN transfers t ON t.ledger = $1 AND t.timestamp = w.prev
+         WHERE w.prev > $3
+    )"""
+
+
+@functools.lru_cache(maxsize=4)
+def _history_query(sides: tuple[str, ...]) -> str:
+    """An account's transfers after a cursor, oldest first, at most $4: the walks of
+    `sides` (each with its mark offset and head as parameters from $5), merged."""
+    walks = ",".join(_chain_walk(side, 5 + 2 * n) for n, side in enumerate(sides))
+    union = " UNION ALL ".join(f"SELECT * FROM {side}_walk" for side in sides)
+    return (f"WITH RECURSIVE {walks}\nSELECT {_TRANSFER_COLUMNS} FROM ({union}) AS page "
+            "ORDER BY timestamp LIMIT $4")
 
 
 class LedgerStore:
@@ -248,7 +271,6 @@ class LedgerStore:
         self.ledger = ledger
         self.dsn = dsn
         self.replayed = 0
-        self.history_height = 0  # blocks up to it are in `account_entries` (as loaded)
         self._conns: dict[int, asyncpg.Connection] = {}
 
     # ------------------------------------------------------------------ set-up
@@ -292,11 +314,8 @@ class LedgerStore:
         """
         ledger = self.ledger
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            heights = await conn.fetchrow(
-                "SELECT checkpoint_height, history_height FROM ledgers WHERE ledger = $1",
-                ledger)
-            checkpoint = heights["checkpoint_height"] if heights else 0
-            self.history_height = heights["history_height"] if heights else 0
+            checkpoint = await conn.fetchval(
+                "SELECT checkpoint_height FROM ledgers WHERE ledger = $1", ledger) or 0
             block_times = {r["height"]: r["time_ns"] for r in await conn.fetch(
                 "SELECT height, time_ns FROM blocks WHERE ledger = $1", ledger)}
             async for row in conn.cursor(
@@ -371,17 +390,17 @@ class LedgerStore:
             return b"".join([
                 pack(b16(i), b16(dr), b16(cr), amount,
                      b16(pending_id) if pending_id else _NO_PENDING, b16(user_data),
-                     timeout, code, flags, ts)
+                     timeout, code, flags, ts, dprev, dseq, cprev, cseq)
                 for (i, dr, cr, amount, pending_id, user_data, timeout, _ledger,
-                     code, flags, ts) in batch.transfers
+                     code, flags, ts, dprev, dseq, cprev, cseq) in batch.transfers
             ])
         ledger = self.ledger
         return [
             (ledger, b16(i), b16(dr), b16(cr), amount,
              b16(pending_id) if pending_id else None, b16(user_data), timeout,
-             code, flags, ts, height)
+             code, flags, ts, height, dprev, dseq, cprev, cseq)
             for (i, dr, cr, amount, pending_id, user_data, timeout, _ledger,
-                 code, flags, ts) in batch.transfers
+                 code, flags, ts, dprev, dseq, cprev, cseq) in batch.transfers
         ]
 
     async def commit(self, batch: Batch, block: SealedBlock,
@@ -553,54 +572,26 @@ class LedgerStore:
                 "WHERE ledger = $1 AND checkpoint_height < $2", self.ledger, height)
 
     # ----------------------------------------------------------------- history
-    async def index_history(self, through_height: int) -> int:
-        """Copy the transfers of the blocks after the recorded history height, up to
-        `through_height`, into `account_entries` (one row per side) and record the new
-        height, in one transaction; return the entries written.
-
-        The commit is asynchronous (no wait for the disk): the entries are derived from
-        durable transfers, and a crash that loses them loses the height with them. The
-        round starts from the height the database records, not the one the caller
-        last heard of: a server that crashed and came back while the writer's own
-        connections reconnected (so nothing was reloaded) may have lost the last rounds,
-        and starting after them would leave their blocks out of the index for good. The
-        ledger's row is locked against other rounds (one still committing is waited
-        for), but not against commits: FOR NO KEY UPDATE leaves the key share a block's
-        foreign key check takes (FOR UPDATE held every commit for the whole round, and
-        made commits at half load five times slower).
-        """
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SET LOCAL synchronous_commit = off")
-            after_height = await conn.fetchval(
-                "SELECT history_height FROM ledgers WHERE ledger = $1 FOR NO KEY UPDATE",
-                self.ledger)
-            if after_height >= through_height:
-                return 0
-            status = await conn.execute(_INDEX_HISTORY, self.ledger, after_height,
-                                        through_height)
-            await conn.execute("UPDATE ledgers SET history_height = $2 WHERE ledger = $1",
-                               self.ledger, through_height)
-        return int(status.rsplit(" ", 1)[-1])
-
     async def account_history(
-        self, account_id: int, *, after_timestamp: int = 0, limit: int = 100,
-        direction: str = "both",
+        self, account_id: int, *, debit_head: int, credit_head: int,
+        after_timestamp: int = 0, limit: int = 100, direction: str = "both",
     ) -> list[TransferRecord]:
-        """Indexed transfers touching the account, oldest first, strictly after the
-        cursor. Blocks after the history height are not here: the writer's
-        `account_history` adds them from its memory."""
+        """Transfers touching the account, oldest first, strictly after the cursor, at
+        most `limit`: walked back along its history chains from the heads given (the
+        timestamps of its newest durable debit and credit; 0: none). A side whose head
+        is at or before the cursor has nothing to read and costs no query."""
         if direction not in DIRECTIONS:
             raise ValueError("direction must be 'both', 'debits' or 'credits'")
-        side = {"both": "", "debits": "AND NOT e.is_credit ",
-                "credits": "AND e.is_credit "}[direction]
+        heads = {"debit": debit_head if direction != "credits" else 0,
+                 "credit": credit_head if direction != "debits" else 0}
+        sides = tuple(side for side, head in heads.items() if head > after_timestamp)
+        if not sides:
+            return []
+        mark = (limit + MARK_EVERY - 2) // MARK_EVERY  # the mark at or past the page's end
+        arguments = [value for side in sides for value in (mark, heads[side])]
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                f"SELECT {_ENTRY_TRANSFER_COLUMNS} FROM account_entries e "
-                "JOIN transfers t ON t.ledger = e.ledger AND t.id = e.transfer_id "
-                "WHERE e.ledger = $1 AND e.account_id = $2 AND e.timestamp > $3 "
-                f"{side}ORDER BY e.timestamp LIMIT $4",
-                self.ledger, b16(account_id), after_timestamp, limit,
-            )
+            rows = await conn.fetch(_history_query(sides), self.ledger, b16(account_id),
+                                    after_timestamp, limit, *arguments)
         return [_record(r, self.ledger) for r in rows]
 
     # ------------------------------------------------------------------ lookups

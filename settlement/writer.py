@@ -40,9 +40,11 @@ a commit for its claim and another for its effect.
 Every `checkpoint_every` entries the writer stores the balances of the accounts changed
 since the last checkpoint (so a restart replays only the journal after it). The
 checkpoint is copy-on-write (`LedgerState.begin_checkpoint`): it is as of one block, its
-accounts are copied `CHECKPOINT_STEP` at a time as later batches are decided (an account
-about to change first is copied first), and it is written once complete, after the batch
-that completed it is durable. Copying 100,000 accounts at once stopped the writer for
+accounts are copied a few per entry of each later batch decided
+(`CHECKPOINT_STEP_PER_ENTRY`, up to `CHECKPOINT_STEP`; an account about to change first
+is copied first), the rest at once when the writer has been idle for
+`IDLE_CHECKPOINT_S`, and it is written once complete, after the batch that completed it
+is durable. Copying 100,000 accounts at once stopped the writer for
 about 65 ms, and each 50,000-row statement's rows held the event loop for about 40 ms
 more: a stall that set the p99 of a whole paced run. The store stages the rows in a
 temporary table, pausing between chunks, and applies them in one statement
@@ -74,7 +76,6 @@ from cbdc.signing import SigningKey
 from settlement.attachments import AttachedRows, AttachmentRows
 from settlement.blocks import SealedBlock, seal_block
 from settlement.core.calendar import LimitCalendar
-from settlement.core.recent_history import RecentHistory, merge_pages
 from settlement.core.state import Batch, LedgerState
 from settlement.core.types import (
     Account,
@@ -86,7 +87,6 @@ from settlement.core.types import (
     UpdateAccountResult,
 )
 from settlement.errors import BatchNotCommitted, WriterClosed
-from settlement.history import HistoryIndexer
 from settlement.metrics import WriterMetrics
 from settlement.store import ChainTip, LedgerStore, TransferRows
 
@@ -97,7 +97,9 @@ MAX_EVENTS_PER_REQUEST = 8190
 YIELD_EVERY_EVENTS = 128
 GATHER_STEP_EVENTS = 128  # arrivals a batch gathering behind a commit decides at a time
 FREEZE_MIN_GROWTH = 10_000  # state objects added before the heap is frozen again
-CHECKPOINT_STEP = 4096  # accounts copied into a checkpoint under way per batch decided
+CHECKPOINT_STEP = 4096  # most accounts copied into a checkpoint under way per batch
+CHECKPOINT_STEP_PER_ENTRY = 4  # and at most this many per entry of the batch
+IDLE_CHECKPOINT_S = 0.05  # idle this long, the writer copies the rest of a checkpoint
 
 
 @dataclass(slots=True)
@@ -135,8 +137,6 @@ class LedgerWriter:
         checkpoint_every: int = 1_000_000,
         pipeline_depth: int = 2,
         pipeline_min_events: int = 1024,
-        history_interval: float = 0.05,
-        history_max_lag: int = 500_000,
         attachments: AttachmentRows | None = None,
     ) -> None:
         self.ledger = ledger
@@ -162,9 +162,9 @@ class LedgerWriter:
         self._arrival: asyncio.Future[None] | None = None
         self._arrived = 0
         self._task: asyncio.Task[None] | None = None
-        self.history_interval = history_interval
-        self.history_max_lag = history_max_lag
-        self.history = self._new_history_indexer(0)
+        # The newest timestamp of the durable blocks: every transfer up to it is in
+        # the history (`history_horizon`).
+        self.durable_timestamp = 0
         self._closed = False
         self._next_commit: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # Entries committed since the last checkpoint.
@@ -195,7 +195,6 @@ class LedgerWriter:
         if self._checkpointing is not None:
             with contextlib.suppress(Exception):
                 await self._checkpointing
-        await self.history.stop(finish=not self._failed_since_reload)
         if (self._since_checkpoint or self.state.checkpoint_under_way) and (
             not self._failed_since_reload
         ):
@@ -206,20 +205,16 @@ class LedgerWriter:
             request = self._queue.popleft()
             if not request.future.done():
                 request.future.set_exception(WriterClosed(self.ledger))
+        self._news()  # a history query waiting for a commit that will not come ends
         await self.store.close()
 
     async def _reload(self) -> None:
-        await self.history.stop()
         state = LedgerState(self.ledger, LimitCalendar(self.timezone))
         started = time.perf_counter()
         self.tip = await self.store.load(state)
-        if self.store.history_height < self.tip.height:
-            # Blocks committed after the last indexing round before a stop or crash.
-            await self.store.index_history(self.tip.height)
-        # Every transfer loaded is in the index now, none later than the state's clock.
-        self.history = self._new_history_indexer(self.tip.height, state.last_timestamp)
-        self.history.start()
+        self.durable_timestamp = state.last_timestamp  # all loaded is durable
         self.state = state
+        self._news()
         # Accounts the replay moved are ahead of their checkpoint (and marked dirty).
         self._since_checkpoint = self.store.replayed
         self._failed_since_reload = False
@@ -227,12 +222,6 @@ class LedgerWriter:
         self._freeze_long_lived(force=True)
         log.info("ledger %d loaded: %d accounts, height %d, in %.2fs", self.ledger,
                  len(state.accounts), self.tip.height, time.perf_counter() - started)
-
-    def _new_history_indexer(self, indexed_height: int,
-                             indexed_timestamp: int | None = None) -> HistoryIndexer:
-        return HistoryIndexer(self.store,
-                              RecentHistory(self.ledger, indexed_height, indexed_timestamp),
-                              interval=self.history_interval, max_lag=self.history_max_lag)
 
     # ------------------------------------------------------------------ intake
     async def create_accounts(self, accounts: Sequence[Account]) -> list[CreateAccountResult]:
@@ -260,6 +249,12 @@ class LedgerWriter:
         if attachment is not None and self.attachments is None:
             raise ValueError("this writer has no attachments function")
         return await self._submit("transfers", transfers, notes, attachment)
+
+    def _news(self) -> None:
+        """Wake whoever waits for the next commit (event feeds, history queries)."""
+        news = self._next_commit
+        self._next_commit = asyncio.get_running_loop().create_future()
+        news.set_result(None)
 
     def next_commit(self) -> asyncio.Future[None]:
         """Done when the next batch commits. Take it before reading what is committed:
@@ -315,37 +310,34 @@ class LedgerWriter:
                               limit: int = 100, direction: str = "both"
                               ) -> list[TransferRecord]:
         """Committed transfers touching the account, oldest first, strictly after the
-        cursor (`limit` at most 10,000): the history index, and the durable blocks it
-        does not hold yet from memory (alone, with no query, when the cursor is past
-        everything the index holds)."""
+        cursor (`limit` at most 10,000), walked back along the account's history chains
+        from their heads. A head decided in a batch still committing is waited for (a
+        commit or two), so the walk starts at a row that is there; a follower whose
+        cursor is at the heads (nothing new) costs no query."""
         limit = max(1, min(limit, 10_000))
-        recent = self.history.recent.view()  # first: the index then holds the rest
-        if recent.holds_all_after(after_timestamp):
-            return recent.records(account_id, after_timestamp=after_timestamp, limit=limit,
-                                  direction=direction)
-        indexed = await self.store.account_history(
-            account_id, after_timestamp=after_timestamp, limit=limit, direction=direction
-        )
-        unindexed = recent.records(account_id, after_timestamp=after_timestamp,
-                                   limit=limit, direction=direction)
-        if not unindexed:
-            return indexed
-        return merge_pages(indexed, unindexed, limit=limit)
+        while True:
+            account = self.state.accounts.get(account_id)
+            if account is None:
+                return []
+            debit_head, credit_head = account.debit_head, account.credit_head
+            if max(debit_head, credit_head) <= self.durable_timestamp:
+                break
+            if self._closed and self._task is not None and self._task.done():
+                raise WriterClosed(self.ledger)
+            await self.next_commit()  # or a reload, whose heads are all durable
+        return await self.store.account_history(
+            account_id, debit_head=debit_head, credit_head=credit_head,
+            after_timestamp=after_timestamp, limit=limit, direction=direction)
 
-    def history_horizon(self) -> int | None:
+    def history_horizon(self) -> int:
         """A timestamp up to which every committed transfer is in the history now, so an
-        `account_history` call made next sees all of them (None: not known yet). A
-        follower that found nothing after its cursor may move the cursor here."""
-        return self.history.recent.newest_timestamp
+        `account_history` call made next sees all of them. A follower that found
+        nothing after its cursor may move the cursor here."""
+        return self.durable_timestamp
 
     async def lookup_notes(self, ids: Sequence[int]) -> dict[int, bytes]:
-        """The notes of committed transfers `ids` (those that have one): from memory for
-        the blocks the history index does not hold yet, from PostgreSQL for the rest."""
-        found = self.history.recent.view().notes(ids)
-        missing = [i for i in ids if i not in found]
-        if missing:
-            found.update(await self.store.lookup_notes(missing))
-        return found
+        """The notes of committed transfers `ids` (those that have one)."""
+        return await self.store.lookup_notes(ids)
 
     async def receipt(self, transfer_id: int) -> Receipt | None:
         return await self.store.receipt(transfer_id)
@@ -368,7 +360,7 @@ class LedgerWriter:
     async def _loop(self) -> None:
         in_flight: deque[asyncio.Task[None]] = deque()  # commits, oldest first
         while not self._closed:
-            await self._wait_for_work()
+            await self._wait_for_work(in_flight)
             if self._closed:
                 break
             # A small batch sent beside the commit in flight would only wait for it, and
@@ -392,8 +384,6 @@ class LedgerWriter:
             ):
                 # Nothing in flight to batch behind: linger (max_wait) to gather more.
                 await asyncio.sleep(self.max_wait)
-            if self.history.behind:
-                await self.history.wait_until_within_lag()
             decided = await self._decide(in_flight[-1] if in_flight else None,
                                          gather_until=gather_until)
             # A big batch goes in beside the commit in flight; a small one waits for it,
@@ -416,7 +406,9 @@ class LedgerWriter:
             in_flight.append(commit)
         await _settle(in_flight)
 
-    async def _wait_for_work(self) -> None:
+    async def _wait_for_work(self, in_flight: deque[asyncio.Task[None]]) -> None:
+        """Wait for a request or the next expiry; meanwhile, once idle for
+        `IDLE_CHECKPOINT_S`, finish copying the checkpoint under way."""
         if self._queue:
             return
         self._wakeup.clear()
@@ -424,8 +416,45 @@ class LedgerWriter:
         next_expiry = self.state.next_expiry()
         if next_expiry is not None:
             timeout = max(0.0, (next_expiry - self.clock()) / 1e9)
+        if self.state.checkpoint_under_way and (timeout is None or timeout > IDLE_CHECKPOINT_S):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), IDLE_CHECKPOINT_S)
+                return
+            await self._finish_checkpoint(in_flight)
+            if self._queue or self._closed:
+                return
+            self._wakeup.clear()
+            if next_expiry is not None:
+                timeout = max(0.0, (next_expiry - self.clock()) / 1e9)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    async def _finish_checkpoint(self, in_flight: deque[asyncio.Task[None]]) -> None:
+        """With no request waiting, copy the rest of the checkpoint under way (a step at
+        a time, stopping if a request comes: the batches then copy the rest) and, once
+        every batch decided is durable, write it. Without this, a checkpoint begun just
+        before the traffic stopped would wait for the next traffic to be copied, and be
+        written in the middle of it."""
+        if in_flight:
+            await asyncio.wait(in_flight)
+            if any(t.cancelled() or t.exception() is not None for t in in_flight):
+                return  # the loop reloads the state, which drops the checkpoint
+        state = self.state
+        while state.checkpoint_under_way and not self._queue and not self._closed:
+            saved = state.save_some(CHECKPOINT_STEP)
+            if saved is not None:
+                self._checkpointing = asyncio.create_task(
+                    self._write_checkpoint(self._checkpoint_height, saved))
+                return
+            await asyncio.sleep(0)
+
+    async def checkpoint_settled(self) -> None:
+        """Return once no balance checkpoint is under way: copied out (an idle writer
+        finishes the copy itself) and written. For benchmarks, between phases: it looks
+        every `IDLE_CHECKPOINT_S` (a reload may drop the checkpoint, with no news)."""
+        while self.state.checkpoint_under_way or (  # noqa: ASYNC110
+                self._checkpointing is not None and not self._checkpointing.done()):
+            await asyncio.sleep(IDLE_CHECKPOINT_S)
 
     def _queued_events(self) -> int:
         return sum(len(r.items) for r in self._queue)
@@ -505,7 +534,10 @@ class LedgerWriter:
             self._since_checkpoint = 0
         checkpoint = None
         if state.checkpoint_under_way:
-            saved = state.save_some(CHECKPOINT_STEP)
+            # In step with the batch: a small batch copying thousands of accounts
+            # would take several times as long to decide.
+            step = min(CHECKPOINT_STEP, CHECKPOINT_STEP_PER_ENTRY * max(1, len(batch.entries)))
+            saved = state.save_some(step)
             if saved is not None:
                 checkpoint = (self._checkpoint_height, saved)
         return _Decided(batch=batch, block=block, requests=taken, checkpoint=checkpoint,
@@ -564,13 +596,10 @@ class LedgerWriter:
             await self.store.drop_writer_connection(slot)
             raise BatchNotCommitted(self.ledger, str(exc)) from exc
         self.metrics.observe_commit(time.perf_counter() - started, len(decided.batch.entries))
-        self.history.block_committed(decided.block.header.height, decided.batch.transfers,
-                                     decided.batch.notes)
+        self.durable_timestamp = decided.batch.last_timestamp
         self._answer(decided)
         self._freeze_long_lived(len(decided.batch.entries))
-        committed = self._next_commit
-        self._next_commit = asyncio.get_running_loop().create_future()
-        committed.set_result(None)  # wakes whoever waits for news (event feeds)
+        self._news()
         if decided.checkpoint is not None:
             self._checkpointing = asyncio.create_task(
                 self._write_checkpoint(*decided.checkpoint))

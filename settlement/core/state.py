@@ -12,6 +12,13 @@ changed in it are the checkpoint's), `save_some` copies them a few thousand at a
 between batches, and an account about to change before its turn is copied first. The
 rows are the balances as of the moment the checkpoint began, whatever changed after.
 
+Each account also heads two history chains, its debits and its credits: every transfer
+row names the previous transfer on the same side of each of its accounts and its own
+position there (`Batch.transfers`), so the store can walk an account's history back
+without an index entry per transfer. The heads move with each transfer decided (and are
+undone with a failed linked chain); a history query starts from them once the batch
+that wrote them is durable.
+
 Balances follow TigerBeetle: every account has debits/credits posted and pending. A
 pending transfer reserves its amount on both sides until it is posted (in full or in
 part), voided, or expires.
@@ -73,8 +80,12 @@ class AccountState:
         "cap",
         "cp",
         "cpend",
+        "credit_count",
+        "credit_head",
         "day",
         "day_used",
+        "debit_count",
+        "debit_head",
         "definition",
         "dp",
         "dpend",
@@ -102,6 +113,9 @@ class AccountState:
         self.timestamp = timestamp
         self.dp = self.dpend = self.cp = self.cpend = 0
         self.day = self.day_used = self.year = self.year_used = 0
+        # History chains: the timestamp of the newest transfer on each side (0: none)
+        # and how many there are.
+        self.debit_head = self.debit_count = self.credit_head = self.credit_count = 0
         # The checkpoint epoch of the account's last change (`LedgerState.epoch`); 0: none
         # since it was loaded or last copied into a checkpoint.
         self.epoch = 0
@@ -122,6 +136,12 @@ class AccountState:
     def restore(self, saved: tuple[int, ...]) -> None:
         (self.dp, self.dpend, self.cp, self.cpend, self.day, self.day_used, self.year,
          self.year_used) = saved
+
+    def heads(self) -> tuple[int, int, int, int]:
+        return self.debit_head, self.debit_count, self.credit_head, self.credit_count
+
+    def restore_heads(self, saved: tuple[int, int, int, int]) -> None:
+        self.debit_head, self.debit_count, self.credit_head, self.credit_count = saved
 
     def balance(self, day: int | None = None, year: int | None = None) -> AccountBalance:
         """The account's balances; usage of a day or year other than the given reads 0."""
@@ -160,7 +180,10 @@ class Batch:
     """What one batch changed: the rows to store and the entries to seal into a block.
 
     `entries` are the encoded leaves of the block in order; `transfers` and `accounts`
-    rows carry the same fields as plain tuples for the store.
+    rows carry the same fields as plain tuples for the store. A transfer row ends with
+    its history links: the timestamp of the previous transfer on the debit side of its
+    debit account (0: none) and its position there, then the same for the credit side
+    of its credit account.
     """
 
     now: int
@@ -214,7 +237,8 @@ class _Journal:
     __slots__ = ("accounts", "failed", "fingerprints", "pendings", "rows")
 
     def __init__(self) -> None:
-        self.accounts: dict[int, tuple[AccountState, tuple[int, ...]]] = {}
+        self.accounts: dict[int, tuple[AccountState, tuple[int, ...],
+                                       tuple[int, int, int, int]]] = {}
         self.fingerprints: list[int] = []
         self.failed: list[int] = []
         self.pendings: list[tuple[int, PendingState | None, int]] = []
@@ -224,7 +248,7 @@ class _Journal:
         for account in accounts:
             key = id(account)
             if key not in self.accounts:
-                self.accounts[key] = (account, account.snapshot())
+                self.accounts[key] = (account, account.snapshot(), account.heads())
 
 
 class LedgerState:
@@ -252,8 +276,18 @@ class LedgerState:
         self.last_timestamp = max(self.last_timestamp, state.timestamp)
 
     def load_transfer(self, t: Transfer, timestamp: int) -> None:
+        """Register a committed transfer (in any order): its fingerprint, and its place
+        at the head of its accounts' history chains if it is their newest so far."""
         self.fingerprints[t.id] = fingerprint(t)
         self.last_timestamp = max(self.last_timestamp, timestamp)
+        dr = self.accounts.get(t.debit_account_id)
+        if dr is not None:
+            dr.debit_count += 1
+            dr.debit_head = max(dr.debit_head, timestamp)
+        cr = self.accounts.get(t.credit_account_id)
+        if cr is not None:
+            cr.credit_count += 1
+            cr.credit_head = max(cr.credit_head, timestamp)
 
     def load_failure(self, t: Transfer, result: int, timestamp: int) -> None:
         self.failed[t.id] = (fingerprint(t), result)
@@ -471,8 +505,9 @@ class LedgerState:
                 for i in range(len(chain))]
 
     def _undo(self, batch: Batch, journal: _Journal) -> None:
-        for account, saved in journal.accounts.values():
+        for account, saved, heads in journal.accounts.values():
             account.restore(saved)
+            account.restore_heads(heads)
         for transfer_id in journal.fingerprints:
             self.fingerprints.pop(transfer_id)
         for transfer_id in journal.failed:
@@ -575,12 +610,20 @@ class LedgerState:
             if expires_at:
                 heapq.heappush(self.expiry_queue, (expires_at, tid))
         fingerprints[tid] = fp
-        self._store(batch, t.id, t.debit_account_id, t.credit_account_id, amount,
+        self._store(batch, dr, cr, t.id, t.debit_account_id, t.credit_account_id, amount,
                     t.pending_id, t.user_data, t.timeout, t.ledger, t.code, int(flags), ts)
         return R.OK
 
-    def _store(self, batch: Batch, *row: int) -> None:
-        batch.transfers.append(row)
+    @staticmethod
+    def _store(batch: Batch, dr: AccountState, cr: AccountState, *row: int) -> None:
+        """Add an accepted transfer to the batch, linked into its accounts' chains."""
+        ts = row[-1]
+        debit_seq = dr.debit_count + 1
+        credit_seq = cr.credit_count + 1
+        batch.transfers.append((*row, dr.debit_head, debit_seq, cr.credit_head, credit_seq))
+        dr.debit_head = cr.credit_head = ts
+        dr.debit_count = debit_seq
+        cr.credit_count = credit_seq
         batch.entries.append(encode_transfer(*row))
 
     def _resolve_pending(self, batch: Batch, t: Transfer, fp: bytes, earlier: bytes | None,
@@ -640,13 +683,13 @@ class LedgerState:
             journal.save(self.accounts[p.debit_account_id], self.accounts[p.credit_account_id])
             journal.fingerprints.append(t.id)
             journal.pendings.append((t.pending_id, pending, pending.status))
-        self._settle(pending, amount, posting)
+        dr, cr = self._settle(pending, amount, posting)
         pending.status = POSTED if posting else VOIDED
         ts = self._next_timestamp(batch)
         self.fingerprints[t.id] = rfp
         # Resolving a pending transfer is also a transfer: it keeps its own id in the
         # id space, so it can be looked up and is itself "not pending".
-        self._store(batch, t.id, resolved.debit_account_id, resolved.credit_account_id,
+        self._store(batch, dr, cr, t.id, resolved.debit_account_id, resolved.credit_account_id,
                     amount, t.pending_id, t.user_data, 0, resolved.ledger, resolved.code,
                     int(t.flags), ts)
         return R.OK

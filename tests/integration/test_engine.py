@@ -70,13 +70,11 @@ async def open_ledger(dsn: str, key: SigningKey, clock: FakeClock, **options: in
 
 
 def kill(opened: Ledger) -> None:
-    """Stop as a kill would: no final checkpoint, no last index round, connections cut
-    (the writer's tasks are cancelled so none outlives the test, retrying on a closed
-    pool)."""
+    """Stop as a kill would: no final checkpoint, connections cut (the writer's task is
+    cancelled so it does not outlive the test, retrying on a closed pool)."""
     w = opened.writer
-    for task in (w._task, w.history._task):
-        assert task is not None
-        task.cancel()
+    assert w._task is not None
+    w._task.cancel()
     opened.engine.pool.terminate()
 
 
@@ -346,6 +344,34 @@ async def test_a_checkpoint_copied_a_few_accounts_a_batch_is_as_of_one_block(
         await second.engine.close()
 
 
+async def test_an_idle_writer_finishes_the_checkpoint_under_way(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint begun by the last batch before the traffic stops is copied out and
+    written once the writer is idle, not in the middle of the next traffic: stored as
+    of the block it began at, with no batch after it."""
+    monkeypatch.setattr(settlement_writer, "CHECKPOINT_STEP", 2)
+    opened = await open_ledger(database_url, SigningKey.generate(), FakeClock(),
+                               checkpoint_every=10**9)
+    w = opened.writer
+    try:
+        wallets = range(2, 22)
+        await setup_accounts(w, issuer(1), *(wallet(i) for i in wallets))
+        w.checkpoint_every = 1  # the next batch begins one, with 21 accounts to copy
+        await w.create_transfers([pay(1, i, 1_000) for i in wallets])
+        w.checkpoint_every = 10**9
+        began_at = w.tip.height
+        assert w.state.checkpoint_under_way
+        await asyncio.wait_for(w.checkpoint_settled(), 10)
+        assert not w.state.checkpoint_under_way
+        assert w.tip.height == began_at  # no batch copied it
+        assert w.metrics.checkpoints == 1
+        async with opened.engine.pool.acquire() as conn:
+            assert await conn.fetchval(
+                "SELECT checkpoint_height FROM ledgers WHERE ledger = $1", LEDGER) == began_at
+    finally:
+        await opened.engine.close()
+
+
 async def test_an_account_update_commits_while_a_checkpoint_is_being_written(
         database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A checkpoint stages its balances without locking the accounts' rows, so a freeze
@@ -354,6 +380,7 @@ async def test_an_account_update_commits_while_a_checkpoint_is_being_written(
     balance as of its block."""
     monkeypatch.setattr(settlement_store, "_CHECKPOINT_CHUNK", 2)
     monkeypatch.setattr(settlement_store, "CHECKPOINT_PAUSE", 200.0)  # x each chunk's time
+    monkeypatch.setattr(settlement_writer, "CHECKPOINT_STEP_PER_ENTRY", 100)
     key, clock = SigningKey.generate(), FakeClock()
     opened = await open_ledger(database_url, key, clock, checkpoint_every=10**9)
     w = opened.writer
@@ -765,245 +792,133 @@ async def test_account_history_pages_in_time_order(ledger: Ledger) -> None:
     assert await w.lookup_transfers([999_999_999]) == [None]
 
 
-async def entries_of(dsn: str, account_id: int) -> list[tuple[int, bool]]:
-    """The history index's rows for an account: (transfer id, is credit side)."""
+async def history_of(dsn: str, account_id: int, direction: str = "both") -> list[int]:
+    """The account's transfers as the ledger's table holds them, oldest first: the
+    reference a history query must match."""
+    sides = {"both": "(debit_account_id = $2 OR credit_account_id = $2)",
+             "debits": "debit_account_id = $2", "credits": "credit_account_id = $2"}
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
-            "SELECT transfer_id, is_credit FROM account_entries WHERE ledger = $1 "
-            "AND account_id = $2 ORDER BY timestamp", LEDGER, account_id.to_bytes(16, "big"))
+            f"SELECT id FROM transfers WHERE ledger = $1 AND {sides[direction]} "
+            "ORDER BY timestamp", LEDGER, account_id.to_bytes(16, "big"))
     finally:
         await conn.close()
-    return [(int.from_bytes(r["transfer_id"], "big"), r["is_credit"]) for r in rows]
+    return [int.from_bytes(r["id"], "big") for r in rows]
 
 
-async def test_history_lists_committed_transfers_the_index_does_not_hold_yet(
-        ledger: Ledger) -> None:
-    """With the history indexer held back, a query still lists every committed transfer
-    (the newest from the writer's memory), once, in order, on every page; once the
-    indexer runs, the index holds them and the answers are the same."""
+async def test_history_pages_past_every_cursor_match_the_ledger(ledger: Ledger) -> None:
+    """Wallet 2's chains run past several marks (every 64th transfer on a side) in
+    batches, pending transfers and their resolutions included: from every cursor, in
+    pages of every size around a mark's span, each direction lists exactly what the
+    ledger holds after the cursor, oldest first."""
     w = ledger.writer
     await setup_accounts(w, issuer(1), wallet(2), wallet(3))
-    first = pay(1, 2, 500)
-    await w.create_transfers([first])
-    await w.history.index_once()
-    await w.history.stop()  # later blocks stay unindexed until index_once
-    later = [pay(1, 2, 100 + i) for i in range(4)]
-    for transfer in later:
-        await w.create_transfers([transfer])
-    spent = pay(2, 3, 7)
-    await w.create_transfers([spent])
-    assert await entries_of(ledger.dsn, 2) == [(first.id, True)]
-    assert w.history.recent.transfers == 5
+    for round_ in range(5):
+        await w.create_transfers([pay(1, 2, 1_000 + i) for i in range(40)])
+        await w.create_transfers([pay(2, 3, 1 + i) for i in range(25 + round_)])
+    held = pay(2, 3, 50, flags=int(TransferFlags.PENDING))
+    await w.create_transfers([held])
+    await w.create_transfers([pay(0, 0, 0, pending_id=held.id,
+                                  flags=int(TransferFlags.POST_PENDING_TRANSFER))])
+    whole = await history_of(ledger.dsn, 2)
+    assert len(whole) > 3 * settlement_store.MARK_EVERY
+    timestamps = {t.id: t.timestamp for t in await w.account_history(2, limit=10_000)}
+    assert list(timestamps) == whole
+    for direction in ("both", "debits", "credits"):
+        expected = await history_of(ledger.dsn, 2, direction)
+        for start in range(0, len(whole), 23):
+            cursor = timestamps[whole[start - 1]] if start else 0
+            after = [i for i in expected if timestamps[i] > cursor]
+            for limit in (1, 2, 63, 64, 65, 128, 129, 1_000):
+                page = await w.account_history(2, after_timestamp=cursor, limit=limit,
+                                               direction=direction)
+                assert [t.id for t in page] == after[:limit], (direction, start, limit)
 
-    expected = [first.id, *(t.id for t in later), spent.id]
 
-    async def pages(limit: int) -> list[int]:
+async def test_paging_through_a_history_visits_each_transfer_once(ledger: Ledger) -> None:
+    """A follower paging with the last timestamp as its cursor sees every transfer of
+    the account once, in order, and then an empty page, before and after a restart
+    (which finds the chains' heads again) and as new transfers arrive."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2), wallet(3))
+    for i in range(150):
+        await w.create_transfers([pay(1, 2, 100 + i) if i % 3 else pay(2, 3, 1)])
+
+    async def pages(writer: LedgerWriter, after: int, limit: int) -> tuple[list[int], int]:
         seen: list[int] = []
-        after = 0
-        while page := await w.account_history(2, after_timestamp=after, limit=limit):
+        while page := await writer.account_history(2, after_timestamp=after, limit=limit):
             seen += [t.id for t in page]
             after = page[-1].timestamp
-        return seen
+        return seen, after
 
-    assert [t.id for t in await w.account_history(2)] == expected
-    assert await pages(2) == expected
-    assert [t.amount for t in await w.account_history(2, direction="debits")] == [7]
-    assert [t.id for t in await w.account_history(3, direction="credits")] == [spent.id]
+    seen, cursor = await pages(w, 0, 7)
+    assert seen == await history_of(ledger.dsn, 2)
+    await ledger.engine.close()
+    reopened = await open_ledger(ledger.dsn, ledger.key, ledger.clock)
+    ledger.engine, w = reopened.engine, reopened.writer
+    assert await w.account_history(2, after_timestamp=cursor) == []
+    newer = [pay(1, 2, 7), pay(2, 3, 8)]
+    await w.create_transfers(newer)
+    more, _ = await pages(w, cursor, 1)
+    assert more == [t.id for t in newer]
+    assert [*seen, *more] == await history_of(ledger.dsn, 2)
 
-    assert await w.history.index_once() == 5
-    assert w.history.recent.transfers == 0
-    assert await entries_of(ledger.dsn, 2) == [
-        (first.id, True), *((t.id, True) for t in later), (spent.id, False)]
-    assert [t.id for t in await w.account_history(2)] == expected
-    assert await pages(3) == expected
 
-
-async def test_a_follower_of_the_newest_transfers_gets_them_and_their_notes(
-        ledger: Ledger) -> None:
-    """A cursor past everything the index holds is answered from the writer's memory,
-    notes included, before and after a restart and as the indexer takes the blocks: the
-    answers are what PostgreSQL holds."""
+async def test_a_history_query_waits_for_the_commit_of_a_transfer_it_would_list(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transfer decided while its batch still commits heads its account's chains: a
+    history query made then waits for that commit and lists it, instead of starting
+    its walk at a row that is not there yet."""
     w = ledger.writer
     await setup_accounts(w, issuer(1), wallet(2))
     first = pay(1, 2, 10)
-    await w.create_transfers([first], notes=[b"first"])
-    await w.history.index_once()
-    await w.history.stop()
-    [seen] = await w.account_history(2)
-    later = [pay(1, 2, 20 + i) for i in range(3)]
-    await w.create_transfers(later, notes=[b"a", None, b"c"])
-    assert w.history.recent.view().holds_all_after(seen.timestamp)
-    page = await w.account_history(2, after_timestamp=seen.timestamp)
-    assert [t.id for t in page] == [t.id for t in later]
-    ids = [first.id, *(t.id for t in later)]
-    expected = {first.id: b"first", later[0].id: b"a", later[2].id: b"c"}
-    assert await w.lookup_notes(ids) == expected
-    assert await w.store.lookup_notes(ids) == expected  # durable with the transfers
-    assert await w.history.index_once() == 3
-    assert [t.id for t in await w.account_history(2, after_timestamp=seen.timestamp)] \
-        == [t.id for t in later]
-    assert await w.lookup_notes(ids) == expected
-    await ledger.engine.close()
-    reopened = await open_ledger(ledger.dsn, ledger.key, ledger.clock)
-    ledger.engine = reopened.engine
-    w = reopened.writer
-    assert w.history.recent.view().holds_all_after(page[-1].timestamp)
-    assert await w.account_history(2, after_timestamp=page[-1].timestamp) == []
-    assert [t.id for t in await w.account_history(2)] == ids
-    assert await w.lookup_notes(ids) == expected
-    newest = pay(1, 2, 30)
-    await w.create_transfers([newest], notes=[b"newest"])
-    assert [t.id for t in await w.account_history(2, after_timestamp=page[-1].timestamp)] \
-        == [newest.id]
-    assert await w.lookup_notes([newest.id]) == {newest.id: b"newest"}
+    await w.create_transfers([first])
+    committing, release = asyncio.Event(), asyncio.Event()
+    commit = w.store.commit
 
+    async def held_commit(*args: Any, **kwargs: Any) -> None:
+        committing.set()
+        await release.wait()
+        await commit(*args, **kwargs)
 
-async def test_a_restart_indexes_the_blocks_a_crash_left_unindexed(database_url: str
-                                                                   ) -> None:
-    """The indexer commits without waiting for the disk, so a crash may lose its last
-    rounds: a restart finds the history height behind the chain and indexes the rest
-    before it answers."""
-    key, clock = SigningKey.generate(), FakeClock()
-    opened = await open_ledger(database_url, key, clock)
-    w = opened.writer
-    await setup_accounts(w, issuer(1), wallet(2))
-    transfers = [pay(1, 2, 10 + i) for i in range(3)]
-    for transfer in transfers:
-        await w.create_transfers([transfer])
-    await opened.engine.close()
-    conn = await asyncpg.connect(database_url)
-    try:  # as if the last indexing round was lost with the server
-        await conn.execute("DELETE FROM account_entries")
-        await conn.execute("UPDATE ledgers SET history_height = 0")
-    finally:
-        await conn.close()
-    assert await entries_of(database_url, 2) == []
-
-    reopened = await open_ledger(database_url, key, clock)
-    try:
-        assert await entries_of(database_url, 2) == [(t.id, True) for t in transfers]
-        assert [t.id for t in await reopened.writer.account_history(2)] == [
-            t.id for t in transfers]
-    finally:
-        await reopened.engine.close()
-
-
-async def test_closing_during_an_index_round_leaves_no_block_out_of_the_history(
-        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Closing the ledger while an indexing round's commit is durable but its answer has
-    not come back waits for that round, and the last round still indexes every later
-    block."""
-    opened = await open_ledger(database_url, SigningKey.generate(), FakeClock())
-    w = opened.writer
-    await setup_accounts(w, issuer(1), wallet(2))
-    durable, answer = asyncio.Event(), asyncio.Event()
-    index_history = w.store.index_history
-
-    async def late_answer(through_height: int) -> int:
-        written = await index_history(through_height)
-        durable.set()
-        await answer.wait()
-        return written
-
-    monkeypatch.setattr(w.store, "index_history", late_answer)
-    transfers = [pay(1, 2, 10 + i) for i in range(3)]
-    for transfer in transfers:
-        await w.create_transfers([transfer])
-    await asyncio.wait_for(durable.wait(), 10)
-    transfers.append(pay(1, 2, 99))  # a block after the round's
-    await w.create_transfers([transfers[-1]])
-
-    closing = asyncio.create_task(opened.engine.close())
+    monkeypatch.setattr(w.store, "commit", held_commit)
+    second = pay(1, 2, 20)
+    paying = asyncio.create_task(w.create_transfers([second]))
+    await asyncio.wait_for(committing.wait(), 10)
+    assert w.state.accounts[2].credit_head > w.durable_timestamp  # decided, not durable
+    query = asyncio.create_task(w.account_history(2))
     await asyncio.sleep(0.2)
-    assert not closing.done()  # the round under way ends first
-    answer.set()
-    await asyncio.wait_for(closing, 30)
-
-    assert await entries_of(database_url, 2) == [(t.id, True) for t in transfers]
-    conn = await asyncpg.connect(database_url)
-    try:
-        assert await conn.fetchval(
-            "SELECT history_height = (SELECT max(height) FROM blocks) FROM ledgers")
-    finally:
-        await conn.close()
-
-
-async def test_an_index_round_the_server_lost_is_indexed_again_by_the_next(
-        ledger: Ledger) -> None:
-    """A round commits without waiting for the disk. A server that crashes and comes
-    back loses it, and the writer, whose connections simply reconnect, reloads nothing:
-    the next round starts from the height the database records, so no block is left
-    out of the index and the audit stays clean."""
-    w = ledger.writer
-    await setup_accounts(w, issuer(1), wallet(2))
-    transfers = [pay(1, 2, 10 + i) for i in range(3)]
-    for transfer in transfers:
-        await w.create_transfers([transfer])
-    await w.history.index_once()
-    assert w.history.recent.transfers == 0
-    conn = await asyncpg.connect(ledger.dsn)
-    try:  # the round's commit never reached the disk
-        await conn.execute("DELETE FROM account_entries")
-        await conn.execute("UPDATE ledgers SET history_height = 0")
-    finally:
-        await conn.close()
-    transfers.append(pay(1, 2, 99))
-    await w.create_transfers([transfers[-1]])
-    await w.history.index_once()
-
-    assert await entries_of(ledger.dsn, 2) == [(t.id, True) for t in transfers]
-    report = await verify_store(w.store, ledger.key.public)
-    assert report.history_breaks == ()
-    assert [t.id for t in await w.account_history(2)] == [t.id for t in transfers]
-
-
-async def test_a_commit_goes_through_while_an_index_round_is_under_way(
-        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A round locks the ledger's row against other rounds, not against commits (a
-    block's foreign key takes a share of that row): a transfer submitted while a round
-    runs is committed before the round ends."""
-    w = ledger.writer
-    await setup_accounts(w, issuer(1), wallet(2))
-    await w.history.stop()  # the test runs the round itself
-    await w.create_transfers([pay(1, 2, 10)])
-    slow_round = settlement_store._INDEX_HISTORY.replace(
-        "FROM transfers t,", "FROM (SELECT pg_sleep(3)) AS pause, transfers t,")
-    monkeypatch.setattr(settlement_store, "_INDEX_HISTORY", slow_round)
-    index_round = asyncio.create_task(w.history.index_once())
-    conn = await asyncpg.connect(ledger.dsn)
-    try:
-        while not await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                "AND query LIKE '%pg_sleep(3)%' AND pid <> pg_backend_pid()"):
-            assert not index_round.done()
-            await asyncio.sleep(0.01)
-        assert await w.create_transfers([pay(1, 2, 20)]) == [R.OK]
-        assert not index_round.done()
-    finally:
-        await conn.close()
-    assert await index_round == 1  # the transfer before the round; the later one waits
+    assert not query.done()
+    release.set()
+    assert await paying == [R.OK]
+    assert [t.id for t in await query] == [first.id, second.id]
 
 
 @pytest.mark.tampers
-async def test_audit_names_a_transfer_missing_from_the_history_index(ledger: Ledger) -> None:
+async def test_audit_names_a_transfer_whose_history_link_is_wrong(ledger: Ledger) -> None:
+    """A changed link would hide part of an account's history: the audit names the
+    transfer, its block and what its link should say."""
     w = ledger.writer
     await setup_accounts(w, issuer(1), wallet(2))
-    transfer = pay(1, 2, 300)
-    await w.create_transfers([transfer])
-    await w.history.index_once()
+    first, second = pay(1, 2, 300), pay(1, 2, 400)
+    await w.create_transfers([first])
+    await w.create_transfers([second])
     assert (await verify_store(w.store, ledger.key.public)).ok
+    [one, two] = await w.account_history(2)
     conn = await asyncpg.connect(ledger.dsn)
     try:
-        await conn.execute("DELETE FROM account_entries WHERE is_credit")
+        await conn.execute("UPDATE transfers SET credit_prev = 0 WHERE id = $1",
+                           second.id.to_bytes(16, "big"))
     finally:
         await conn.close()
     report = await verify_store(w.store, ledger.key.public)
     assert not report.ok
     assert report.history_breaks == (
-        f"account 0x{2:032x} at timestamp {(await w.account_history(1))[0].timestamp}: "
-        f"transfer 0x{transfer.id:032x} has no history entry",)
-    assert "history index disagrees" in report.summary()
+        f"transfer 0x{second.id:032x} (block {two.block_height}): its credit link names "
+        f"the transfer at timestamp 0 and position 2; the credits of that account put "
+        f"the one at timestamp {one.timestamp} before it, at position 2",)
+    assert "account history links disagree" in report.summary()
 
 
 async def test_account_updates_change_limits_and_freeze(ledger: Ledger) -> None:

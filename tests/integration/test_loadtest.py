@@ -142,14 +142,16 @@ async def test_an_acknowledged_transfer_missing_or_changed_in_the_ledger_is_repo
     kept, changed, lost = (str(uuid.uuid4()) for _ in range(3))
     conn = await asyncpg.connect(database_url)
     try:
-        # Two transfers in ledger 1, written the way the engine writes them.
-        for transfer_id, amount in ((kept, 25), (changed, 40)):
+        # Two transfers in ledger 1, written the way the engine writes them: the
+        # second after the first on both accounts' chains.
+        for n, (transfer_id, amount) in enumerate(((kept, 25), (changed, 40)), start=1):
             await conn.execute(
                 "INSERT INTO transfers (ledger, id, debit_account_id, credit_account_id, "
-                "amount, user_data, timeout, code, flags, timestamp, block_height) "
-                "VALUES (1, $1, $2, $3, $4, $5, 0, 1, 0, 1, 1)",
+                "amount, user_data, timeout, code, flags, timestamp, block_height, "
+                "debit_prev, debit_seq, credit_prev, credit_seq) "
+                "VALUES (1, $1, $2, $3, $4, $5, 0, 1, 0, $6, 1, $7, $6, $7, $6)",
                 uuid.UUID(transfer_id).bytes, b"\x01" * 16, b"\x02" * 16, amount,
-                b"\x00" * 16)
+                b"\x00" * 16, n, n - 1)
     finally:
         await conn.close()
     acks = Acks({"central_bank": {kept: 25, changed: 41, lost: 7}})

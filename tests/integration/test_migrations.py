@@ -145,11 +145,11 @@ async def test_the_lock_is_released(conn: asyncpg.Connection, folder: Path) -> N
     assert held == 0
 
 
-async def test_a_ledger_written_before_the_history_index_gets_one(
+async def test_a_ledger_written_before_the_history_chains_gets_its_links(
         conn: asyncpg.Connection, tmp_path: Path) -> None:
-    """0004 moves account history into `account_entries`: a database written under
-    0001-0003 gets an entry for each side of each transfer it holds, and its history
-    height is its chain's tip, so the writer has nothing to catch up."""
+    """0005 replaces the history index with links in the transfers: a database written
+    under 0001-0004 gets, on each side of each transfer, the timestamp of the one before
+    it on that side of that account and its position, and loses `account_entries`."""
     import shutil
 
     from cbdc.migrations import migration_sources
@@ -157,7 +157,7 @@ async def test_a_ledger_written_before_the_history_index_gets_one(
     settlement = dict(migration_sources())["settlement"]
     before = tmp_path / "settlement"
     before.mkdir()
-    for path in sorted(settlement.glob("000[1-3]_*.sql")):
+    for path in sorted(settlement.glob("000[1-4]_*.sql")):
         shutil.copy(path, before)
     await conn.execute("CREATE SCHEMA upgraded; SET search_path TO upgraded")
     await apply_migrations(conn, ("settlement", before))
@@ -170,22 +170,28 @@ async def test_a_ledger_written_before_the_history_index_gets_one(
         await conn.execute(
             "INSERT INTO blocks VALUES (1, $1, '\\x00', '\\x00', 0, 1, 1, '\\x00', '\\x00')",
             height)
-    for n, (debit, credit, height) in enumerate([(1, 2, 1), (2, 3, 2)], start=1):
+    moves = [(1, 2, 1), (2, 3, 2), (1, 2, 2)]
+    for n, (debit, credit, height) in enumerate(moves, start=1):
         await conn.execute(
             "INSERT INTO transfers VALUES (1, $1, $2, $3, 5, NULL, $4, 0, 1, 0, $5, $6)",
             b16(100 + n), b16(debit), b16(credit), b16(0), 1_000 + n, height)
 
     await apply_migrations(conn, ("settlement", settlement))
     rows = await conn.fetch(
-        "SELECT account_id, timestamp, transfer_id, is_credit FROM account_entries "
-        "ORDER BY account_id, timestamp")
-    assert [(int.from_bytes(r["account_id"], "big"), r["timestamp"],
-             int.from_bytes(r["transfer_id"], "big"), r["is_credit"]) for r in rows] == [
-        (1, 1_001, 101, False), (2, 1_001, 101, True), (2, 1_002, 102, False),
-        (3, 1_002, 102, True)]
-    assert await conn.fetchval("SELECT history_height FROM ledgers") == 2
-    indexes = {r["indexname"] for r in await conn.fetch(
-        "SELECT indexname FROM pg_indexes WHERE schemaname = 'upgraded' "
+        "SELECT timestamp, debit_prev, debit_seq, credit_prev, credit_seq FROM transfers "
+        "ORDER BY timestamp")
+    assert [tuple(r) for r in rows] == [
+        (1_001, 0, 1, 0, 1),          # 1 -> 2: the first on both sides
+        (1_002, 0, 1, 0, 1),          # 2 -> 3: 2's first debit, 3's first credit
+        (1_003, 1_001, 2, 1_001, 2),  # 1 -> 2 again: after the first, on both sides
+    ]
+    tables = {r["tablename"] for r in await conn.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'upgraded'")}
+    assert "account_entries" not in tables
+    indexes = {r["indexname"]: r["indexdef"] for r in await conn.fetch(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'upgraded' "
         "AND tablename = 'transfers'")}
-    assert "transfers_debit_history" not in indexes
-    assert "transfers_by_block" in indexes
+    assert "transfers_by_timestamp" in indexes
+    from settlement.store import MARK_EVERY  # the store's queries name the same marks
+    for side in ("debit", "credit"):
+        assert f"({side}_seq % ({MARK_EVERY})::bigint) = 0" in indexes[f"transfers_{side}_marks"]

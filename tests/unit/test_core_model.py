@@ -444,6 +444,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.requests: list[tuple[list[Transfer], list[R]]] = []
         # What a store would have committed: per batch (time, entries, rejection rows).
         self.log: list[tuple[int, list[bytes], list[tuple[int, ...]]]] = []
+        # Each account's history chains so far: (newest timestamp, count) per side.
+        self.chains: dict[tuple[int, str], tuple[int, int]] = {}
 
     # --------------------------------------------------------------- helpers
     def take_id(self) -> int:
@@ -471,8 +473,21 @@ class LedgerMachine(RuleBasedStateMachine):
                 event(f"transfer {result.name}")
         self.state.finish(batch)
         self.check_entries(batch.entries)
+        self.check_history_links(batch.transfers)
         self.log.append((self.now, list(batch.entries), list(batch.failures)))
         return results
+
+    def check_history_links(self, rows: list[tuple[int, ...]]) -> None:
+        """Each accepted transfer names, for its debit account's debits and its credit
+        account's credits, the transfer before it there and its own position: after
+        failed linked chains and restarts too."""
+        for row in rows:
+            debit, credit, ts = row[1], row[2], row[10]
+            debit_prev, debit_count = self.chains.get((debit, "debit"), (0, 0))
+            credit_prev, credit_count = self.chains.get((credit, "credit"), (0, 0))
+            assert row[11:] == (debit_prev, debit_count + 1, credit_prev, credit_count + 1)
+            self.chains[debit, "debit"] = (ts, debit_count + 1)
+            self.chains[credit, "credit"] = (ts, credit_count + 1)
 
     def check_entries(self, entries: list[bytes]) -> None:
         decoded = [decode_entry(e) for e in entries]
