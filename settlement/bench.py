@@ -384,8 +384,9 @@ async def settle_server(dsn: str) -> None:
 
 
 async def settle(ledger: LedgerWriter, dsn: str) -> None:
-    """Let the writer finish the balance checkpoint the last phase began, then
-    CHECKPOINT the server: the next phase is timed without the last one's work."""
+    """Let the writer, idle, take and write the balance checkpoint the last phase's
+    entries call for, then CHECKPOINT the server: the next phase is timed without the
+    last one's work."""
     await ledger.checkpoint_settled()
     await settle_server(dsn)
 

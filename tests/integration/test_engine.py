@@ -372,6 +372,30 @@ async def test_an_idle_writer_finishes_the_checkpoint_under_way(
         await opened.engine.close()
 
 
+async def test_an_idle_writer_takes_a_checkpoint_once_a_quarter_of_one_is_due(
+        database_url: str) -> None:
+    """Traffic that paused after a quarter of `checkpoint_every` entries gets its
+    checkpoint then, as of the tip, rather than in the middle of the next traffic;
+    fewer entries than that wait for more."""
+    opened = await open_ledger(database_url, SigningKey.generate(), FakeClock(),
+                               checkpoint_every=40)
+    w = opened.writer
+    try:
+        await setup_accounts(w, issuer(1), wallet(2))
+        await w.create_transfers([pay(1, 2, 10)])  # with the accounts: 3 entries of 40
+        await asyncio.sleep(0.3)
+        assert w.metrics.checkpoints == 0
+        await w.create_transfers([pay(1, 2, 10 + i) for i in range(8)])  # 11 of 40
+        await asyncio.wait_for(w.checkpoint_settled(), 10)
+        assert w.metrics.checkpoints == 1
+        async with opened.engine.pool.acquire() as conn:
+            assert await conn.fetchval(
+                "SELECT checkpoint_height FROM ledgers WHERE ledger = $1", LEDGER) \
+                == w.tip.height
+    finally:
+        await opened.engine.close()
+
+
 async def test_an_account_update_commits_while_a_checkpoint_is_being_written(
         database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A checkpoint stages its balances without locking the accounts' rows, so a freeze
