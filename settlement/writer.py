@@ -455,6 +455,8 @@ class LedgerWriter:
             await asyncio.wait(in_flight)
             if any(t.cancelled() or t.exception() is not None for t in in_flight):
                 return  # the loop reloads the state, which drops the checkpoint
+            if self._queue or self._closed:
+                return  # requests came meanwhile: the batches copy it, or it waits
         state = self.state
         if not state.checkpoint_under_way:
             if not self._checkpoint_due_when_idle():
