@@ -438,9 +438,18 @@ class LedgerWriter:
         committed since the last (`IDLE_CHECKPOINT_SHARE` of `checkpoint_every`)."""
         if self.state.checkpoint_under_way:
             return True
-        writing = self._checkpointing is not None and not self._checkpointing.done()
-        return not writing and self._since_checkpoint > 0 and (
+        return not self._writing_checkpoint() and self._since_checkpoint > 0 and (
             self._since_checkpoint >= self.checkpoint_every * IDLE_CHECKPOINT_SHARE)
+
+    def _writing_checkpoint(self) -> bool:
+        """A checkpoint copied out is still being written to the store."""
+        return self._checkpointing is not None and not self._checkpointing.done()
+
+    def _begin_checkpoint(self, height: int) -> None:
+        """Begin a copy-on-write checkpoint as of block `height` (the tip)."""
+        self.state.begin_checkpoint()
+        self._checkpoint_height = height
+        self._since_checkpoint = 0
 
     async def _checkpoint_while_idle(self, in_flight: deque[asyncio.Task[None]]) -> None:
         """With no request waiting: once every batch decided is durable, begin a
@@ -461,9 +470,7 @@ class LedgerWriter:
         if not state.checkpoint_under_way:
             if not self._checkpoint_due_when_idle():
                 return
-            state.begin_checkpoint()  # as of the tip, durable now
-            self._checkpoint_height = self.tip.height
-            self._since_checkpoint = 0
+            self._begin_checkpoint(self.tip.height)  # durable now
         while state.checkpoint_under_way and not self._queue and not self._closed:
             saved = state.save_some(CHECKPOINT_STEP)
             if saved is not None:
@@ -477,8 +484,7 @@ class LedgerWriter:
         writer takes it, copies it out and writes it. For benchmarks, between phases: it
         looks every `IDLE_CHECKPOINT_S` (a reload may drop the checkpoint, with no
         news)."""
-        while self._checkpoint_due_when_idle() or (  # noqa: ASYNC110
-                self._checkpointing is not None and not self._checkpointing.done()):
+        while self._checkpoint_due_when_idle() or self._writing_checkpoint():  # noqa: ASYNC110
             await asyncio.sleep(IDLE_CHECKPOINT_S)
 
     def _queued_events(self) -> int:
@@ -553,10 +559,8 @@ class LedgerWriter:
         rows = self.store.transfer_rows(batch, height)
         self._since_checkpoint += len(batch.entries)
         if self._since_checkpoint >= self.checkpoint_every and not state.checkpoint_under_way \
-                and (self._checkpointing is None or self._checkpointing.done()):
-            state.begin_checkpoint()  # as of this batch; copied out over the next ones
-            self._checkpoint_height = height
-            self._since_checkpoint = 0
+                and not self._writing_checkpoint():
+            self._begin_checkpoint(height)  # copied out over the next batches
         checkpoint = None
         if state.checkpoint_under_way:
             # In step with the batch: a small batch copying thousands of accounts
