@@ -5,8 +5,10 @@
     python3 dev.py test [pytest options]  install, lint-imports, ruff, mypy, then pytest
     python3 dev.py check                  install, then only the three linters
 
-The install (`pip install -e .[dev]` into .venv) is skipped while pyproject.toml is
-unchanged: a stamp file in .venv records the sha256 it was installed from.
+The install (`pip install -e .[dev]` into .venv) is skipped while pyproject.toml, setup.py
+and the sources setup.py compiles are unchanged: a stamp file in .venv records the sha256
+they were installed from. An edit to a compiled module so reinstalls it, and the compiled
+extension follows the edit.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def ensure_installed() -> None:
     if not python.exists():
         print("dev.py: creating .venv", file=sys.stderr)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = installed_from()
     if STAMP.exists() and STAMP.read_text().strip() == wanted:
         return
     print("dev.py: installing the project into .venv (pip install -e .[dev])", file=sys.stderr)
@@ -49,6 +51,16 @@ def ensure_installed() -> None:
         sys.stderr.write(result.stdout + result.stderr)
         sys.exit(result.returncode)
     STAMP.write_text(wanted + "\n")
+
+
+def installed_from() -> str:
+    """One sha256 over everything the install builds from."""
+    from cbdc.compiled import COMPILED  # standard library only
+
+    digest = hashlib.sha256()
+    for path in ("pyproject.toml", "setup.py", *COMPILED):
+        digest.update(path.encode() + b"\0" + (ROOT / path).read_bytes())
+    return digest.hexdigest()
 
 
 def checks() -> list[list[str]]:

@@ -28,6 +28,7 @@ import asyncpg
 import pytest
 import redis.asyncio
 
+from cbdc.compiled import stale_extensions
 from cbdc.migrations import apply_migrations
 from tests.redis_support import private_prefix
 
@@ -39,6 +40,17 @@ _TEMPROOT = Path(tempfile.gettempdir()) / (
     "cbdc-pytest-" + hashlib.sha256(str(Path(__file__).resolve().parent).encode()).hexdigest()[:8])
 _TEMPROOT.mkdir(exist_ok=True)
 os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(_TEMPROOT))
+
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test compiled modules that an edit has left behind their sources."""
+    stale = stale_extensions()
+    if stale:
+        raise pytest.UsageError(
+            f"{', '.join(stale)} changed since it was compiled, and Python would test the"
+            " old compiled code: reinstall with `python3 dev.py check`")
+
 
 SHARED_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -628,10 +628,20 @@ async def test_a_writer_that_breaks_tells_its_callers_instead_of_leaving_them_wa
     w = ledger.writer
     await setup_accounts(w, issuer(1), wallet(2))
 
-    def broken(*_: object) -> None:
-        raise RuntimeError("a bug in the core")
+    class BrokenCore:
+        """The writer's core, but deciding transfers raises (the core may be compiled,
+        where its methods cannot be patched one by one)."""
 
-    monkeypatch.setattr(w.state, "create_transfers", broken)
+        def __init__(self, core: object) -> None:
+            self.core = core
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.core, name)
+
+        def create_transfers(self, *_: object) -> None:
+            raise RuntimeError("a bug in the core")
+
+    monkeypatch.setattr(w, "state", BrokenCore(w.state))
     with pytest.raises(WriterClosed):
         await asyncio.wait_for(w.create_transfers([pay(1, 2, 100)]), 10)
     with pytest.raises(WriterClosed):
