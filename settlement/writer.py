@@ -410,28 +410,39 @@ class LedgerWriter:
         await _settle(in_flight)
 
     async def _wait_for_work(self, in_flight: deque[asyncio.Task[None]]) -> None:
-        """Wait for a request or the next expiry; meanwhile, once idle for
-        `IDLE_CHECKPOINT_S`, do the checkpoint's work (`_checkpoint_while_idle`)."""
-        if self._queue:
-            return
-        self._wakeup.clear()
-        timeout = None
-        next_expiry = self.state.next_expiry()
-        if next_expiry is not None:
-            timeout = max(0.0, (next_expiry - self.clock()) / 1e9)
-        if self._checkpoint_due_when_idle() and (timeout is None
-                                                 or timeout > IDLE_CHECKPOINT_S):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), IDLE_CHECKPOINT_S)
-                return
-            await self._checkpoint_while_idle(in_flight)
-            if self._queue or self._closed:
-                return
+        """Wait for a request, the next expiry or a failed commit; meanwhile, once idle
+        for `IDLE_CHECKPOINT_S`, do the checkpoint's work (`_checkpoint_while_idle`),
+        and look again each time a checkpoint has been written: the entries committed
+        while it was written may call for the next one."""
+        while not self._queue and not self._closed and not _any_failed(in_flight):
             self._wakeup.clear()
+            timeout = None
+            next_expiry = self.state.next_expiry()
             if next_expiry is not None:
                 timeout = max(0.0, (next_expiry - self.clock()) / 1e9)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
+            if self._checkpoint_due_when_idle() and (timeout is None
+                                                     or timeout > IDLE_CHECKPOINT_S):
+                if await self._woken(IDLE_CHECKPOINT_S):
+                    return
+                await self._checkpoint_while_idle(in_flight)
+                continue
+            writing = self._checkpointing if self._writing_checkpoint() else None
+            if await self._woken(timeout, writing) or writing is None or (
+                    not writing.done()):
+                return  # a request, or the expiry is due
+            # The checkpoint is written: another may be due already.
+
+    async def _woken(self, within: float | None,
+                     written: asyncio.Task[None] | None = None) -> bool:
+        """Whether a request woke the writer within `within` seconds (None: no limit); with
+        `written`, the wait also ends when that checkpoint has been written."""
+        woken = asyncio.ensure_future(self._wakeup.wait())
+        try:
+            await asyncio.wait({woken} if written is None else {woken, written},
+                               timeout=within, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+        return self._wakeup.is_set()
 
     def _checkpoint_due_when_idle(self) -> bool:
         """A checkpoint is being copied, or none is under way and enough entries were
@@ -462,7 +473,7 @@ class LedgerWriter:
         stopped is finished then, instead of in the middle of the next traffic."""
         if in_flight:
             await asyncio.wait(in_flight)
-            if any(t.cancelled() or t.exception() is not None for t in in_flight):
+            if _any_failed(in_flight):
                 return  # the loop reloads the state, which drops the checkpoint
             if self._queue or self._closed:
                 return  # requests came meanwhile: the batches copy it, or it waits
@@ -706,6 +717,11 @@ async def _settle(commits: deque[asyncio.Task[None]]) -> None:
     while commits:
         with contextlib.suppress(BatchNotCommitted):
             await commits.popleft()
+
+
+def _any_failed(commits: deque[asyncio.Task[None]]) -> bool:
+    """Whether a commit in flight has failed (the loop then reloads the state)."""
+    return any(t.done() and (t.cancelled() or t.exception() is not None) for t in commits)
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

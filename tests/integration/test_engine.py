@@ -396,6 +396,39 @@ async def test_an_idle_writer_takes_a_checkpoint_once_a_quarter_of_one_is_due(
         await opened.engine.close()
 
 
+async def test_an_idle_writer_takes_the_checkpoint_due_after_one_being_written(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries committed while a checkpoint is being written can call for the next one;
+    once that write ends, a writer that has gone idle takes it without waiting for
+    another request (the ledger bench once waited for it forever between phases)."""
+    monkeypatch.setattr(settlement_store, "_CHECKPOINT_CHUNK", 2)
+    monkeypatch.setattr(settlement_store, "CHECKPOINT_PAUSE", 200.0)  # x each chunk's time
+    monkeypatch.setattr(settlement_writer, "CHECKPOINT_STEP_PER_ENTRY", 100)
+    opened = await open_ledger(database_url, SigningKey.generate(), FakeClock(),
+                               checkpoint_every=10**9)
+    w = opened.writer
+    wallets = range(2, 10)
+    try:
+        await setup_accounts(w, issuer(1), *(wallet(i) for i in wallets))
+        await w.create_transfers([pay(1, i, 1_000) for i in wallets])
+        w.checkpoint_every = 1  # the next batch begins one, copied at once (9 accounts)
+        await w.create_transfers([pay(2, 3, 10)])
+        first = w._checkpointing
+        assert first is not None
+        w.checkpoint_every = 40  # an idle writer takes one after 10 entries
+        for i in range(12):
+            await w.create_transfers([pay(wallets[i % 8], wallets[(i + 1) % 8], 1)])
+        assert not first.done(), "the first checkpoint was written too fast for this test"
+        await asyncio.wait_for(w.checkpoint_settled(), 20)
+        assert w.metrics.checkpoints == 2
+        async with opened.engine.pool.acquire() as conn:
+            assert await conn.fetchval(
+                "SELECT checkpoint_height FROM ledgers WHERE ledger = $1", LEDGER) \
+                == w.tip.height
+    finally:
+        await opened.engine.close()
+
+
 async def test_an_account_update_commits_while_a_checkpoint_is_being_written(
         database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A checkpoint stages its balances without locking the accounts' rows, so a freeze
