@@ -18,6 +18,7 @@ COMPILED = (
     "settlement/core/state.py",
     "settlement/core/idmap.py",
     "settlement/blocks.py",
+    "settlement/rows.py",
     "cbdc/merkle.py",
     "cbdc/receipts.py",
 )

@@ -24,23 +24,23 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from hashlib import sha256
-from typing import Any
+from typing import Any, Final
 
 from cbdc.merkle import MerkleProof, leaf_hash, root_from_proof
 from cbdc.signing import VerifyingKey
 
-ENTRY_ACCOUNT = 1
-ENTRY_TRANSFER = 2
-ENTRY_EXPIRY = 3
-ENTRY_ACCOUNT_UPDATE = 4
-ABSENT = (1 << 64) - 1
-HEADER_VERSION = 1
+ENTRY_ACCOUNT: Final = 1
+ENTRY_TRANSFER: Final = 2
+ENTRY_EXPIRY: Final = 3
+ENTRY_ACCOUNT_UPDATE: Final = 4
+ABSENT: Final = (1 << 64) - 1
+HEADER_VERSION: Final = 1
 GENESIS_HASH = bytes(32)
 
-_TRANSFER = struct.Struct(">B16s16s16sQ16s16sIIHHQ")
-_ACCOUNT = struct.Struct(">B16s16sIHHQQQQQ")
-_EXPIRY = struct.Struct(">B16sIQ")
-_HEADER = struct.Struct(">BIQ32s32sQI")
+_TRANSFER: Final = struct.Struct(">B16s16s16sQ16s16sIIHHQ")
+_ACCOUNT: Final = struct.Struct(">B16s16sIHHQQQQQ")
+_EXPIRY: Final = struct.Struct(">B16sIQ")
+_HEADER: Final = struct.Struct(">BIQ32s32sQI")
 
 
 def encode_transfer(
@@ -56,8 +56,7 @@ def encode_transfer(
     flags: int,
     timestamp: int,
 ) -> bytes:
-    return _TRANSFER.pack(
-        ENTRY_TRANSFER,
+    return encode_transfer_b16(
         id_.to_bytes(16, "big"),
         debit_account_id.to_bytes(16, "big"),
         credit_account_id.to_bytes(16, "big"),
@@ -70,6 +69,25 @@ def encode_transfer(
         flags,
         timestamp,
     )
+
+
+def encode_transfer_b16(
+    id_: bytes,
+    debit_account_id: bytes,
+    credit_account_id: bytes,
+    amount: int,
+    pending_id: bytes,
+    user_data: bytes,
+    timeout: int,
+    ledger: int,
+    code: int,
+    flags: int,
+    timestamp: int,
+) -> bytes:
+    """`encode_transfer` with the ids already as 16 big-endian bytes (the ledger's core
+    makes them once per transfer for the entry, its fingerprint and its row)."""
+    return _TRANSFER.pack(ENTRY_TRANSFER, id_, debit_account_id, credit_account_id, amount,
+                          pending_id, user_data, timeout, ledger, code, flags, timestamp)
 
 
 def _optional(value: int | None) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
@@ -29,13 +28,29 @@ from cbdc.receipts import (
 )
 from settlement.attachments import AttachedRows
 from settlement.blocks import SealedBlock, leaf_hashes
-from settlement.core.state import EXPIRED, OPEN, POSTED, VOIDED, AccountState, Batch, LedgerState
+from settlement.core.state import (
+    EXPIRED,
+    NO_ID,
+    OPEN,
+    POSTED,
+    VOIDED,
+    AccountState,
+    Batch,
+    LedgerState,
+)
 from settlement.core.types import (
     Account,
     AccountBalance,
     Transfer,
     TransferFlags,
     TransferRecord,
+)
+from settlement.rows import (
+    RECORD_FIELDS,
+    SMALL_BATCH_RECORD,
+    TRANSFER_COPY_COLUMNS,
+    copy_rows,
+    small_batch_records,
 )
 
 _POST = int(TransferFlags.POST_PENDING_TRANSFER)
@@ -100,12 +115,6 @@ FROM checkpoint_balances AS u
 WHERE a.ledger = $1 AND a.id = u.id
 """
 
-_TRANSFER_COPY_COLUMNS = (
-    "ledger", "id", "debit_account_id", "credit_account_id", "amount", "pending_id",
-    "user_data", "timeout", "code", "flags", "timestamp", "block_height",
-    "debit_prev", "debit_seq", "credit_prev", "credit_seq",
-)
-
 _INSERT_REJECTED = """
 INSERT INTO rejected_transfers (ledger, id, debit_account_id, credit_account_id, amount,
     pending_id, user_data, timeout, code, flags, timestamp, result, block_height)
@@ -148,40 +157,26 @@ SELECT $1, *, $4 FROM unnest($2::bytea[], $3::bigint[])
 # A small batch of plain transfers goes in as one statement: one round trip, and the
 # statement is its own transaction (PostgreSQL runs every part of it or none).
 #
-# Its transfers travel as one bytea of fixed-width records (`_SMALL_BATCH_RECORD`), cut
-# up by the server, rather than as ten arrays: asyncpg encodes an array element by
-# element, with an abstract-base-class check apiece, which cost 11 to 16 us of the
+# Its transfers travel as one bytea of fixed-width records
+# (`settlement.rows.SMALL_BATCH_RECORD`), cut up by the server, rather than as ten
+# arrays: asyncpg encodes an array element by element, with an abstract-base-class
+# check apiece, which cost 11 to 16 us of the
 # event loop per transfer against 3.6 for the packed record (256-transfer statements,
 # `client cpu` of the same insert both ways, on a machine where a P-256 verify took
 # 134 us). The server's share of the work did not grow: the packed statement's round
 # trip was the shorter (3.1 to 3.6 ms against 4.7 to 5.6).
-# The record's fields in order (as the table's columns, bar ledger and block_height):
-# ids are 16 bytes, integers 8 (big-endian, signed); pending_id is 16 zero bytes for
-# none, NULL in the table as COPY writes it.
-_RECORD_FIELDS = (
-    ("id", "bytea"), ("dr", "bytea"), ("cr", "bytea"), ("amount", "bigint"),
-    ("pending_id", "bytea"), ("user_data", "bytea"), ("timeout", "bigint"),
-    ("code", "integer"), ("flags", "integer"), ("ts", "bigint"),
-    ("debit_prev", "bigint"), ("debit_seq", "bigint"), ("credit_prev", "bigint"),
-    ("credit_seq", "bigint"),
-)
-_SMALL_BATCH_RECORD = struct.Struct(
-    ">" + "".join("16s" if sql_type == "bytea" else "q" for _, sql_type in _RECORD_FIELDS))
-_NO_PENDING = bytes(16)
-# A batch's transfers as its commit sends them: packed records, or rows for COPY.
-TransferRows = bytes | list[tuple[Any, ...]]
 
 
 def _record_fields() -> str:
     """SQL reading each field of the record `r`, in order."""
     fields, at = [], 1
-    for name, sql_type in _RECORD_FIELDS:
+    for name, sql_type in RECORD_FIELDS:
         width = 16 if sql_type == "bytea" else 8
         raw = f"substring(r from {at} for {width})"
         if sql_type != "bytea":
             raw = f"('x' || encode({raw}, 'hex'))::bit(64)::bigint::{sql_type}"
         elif name == "pending_id":
-            raw = f"nullif({raw}, '\\x{_NO_PENDING.hex()}'::bytea)"
+            raw = f"nullif({raw}, '\\x{NO_ID.hex()}'::bytea)"
         fields.append(raw)
         at += width
     return ",\n           ".join(fields)
@@ -193,9 +188,9 @@ WITH moved AS (
                            pending_id, user_data, timeout, code, flags, timestamp,
                            debit_prev, debit_seq, credit_prev, credit_seq, block_height)
     SELECT $1, {_record_fields()}, $2
-    FROM generate_series(0, length($10::bytea) / {_SMALL_BATCH_RECORD.size} - 1) AS g(i),
-         substring($10::bytea from g.i * {_SMALL_BATCH_RECORD.size} + 1
-                   for {_SMALL_BATCH_RECORD.size}) AS r
+    FROM generate_series(0, length($10::bytea) / {SMALL_BATCH_RECORD.size} - 1) AS g(i),
+         substring($10::bytea from g.i * {SMALL_BATCH_RECORD.size} + 1
+                   for {SMALL_BATCH_RECORD.size}) AS r
 ), noted AS (
     INSERT INTO transfer_notes (ledger, id, note, block_height)
     SELECT $1, n.id, n.note, $2 FROM unnest($11::bytea[], $12::bytea[]) AS n(id, note)
@@ -377,34 +372,21 @@ class LedgerStore:
         return ChainTip(tip["height"], bytes(tip["hash"]))
 
     # ------------------------------------------------------------------ commit
-    def transfer_rows(self, batch: Batch, height: int) -> TransferRows:
+    @staticmethod
+    def transfer_rows(batch: Batch, height: int) -> bytes:
         """The batch's accepted transfers as the commit sends them: for a small batch of
-        plain transfers, one statement's packed records (`_SMALL_BATCH_RECORD`); for any
-        other, `transfers` rows for COPY (ids as 16 bytes).
+        plain transfers, one statement's packed records; for any other, one binary COPY
+        stream (`settlement.rows`).
 
         The writer makes them while the batch before commits, so a commit spends its
         time sending rows rather than making them while the server waits.
         """
         if _goes_as_one_statement(batch):
-            pack = _SMALL_BATCH_RECORD.pack
-            return b"".join([
-                pack(b16(i), b16(dr), b16(cr), amount,
-                     b16(pending_id) if pending_id else _NO_PENDING, b16(user_data),
-                     timeout, code, flags, ts, dprev, dseq, cprev, cseq)
-                for (i, dr, cr, amount, pending_id, user_data, timeout, _ledger,
-                     code, flags, ts, dprev, dseq, cprev, cseq) in batch.transfers
-            ])
-        ledger = self.ledger
-        return [
-            (ledger, b16(i), b16(dr), b16(cr), amount,
-             b16(pending_id) if pending_id else None, b16(user_data), timeout,
-             code, flags, ts, height, dprev, dseq, cprev, cseq)
-            for (i, dr, cr, amount, pending_id, user_data, timeout, _ledger,
-                 code, flags, ts, dprev, dseq, cprev, cseq) in batch.transfers
-        ]
+            return small_batch_records(batch.transfers)
+        return copy_rows(batch.transfers, height)
 
     async def commit(self, batch: Batch, block: SealedBlock,
-                     rows: TransferRows | None = None, *,
+                     rows: bytes | None = None, *,
                      after: Awaitable[object] | None = None, slot: int = 0,
                      attached: AttachedRows | None = None) -> None:
         """Write the batch and its block in one transaction (durable on return).
@@ -422,7 +404,7 @@ class LedgerStore:
         header = block.header
         if rows is None:
             rows = self.transfer_rows(batch, height)
-        if isinstance(rows, bytes):  # a small batch of plain transfers
+        if _goes_as_one_statement(batch):
             if after is None:  # one statement: its own transaction
                 await self._insert_small_batch(conn, batch, block, rows, attached)
                 return
@@ -442,12 +424,12 @@ class LedgerStore:
                         for a, ts in batch.accounts
                     ],
                 )
-            if rows:
-                # COPY in binary: the cheapest way in for a batch (far less client CPU
-                # than unnest arrays, and as fast on the server).
-                await conn.copy_records_to_table(
-                    "transfers", columns=_TRANSFER_COPY_COLUMNS, records=rows
-                )
+            if batch.transfers:
+                # Binary COPY: the cheapest way in for a batch, as fast on the server as
+                # any, and made by one `struct` call a row (`settlement.rows`). A
+                # memoryview: asyncpg would take bytes for a file's path.
+                await conn.copy_to_table("transfers", source=memoryview(rows),
+                                         columns=TRANSFER_COPY_COLUMNS, format="binary")
             if batch.failures:
                 (ids, drs, crs, amounts, pending_ids, user_data, timeouts, _ledgers, codes,
                  flags, stamps, results) = zip(*batch.failures, strict=True)

@@ -90,7 +90,7 @@ from settlement.core.types import (
 )
 from settlement.errors import BatchNotCommitted, WriterClosed
 from settlement.metrics import WriterMetrics
-from settlement.store import ChainTip, LedgerStore, TransferRows
+from settlement.store import ChainTip, LedgerStore
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class _Decided:
     requests: list[tuple[_Request, list[Any]]] = field(default_factory=list)
     # A completed checkpoint to store once this batch is durable: its height and rows.
     checkpoint: tuple[int, list[tuple[int, tuple[int, ...]]]] | None = None
-    rows: TransferRows | None = None  # the transfers as the commit sends them
+    rows: bytes | None = None  # the transfers as the commit sends them
 
 
 class LedgerWriter:

@@ -23,16 +23,16 @@ SHARD_MASK]`, and work on the dicts directly; everything else uses the mapping m
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 __all__ = ["SHARDS", "SHARD_MASK", "SHARD_SHIFT", "IdMap"]
 
 V = TypeVar("V")
 
-SHARD_BITS = 10
-SHARDS = 1 << SHARD_BITS
-SHARD_SHIFT = 10  # an id's shard is its bits 10..19; see the module docstring
-SHARD_MASK = SHARDS - 1
+SHARD_BITS: Final = 10
+SHARDS: Final = 1 << SHARD_BITS
+SHARD_SHIFT: Final = 10  # an id's shard is its bits 10..19; see the module docstring
+SHARD_MASK: Final = SHARDS - 1
 
 
 class IdMap(Generic[V]):

@@ -32,7 +32,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from hashlib import blake2b
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from msgspec.structs import astuple
 
@@ -40,7 +40,7 @@ from cbdc.receipts import (
     ENTRY_ACCOUNT_UPDATE,
     encode_account,
     encode_expiry,
-    encode_transfer,
+    encode_transfer_b16,
 )
 from settlement.core.calendar import LimitCalendar
 from settlement.core.idmap import SHARD_MASK, SHARD_SHIFT, IdMap
@@ -61,16 +61,25 @@ from settlement.core.types import (
 )
 
 R = CreateTransferResult
-U128_LIMIT = 1 << 128
-NS_PER_SECOND = 1_000_000_000
+# Final: compiled, each use is a constant or a C static, not a lookup in the module's
+# globals (17 of them per transfer before, a tenth of deciding one).
+U128_LIMIT: Final = 1 << 128
+NS_PER_SECOND: Final = 1_000_000_000
+_AMOUNT_LIMIT: Final = AMOUNT_LIMIT
+_U32_LIMIT: Final = U32_LIMIT
+_U16_LIMIT: Final = U16_LIMIT
+_SHARD_SHIFT: Final = SHARD_SHIFT
+_SHARD_MASK: Final = SHARD_MASK
+_OK: Final = R.OK
+_astuple: Final = astuple
 
-_LINKED = int(TransferFlags.LINKED)
-_PENDING = int(TransferFlags.PENDING)
-_POST = int(TransferFlags.POST_PENDING_TRANSFER)
-_VOID = int(TransferFlags.VOID_PENDING_TRANSFER)
-_DEBITS_LE_CREDITS = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
-_CREDITS_LE_DEBITS = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
-_FROZEN = int(AccountFlags.FROZEN)
+_LINKED: Final = int(TransferFlags.LINKED)
+_PENDING: Final = int(TransferFlags.PENDING)
+_POST: Final = int(TransferFlags.POST_PENDING_TRANSFER)
+_VOID: Final = int(TransferFlags.VOID_PENDING_TRANSFER)
+_DEBITS_LE_CREDITS: Final = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
+_CREDITS_LE_DEBITS: Final = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
+_FROZEN: Final = int(AccountFlags.FROZEN)
 
 # `LedgerState._apply` takes a transfer's fields in one tuple (`astuple`), in this order.
 _TRANSFER_FIELDS = ("id", "debit_account_id", "credit_account_id", "amount", "ledger", "code",
@@ -80,8 +89,19 @@ if Transfer.__struct_fields__ != _TRANSFER_FIELDS:
 # Those fields once `_validate_fields` passed them: ints, read as such from here on.
 _CheckedFields = tuple[int, int, int, int, int, int, int, int, int, int]
 
+# An id of 0 (no pending transfer, no user data) as 16 bytes.
+NO_ID: Final = bytes(16)
+# An accepted transfer as the batch holds it for the store: id, debit and credit account,
+# amount, pending_id, user_data (ids as 16 big-endian bytes), timeout, ledger, code,
+# flags, timestamp, then its history links (see `Batch`).
+TransferRow = tuple[bytes, bytes, bytes, int, bytes, bytes, int, int, int, int, int, int, int,
+                    int, int]
+
 # Status of a pending transfer.
-OPEN, POSTED, VOIDED, EXPIRED = 0, 1, 2, 3
+OPEN: Final = 0
+POSTED: Final = 1
+VOIDED: Final = 2
+EXPIRED: Final = 3
 
 
 class AccountState:
@@ -191,10 +211,11 @@ class Batch:
     """What one batch changed: the rows to store and the entries to seal into a block.
 
     `entries` are the encoded leaves of the block in order; `transfers` and `accounts`
-    rows carry the same fields as plain tuples for the store. A transfer row ends with
-    its history links: the timestamp of the previous transfer on the debit side of its
-    debit account (0: none) and its position there, then the same for the credit side
-    of its credit account.
+    rows carry the same fields as plain tuples for the store (a transfer's ids as the 16
+    bytes its entry holds, `TransferRow`). A transfer row ends with its history links:
+    the timestamp of the previous transfer on the debit side of its debit account (0:
+    none) and its position there, then the same for the credit side of its credit
+    account.
     """
 
     now: int
@@ -204,7 +225,7 @@ class Batch:
     accounts: list[tuple[Account, int]] = field(default_factory=list)
     # (new definition, timestamp, the definition it replaced)
     account_updates: list[tuple[Account, int, Account]] = field(default_factory=list)
-    transfers: list[tuple[int, ...]] = field(default_factory=list)
+    transfers: list[TransferRow] = field(default_factory=list)
     failures: list[tuple[int, ...]] = field(default_factory=list)
     expirations: list[tuple[int, int]] = field(default_factory=list)
     notes: list[tuple[int, bytes]] = field(default_factory=list)  # accepted id, note
@@ -218,25 +239,28 @@ class Batch:
 
 # Keyed per process: fingerprints are never stored (recovery recomputes them from the
 # stored fields), so nobody can aim a collision at them.
-_FINGERPRINT = blake2b(key=os.urandom(16), digest_size=16)
-_FIELDS = struct.Struct(">16s16sQ16s16sIIHH")
+_FINGERPRINT: Final = blake2b(key=os.urandom(16), digest_size=16)
+_FIELDS: Final = struct.Struct(">16s16sQ16s16sIIHH")
 
 
 def fingerprint(t: Transfer) -> bytes:
     """Identity of a transfer's fields, to tell a retry from a reused id (128 bits)."""
-    return _fingerprint_fields(t.debit_account_id, t.credit_account_id, t.amount,
-                               t.pending_id, t.user_data, t.timeout, t.ledger, t.code,
-                               int(t.flags))
+    return _fingerprint_b16(_b16(t.debit_account_id), _b16(t.credit_account_id), t.amount,
+                            _b16(t.pending_id), _b16(t.user_data), t.timeout, t.ledger,
+                            t.code, int(t.flags))
 
 
-def _fingerprint_fields(debit_id: int, credit_id: int, amount: int, pending_id: int,
-                        user_data: int, timeout: int, ledger: int, code: int,
-                        flags: int) -> bytes:
+def _b16(value: int) -> bytes:
+    """An id as 16 big-endian bytes (as entries, fingerprints and rows hold it)."""
+    return value.to_bytes(16, "big") if value else NO_ID
+
+
+def _fingerprint_b16(debit_id: bytes, credit_id: bytes, amount: int, pending_id: bytes,
+                     user_data: bytes, timeout: int, ledger: int, code: int,
+                     flags: int) -> bytes:
     h = _FINGERPRINT.copy()
-    h.update(_FIELDS.pack(
-        debit_id.to_bytes(16, "big"), credit_id.to_bytes(16, "big"), amount,
-        pending_id.to_bytes(16, "big"), user_data.to_bytes(16, "big"), timeout, ledger,
-        code, flags))
+    h.update(_FIELDS.pack(debit_id, credit_id, amount, pending_id, user_data, timeout, ledger,
+                          code, flags))
     return h.digest()
 
 
@@ -560,18 +584,23 @@ class LedgerState:
                ) -> CreateTransferResult:
         # All fields in one call: compiled, each `t.field` is a generic attribute lookup
         # (a sixth of deciding a transfer when they were read one by one).
-        fields = astuple(t)
+        fields = _astuple(t)
         invalid = _validate_fields(fields, t, self.ledger)
         if invalid is not None:
             return invalid
         (tid, debit_id, credit_id, amount, t_ledger, code, flags, pending_id, timeout,
          user_data) = cast("_CheckedFields", fields)
         flags = int(flags)  # a TransferFlags member, as a plain int
-        fp = _fingerprint_fields(debit_id, credit_id, amount, pending_id, user_data, timeout,
-                                 t_ledger, code, flags)
+        # Each id as 16 bytes once, for the fingerprint, the entry and the row.
+        debit_b = _b16(debit_id)
+        credit_b = _b16(credit_id)
+        pending_b = _b16(pending_id)
+        user_b = _b16(user_data)
+        fp = _fingerprint_b16(debit_b, credit_b, amount, pending_b, user_b, timeout, t_ledger,
+                              code, flags)
         # The id maps' shards are picked inline here, the hottest lines of the ledger
         # (a method call apiece cost 5% of deciding a transfer).
-        shard = (tid >> SHARD_SHIFT) & SHARD_MASK
+        shard = (tid >> _SHARD_SHIFT) & _SHARD_MASK
         earlier_failure = self.failed.shards[shard].get(tid)
         if earlier_failure is not None:
             if earlier_failure[0] == fp:
@@ -584,10 +613,10 @@ class LedgerState:
         if earlier is not None:
             return R.EXISTS if earlier == fp else R.EXISTS_WITH_DIFFERENT_FIELDS
         accounts = self.accounts.shards
-        dr = accounts[(debit_id >> SHARD_SHIFT) & SHARD_MASK].get(debit_id)
+        dr = accounts[(debit_id >> _SHARD_SHIFT) & _SHARD_MASK].get(debit_id)
         if dr is None:
             return self._fail(batch, t, R.DEBIT_ACCOUNT_NOT_FOUND, fp, journal)
-        cr = accounts[(credit_id >> SHARD_SHIFT) & SHARD_MASK].get(credit_id)
+        cr = accounts[(credit_id >> _SHARD_SHIFT) & _SHARD_MASK].get(credit_id)
         if cr is None:
             return self._fail(batch, t, R.CREDIT_ACCOUNT_NOT_FOUND, fp, journal)
         if dr.ledger != cr.ledger:
@@ -601,9 +630,9 @@ class LedgerState:
                               fp, journal)
         dr_debits = dr.dp + dr.dpend + amount
         cr_credits = cr.cp + cr.cpend + amount
-        if dr_debits >= AMOUNT_LIMIT:
+        if dr_debits >= _AMOUNT_LIMIT:
             return self._fail(batch, t, R.OVERFLOWS_DEBITS, fp, journal)
-        if cr_credits >= AMOUNT_LIMIT:
+        if cr_credits >= _AMOUNT_LIMIT:
             return self._fail(batch, t, R.OVERFLOWS_CREDITS, fp, journal)
         if dr.flags & _DEBITS_LE_CREDITS and dr_debits > dr.cp:
             return self._fail(batch, t, R.EXCEEDS_CREDITS, fp, journal)
@@ -634,21 +663,25 @@ class LedgerState:
             if expires_at:
                 heapq.heappush(self.expiry_queue, (expires_at, tid))
         fingerprints[tid] = fp
-        self._store(batch, dr, cr, tid, debit_id, credit_id, amount, pending_id, user_data,
+        self._store(batch, dr, cr, _b16(tid), debit_b, credit_b, amount, pending_b, user_b,
                     timeout, t_ledger, code, flags, ts)
-        return R.OK
+        return _OK
 
     @staticmethod
-    def _store(batch: Batch, dr: AccountState, cr: AccountState, *row: int) -> None:
+    def _store(batch: Batch, dr: AccountState, cr: AccountState, tid: bytes, debit_id: bytes,
+               credit_id: bytes, amount: int, pending_id: bytes, user_data: bytes,
+               timeout: int, ledger: int, code: int, flags: int, ts: int) -> None:
         """Add an accepted transfer to the batch, linked into its accounts' chains."""
-        ts = row[-1]
         debit_seq = dr.debit_count + 1
         credit_seq = cr.credit_count + 1
-        batch.transfers.append((*row, dr.debit_head, debit_seq, cr.credit_head, credit_seq))
+        batch.transfers.append((tid, debit_id, credit_id, amount, pending_id, user_data,
+                                timeout, ledger, code, flags, ts, dr.debit_head, debit_seq,
+                                cr.credit_head, credit_seq))
         dr.debit_head = cr.credit_head = ts
         dr.debit_count = debit_seq
         cr.credit_count = credit_seq
-        batch.entries.append(encode_transfer(*row))
+        batch.entries.append(encode_transfer_b16(tid, debit_id, credit_id, amount, pending_id,
+                                                 user_data, timeout, ledger, code, flags, ts))
 
     def _resolve_pending(self, batch: Batch, t: Transfer, fp: bytes, earlier: bytes | None,
                          journal: _Journal | None) -> CreateTransferResult:
@@ -713,9 +746,9 @@ class LedgerState:
         self.fingerprints[t.id] = rfp
         # Resolving a pending transfer is also a transfer: it keeps its own id in the
         # id space, so it can be looked up and is itself "not pending".
-        self._store(batch, dr, cr, t.id, resolved.debit_account_id, resolved.credit_account_id,
-                    amount, t.pending_id, t.user_data, 0, resolved.ledger, resolved.code,
-                    int(t.flags), ts)
+        self._store(batch, dr, cr, _b16(t.id), _b16(resolved.debit_account_id),
+                    _b16(resolved.credit_account_id), amount, _b16(t.pending_id),
+                    _b16(t.user_data), 0, resolved.ledger, resolved.code, int(t.flags), ts)
         return R.OK
 
     def _move(self, dr: AccountState, cr: AccountState, amount: int, pending: bool, day: int,
@@ -868,11 +901,12 @@ def _is_int(value: object) -> bool:
 
 
 def _is_amount(value: object, allow_zero: bool = False) -> bool:
-    return _is_int(value) and (0 if allow_zero else 1) <= value < AMOUNT_LIMIT  # type: ignore[operator]
+    return _is_int(value) and (0 if allow_zero else 1) <= value < _AMOUNT_LIMIT  # type: ignore[operator]
 
 
 def _is_linked(t: Any) -> bool:
-    return _is_int(t.flags) and bool(t.flags & _LINKED)
+    flags = t.flags
+    return _is_int(flags) and bool(flags & _LINKED)
 
 
 def _validate_fields(fields: tuple[Any, ...], t: Transfer, ledger: int
@@ -900,11 +934,11 @@ def _validate_fields(fields: tuple[Any, ...], t: Transfer, ledger: int
         and 0 < debit_id < U128_LIMIT
         and 0 < credit_id < U128_LIMIT
         and debit_id != credit_id
-        and 0 < amount < AMOUNT_LIMIT
+        and 0 < amount < _AMOUNT_LIMIT
         and t_ledger == ledger
-        and 0 < code < U16_LIMIT
+        and 0 < code < _U16_LIMIT
         and 0 <= user_data < U128_LIMIT
-        and 0 <= timeout < U32_LIMIT
+        and 0 <= timeout < _U32_LIMIT
     ):
         return None
     return _diagnose_fields(t, ledger)
@@ -943,18 +977,18 @@ def _diagnose_fields(t: Any, ledger: int) -> CreateTransferResult | None:
     elif pending_id != 0:
         return R.PENDING_ID_MUST_BE_ZERO
     timeout = t.timeout
-    if not _is_int(timeout) or not 0 <= timeout < U32_LIMIT:
+    if not _is_int(timeout) or not 0 <= timeout < _U32_LIMIT:
         return R.TIMEOUT_INVALID
     if timeout and not flags & _PENDING:
         return R.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
     amount = t.amount
-    if not _is_int(amount) or amount < 0 or amount >= AMOUNT_LIMIT:
+    if not _is_int(amount) or amount < 0 or amount >= _AMOUNT_LIMIT:
         return R.AMOUNT_INVALID
     if amount == 0 and not resolving:
         return R.AMOUNT_MUST_NOT_BE_ZERO
     for value, result, allow_zero in ((t.ledger, R.LEDGER_INVALID, resolving),
                                       (t.code, R.CODE_INVALID, resolving)):
-        limit = U32_LIMIT if result is R.LEDGER_INVALID else U16_LIMIT
+        limit = _U32_LIMIT if result is R.LEDGER_INVALID else _U16_LIMIT
         if not _is_int(value) or value < 0 or value >= limit:
             return result
         if value == 0 and not allow_zero:
