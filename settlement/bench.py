@@ -341,15 +341,28 @@ async def open_loop(ledger: LedgerWriter, batches: deque[Batch], interval: float
 
     async def run(result: PhaseResult) -> None:
         start = time.perf_counter()
-        tasks = []
-        for i, batch in enumerate(batches):
+        # Only the calls in flight are held: thousands of finished tasks kept to the end
+        # grew the collector's oldest generation, whose walks then stalled the loop for
+        # 15 to 23 ms in the phase's last second, the calls behind them setting its p99.
+        in_flight: set[asyncio.Task[None]] = set()
+        failures: list[BaseException] = []
+
+        def finished(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                failures.append(task.exception())  # type: ignore[arg-type]
+
+        for i in range(len(batches)):
             due = start + i * interval
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(submit(ledger, batch, result, due)))
-        await asyncio.gather(*tasks)
-        batches.clear()
+            task = asyncio.create_task(submit(ledger, batches.popleft(), result, due))
+            in_flight.add(task)
+            task.add_done_callback(finished)
+        await asyncio.gather(*in_flight)
+        if failures:
+            raise failures[0]
 
     return await timed(run)
 
