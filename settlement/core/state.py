@@ -238,8 +238,12 @@ class Batch:
 
 
 # Keyed per process: fingerprints are never stored (recovery recomputes them from the
-# stored fields), so nobody can aim a collision at them.
-_FINGERPRINT: Final = blake2b(key=os.urandom(16), digest_size=16)
+# stored fields), so nobody can aim a collision at them. The key is a secret prefix of
+# the hashed bytes rather than BLAKE2's key parameter, which takes a 128-byte block of its
+# own: one compression a transfer instead of two (245 against 390 ns). BLAKE2 has no
+# length extension and every input here is one fixed length, so the prefix keys it as
+# well.
+_FINGERPRINT: Final = blake2b(os.urandom(16), digest_size=16)
 _FIELDS: Final = struct.Struct(">16s16sQ16s16sIIHH")
 
 
