@@ -3,8 +3,9 @@
 Standard library only: setup.py imports this before anything is installed.
 
 The compiled modules are the ledger's per-transfer path: the state machine that decides
-each transfer, its id maps, the encoding of each entry and the Merkle sealing of each
-block. They stay plain typed Python; a machine without a C compiler runs them as such.
+each transfer, its id maps, the encoding of each entry, the Merkle sealing of each
+block and the packing of a batch's rows for COPY. They stay plain typed Python; a machine
+without a C compiler runs them as such.
 """
 
 from __future__ import annotations

@@ -110,6 +110,31 @@ async def credit_balance(writer: LedgerWriter, account_id: int) -> int:
     return balance.credits_posted - balance.debits_posted
 
 
+async def stored_checkpoint_height(opened: Ledger) -> int:
+    """The block the ledger's stored balances are as of."""
+    async with opened.engine.pool.acquire() as conn:
+        height: int = await conn.fetchval(
+            "SELECT checkpoint_height FROM ledgers WHERE ledger = $1", LEDGER)
+    return height
+
+
+async def begin_a_slow_checkpoint(w: LedgerWriter, wallets: range,
+                                  monkeypatch: pytest.MonkeyPatch) -> asyncio.Task[None]:
+    """Fund `wallets` from issuer 1 (both created here) and begin a checkpoint of their
+    accounts, copied at once and written two rows a chunk with long pauses between
+    chunks: the checkpoint's write, still under way."""
+    monkeypatch.setattr(settlement_store, "_CHECKPOINT_CHUNK", 2)
+    monkeypatch.setattr(settlement_store, "CHECKPOINT_PAUSE", 200.0)  # x each chunk's time
+    monkeypatch.setattr(settlement_writer, "CHECKPOINT_STEP_PER_ENTRY", 100)
+    await setup_accounts(w, issuer(1), *(wallet(i) for i in wallets))
+    await w.create_transfers([pay(1, i, 1_000) for i in wallets])
+    w.checkpoint_every = 1  # the next batch begins one, copied at once
+    await w.create_transfers([pay(wallets[0], wallets[1], 10)])
+    w.checkpoint_every = 10**9
+    assert w._checkpointing is not None
+    return w._checkpointing
+
+
 async def count_rows(dsn: str, table: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
@@ -326,10 +351,7 @@ async def test_a_checkpoint_copied_a_few_accounts_a_batch_is_as_of_one_block(
     assert not w.state.checkpoint_under_way
     assert w._checkpointing is not None
     await w._checkpointing
-    async with first.engine.pool.acquire() as conn:
-        stored_height = await conn.fetchval(
-            "SELECT checkpoint_height FROM ledgers WHERE ledger = $1", LEDGER)
-    assert stored_height == began_at < w.tip.height
+    assert await stored_checkpoint_height(first) == began_at < w.tip.height
     expected = [b.credit_balance for b in await w.lookup_accounts([1, *wallets]) if b]
     kill(first)
 
@@ -365,9 +387,7 @@ async def test_an_idle_writer_finishes_the_checkpoint_under_way(
         assert not w.state.checkpoint_under_way
         assert w.tip.height == began_at  # no batch copied it
         assert w.metrics.checkpoints == 1
-        async with opened.engine.pool.acquire() as conn:
-            assert await conn.fetchval(
-                "SELECT checkpoint_height FROM ledgers WHERE ledger = $1", LEDGER) == began_at
+        assert await stored_checkpoint_height(opened) == began_at
     finally:
         await opened.engine.close()
 
@@ -388,10 +408,7 @@ async def test_an_idle_writer_takes_a_checkpoint_once_a_quarter_of_one_is_due(
         await w.create_transfers([pay(1, 2, 10 + i) for i in range(8)])  # 11 of 40
         await asyncio.wait_for(w.checkpoint_settled(), 10)
         assert w.metrics.checkpoints == 1
-        async with opened.engine.pool.acquire() as conn:
-            assert await conn.fetchval(
-                "SELECT checkpoint_height FROM ledgers WHERE ledger = $1", LEDGER) \
-                == w.tip.height
+        assert await stored_checkpoint_height(opened) == w.tip.height
     finally:
         await opened.engine.close()
 
@@ -401,30 +418,19 @@ async def test_an_idle_writer_takes_the_checkpoint_due_after_one_being_written(
     """Entries committed while a checkpoint is being written can call for the next one;
     once that write ends, a writer that has gone idle takes it without waiting for
     another request (the ledger bench once waited for it forever between phases)."""
-    monkeypatch.setattr(settlement_store, "_CHECKPOINT_CHUNK", 2)
-    monkeypatch.setattr(settlement_store, "CHECKPOINT_PAUSE", 200.0)  # x each chunk's time
-    monkeypatch.setattr(settlement_writer, "CHECKPOINT_STEP_PER_ENTRY", 100)
     opened = await open_ledger(database_url, SigningKey.generate(), FakeClock(),
                                checkpoint_every=10**9)
     w = opened.writer
     wallets = range(2, 10)
     try:
-        await setup_accounts(w, issuer(1), *(wallet(i) for i in wallets))
-        await w.create_transfers([pay(1, i, 1_000) for i in wallets])
-        w.checkpoint_every = 1  # the next batch begins one, copied at once (9 accounts)
-        await w.create_transfers([pay(2, 3, 10)])
-        first = w._checkpointing
-        assert first is not None
+        first = await begin_a_slow_checkpoint(w, wallets, monkeypatch)
         w.checkpoint_every = 40  # an idle writer takes one after 10 entries
         for i in range(12):
             await w.create_transfers([pay(wallets[i % 8], wallets[(i + 1) % 8], 1)])
         assert not first.done(), "the first checkpoint was written too fast for this test"
         await asyncio.wait_for(w.checkpoint_settled(), 20)
         assert w.metrics.checkpoints == 2
-        async with opened.engine.pool.acquire() as conn:
-            assert await conn.fetchval(
-                "SELECT checkpoint_height FROM ledgers WHERE ledger = $1", LEDGER) \
-                == w.tip.height
+        assert await stored_checkpoint_height(opened) == w.tip.height
     finally:
         await opened.engine.close()
 
@@ -435,21 +441,12 @@ async def test_an_account_update_commits_while_a_checkpoint_is_being_written(
     (a commit that updates an account's row) goes through while the checkpoint is still
     being written instead of waiting for all of it; the checkpoint then stores every
     balance as of its block."""
-    monkeypatch.setattr(settlement_store, "_CHECKPOINT_CHUNK", 2)
-    monkeypatch.setattr(settlement_store, "CHECKPOINT_PAUSE", 200.0)  # x each chunk's time
-    monkeypatch.setattr(settlement_writer, "CHECKPOINT_STEP_PER_ENTRY", 100)
     key, clock = SigningKey.generate(), FakeClock()
     opened = await open_ledger(database_url, key, clock, checkpoint_every=10**9)
     w = opened.writer
     wallets = range(2, 10)
     try:
-        await setup_accounts(w, issuer(1), *(wallet(i) for i in wallets))
-        await w.create_transfers([pay(1, i, 1_000) for i in wallets])
-        w.checkpoint_every = 1  # the next batch begins one, copied at once (9 accounts)
-        await w.create_transfers([pay(2, 3, 10)])
-        w.checkpoint_every = 10**9
-        checkpointing = w._checkpointing
-        assert checkpointing is not None
+        checkpointing = await begin_a_slow_checkpoint(w, wallets, monkeypatch)
         as_of = w.tip.height
 
         conn = await asyncpg.connect(opened.dsn)
