@@ -4,9 +4,11 @@ Two encodings of `Batch.transfers` (whose ids the core already holds as 16 bytes
 
 * `copy_rows`: the whole batch as one PostgreSQL binary COPY stream (the format of
   PostgreSQL's COPY documentation: signature, header, one tuple per transfer, trailer),
-  one `struct` call per row. asyncpg's `copy_records_to_table` encodes every field of
-  every row through its codecs: about 0.4 s of the writer's one core per million
-  transfers, and 0.5 s more to make the tuples it takes; packed here, 0.5 s in all.
+  one `struct` call per row; `copy_tuples`, the tuples of a part of the batch, for a
+  stream sent while the batch is decided (`store.StreamedTransfers`). asyncpg's
+  `copy_records_to_table` encodes every field of every row through its codecs: about
+  0.4 s of the writer's one core per million transfers, and 0.5 s more to make the
+  tuples it takes; packed here, 0.5 s in all.
 * `small_batch_records`: fixed-width records that one statement cuts up on the server
   (`store._INSERT_SMALL_BATCH`), for a small batch of plain transfers.
 
@@ -52,11 +54,18 @@ _FIELDS: Final = len(TRANSFER_COPY_COLUMNS)
 def copy_rows(transfers: list[TransferRow], height: int) -> bytes:
     """The transfers of block `height` as one binary COPY stream into
     `TRANSFER_COPY_COLUMNS` (pending_id NULL where the transfer resolves none)."""
-    out = [COPY_HEADER]
+    return b"".join([COPY_HEADER, copy_tuples(transfers, height, 0), COPY_TRAILER])
+
+
+def copy_tuples(transfers: list[TransferRow], height: int, start: int) -> bytes:
+    """The tuples of `copy_rows` for `transfers[start:]`, without its header or trailer:
+    a stream's middle, sent a part at a time while a batch is still being decided."""
+    out = []
     pack = _ROW.pack
     pack_no_pending = _ROW_NO_PENDING.pack
-    for (i, dr, cr, amount, pending, user_data, timeout, ledger, code, flags, ts, dprev,
-         dseq, cprev, cseq) in transfers:
+    for index in range(start, len(transfers)):
+        (i, dr, cr, amount, pending, user_data, timeout, ledger, code, flags, ts, dprev,
+         dseq, cprev, cseq) = transfers[index]
         if pending == NO_ID:
             out.append(pack_no_pending(
                 _FIELDS, 4, ledger, 16, i, 16, dr, 16, cr, 8, amount, -1, 16, user_data,
@@ -67,7 +76,6 @@ def copy_rows(transfers: list[TransferRow], height: int) -> bytes:
                 _FIELDS, 4, ledger, 16, i, 16, dr, 16, cr, 8, amount, 16, pending,
                 16, user_data, 8, timeout, 4, code, 4, flags, 8, ts, 8, height,
                 8, dprev, 8, dseq, 8, cprev, 8, cseq))
-    out.append(COPY_TRAILER)
     return b"".join(out)
 
 

@@ -37,6 +37,7 @@ from settlement.core.state import (
     AccountState,
     Batch,
     LedgerState,
+    TransferRow,
 )
 from settlement.core.types import (
     Account,
@@ -46,10 +47,13 @@ from settlement.core.types import (
     TransferRecord,
 )
 from settlement.rows import (
+    COPY_HEADER,
+    COPY_TRAILER,
     RECORD_FIELDS,
     SMALL_BATCH_RECORD,
     TRANSFER_COPY_COLUMNS,
     copy_rows,
+    copy_tuples,
     small_batch_records,
 )
 
@@ -257,6 +261,73 @@ def _history_query(sides: tuple[str, ...]) -> str:
             "ORDER BY timestamp LIMIT $4")
 
 
+class StreamedTransfers:
+    """The transaction of a batch still being decided, on a writer connection of its
+    own, with a binary COPY into `transfers` open in it: the writer sends each request's
+    accepted transfers (`send`) as it decides them, while the batch before commits, so
+    the server stores them meanwhile. Once the batch is sealed, `LedgerStore.
+    commit_streamed` ends the COPY (`finish`), writes the rest and commits: the rows
+    cost the batch's own commit nothing but the last request's.
+
+    The transaction opens (BEGIN, then the COPY) in a task of its own, so the writer
+    never waits for it; `finish` and `rollback` wait for it first. A stream that fails
+    fails the batch's commit, as a failed statement would.
+    """
+
+    def __init__(self, store: LedgerStore, slot: int, height: int) -> None:
+        self.slot = slot
+        self.height = height
+        self.sent = 0  # transfers of the batch sent so far
+        self._store = store
+        self._parts: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._conn: asyncpg.Connection | None = None
+        self._transaction: Any = None
+        self._copy = asyncio.create_task(self._run(), name=f"block-{height}-stream")
+
+    @property
+    def conn(self) -> asyncpg.Connection:
+        assert self._conn is not None, "the stream's connection is not open yet"
+        return self._conn
+
+    async def _run(self) -> None:
+        self._conn = conn = await self._store.writer_connection(self.slot)
+        self._transaction = conn.transaction()
+        await self._transaction.start()
+        await conn.copy_to_table("transfers", source=self._stream(),
+                                 columns=TRANSFER_COPY_COLUMNS, format="binary")
+
+    async def _stream(self) -> AsyncIterator[bytes]:
+        yield COPY_HEADER
+        while (part := await self._parts.get()) is not None:
+            yield part
+        yield COPY_TRAILER
+
+    def send(self, transfers: list[TransferRow]) -> None:
+        """Send the transfers decided since the last call (`transfers[sent:]`)."""
+        if len(transfers) > self.sent and not self._copy.done():
+            self._parts.put_nowait(copy_tuples(transfers, self.height, self.sent))
+        self.sent = len(transfers)
+
+    async def finish(self, transfers: list[TransferRow]) -> None:
+        """Send what is left of `transfers` and end the COPY; raises if it failed."""
+        self.send(transfers)
+        self._parts.put_nowait(None)
+        await self._copy
+
+    async def commit(self) -> None:
+        await self._transaction.commit()
+
+    async def rollback(self) -> None:
+        """Undo the transaction (a batch that failed or came to nothing); a connection
+        that cannot is dropped, so the next batch opens a fresh one."""
+        self._parts.put_nowait(None)
+        try:
+            await self._copy
+            await self._transaction.rollback()
+        except Exception:
+            await self._store.drop_writer_connection(self.slot)
+
+
 class LedgerStore:
     """One ledger's tables, seen through a pool (lookups) and the writer's connections
     (one per commit the writer keeps in flight)."""
@@ -399,11 +470,8 @@ class LedgerStore:
         written in the same transaction.
         """
         conn = await self.writer_connection(slot)
-        ledger = self.ledger
-        height = block.header.height
-        header = block.header
         if rows is None:
-            rows = self.transfer_rows(batch, height)
+            rows = self.transfer_rows(batch, block.header.height)
         if _goes_as_one_statement(batch):
             if after is None:  # one statement: its own transaction
                 await self._insert_small_batch(conn, batch, block, rows, attached)
@@ -413,95 +481,126 @@ class LedgerStore:
                 await after
             return
         async with conn.transaction():
-            if batch.accounts:
-                await conn.copy_records_to_table(
-                    "accounts",
-                    columns=_ACCOUNT_COPY_COLUMNS,
-                    records=[
-                        (ledger, b16(a.id), a.code, int(a.flags), b16(a.user_data),
-                         a.balance_cap, a.debit_limit_single, a.debit_limit_daily,
-                         a.debit_limit_yearly, ts, height)
-                        for a, ts in batch.accounts
-                    ],
-                )
-            if batch.transfers:
-                # Binary COPY: the cheapest way in for a batch, as fast on the server as
-                # any, and made by one `struct` call a row (`settlement.rows`). A
-                # memoryview: asyncpg would take bytes for a file's path.
-                await conn.copy_to_table("transfers", source=memoryview(rows),
-                                         columns=TRANSFER_COPY_COLUMNS, format="binary")
-            if batch.failures:
-                (ids, drs, crs, amounts, pending_ids, user_data, timeouts, _ledgers, codes,
-                 flags, stamps, results) = zip(*batch.failures, strict=True)
-                await conn.execute(
-                    _INSERT_REJECTED,
-                    ledger,
-                    [b16(i) for i in ids],
-                    [b16(i) for i in drs],
-                    [b16(i) for i in crs],
-                    amounts,
-                    [b16(i) for i in pending_ids],
-                    [b16(i) for i in user_data],
-                    timeouts,
-                    codes,
-                    flags,
-                    stamps,
-                    results,
-                    height,
-                )
-            if batch.account_updates:
-                updates = batch.account_updates
-                current = (
-                    [b16(a.id) for a, _, _ in updates], [int(a.flags) for a, _, _ in updates],
-                    [b16(a.user_data) for a, _, _ in updates],
-                    [a.balance_cap for a, _, _ in updates],
-                    [a.debit_limit_single for a, _, _ in updates],
-                    [a.debit_limit_daily for a, _, _ in updates],
-                    [a.debit_limit_yearly for a, _, _ in updates],
-                )
-                previous = (
-                    [int(p.flags) for _, _, p in updates],
-                    [b16(p.user_data) for _, _, p in updates],
-                    [p.balance_cap for _, _, p in updates],
-                    [p.debit_limit_single for _, _, p in updates],
-                    [p.debit_limit_daily for _, _, p in updates],
-                    [p.debit_limit_yearly for _, _, p in updates],
-                )
-                await conn.execute(_INSERT_ACCOUNT_UPDATES, ledger, *current,
-                                   [ts for _, ts, _ in updates], height, *previous)
-                await conn.execute(_APPLY_ACCOUNT_UPDATES, ledger, *current)
-            if batch.notes:
-                await conn.execute(
-                    "INSERT INTO transfer_notes (ledger, id, note, block_height) "
-                    "SELECT $1, u.id, u.note, $4 FROM unnest($2::bytea[], $3::bytea[]) "
-                    "AS u(id, note)",
-                    ledger, [b16(i) for i, _ in batch.notes], [n for _, n in batch.notes],
-                    height,
-                )
-            if batch.expirations:
-                await conn.execute(
-                    _INSERT_EXPIRATIONS,
-                    ledger,
-                    [b16(p) for p, _ in batch.expirations],
-                    [ts for _, ts in batch.expirations],
-                    height,
-                )
-            if attached is not None:
-                await conn.execute(attached.statement(), *attached.arguments)
-            await conn.execute(
-                _INSERT_BLOCK,
-                ledger,
-                height,
-                header.previous_hash,
-                header.merkle_root,
-                header.time_ns,
-                header.entry_count,
-                header.version,
-                block.hash,
-                block.signature,
-            )
+            await self._write_batch(conn, batch, block, rows, attached)
             if after is not None:
                 await after
+
+    async def commit_streamed(self, streamed: StreamedTransfers, batch: Batch,
+                              block: SealedBlock, *,
+                              after: Awaitable[object] | None = None,
+                              attached: AttachedRows | None = None) -> None:
+        """`commit` for a batch whose transfers went to the server while it was decided
+        (`open_stream`): end their stream, write the rest and COMMIT (after `after`)."""
+        await streamed.finish(batch.transfers)
+        try:
+            await self._write_batch(streamed.conn, batch, block, None, attached)
+            if after is not None:
+                await after
+        except BaseException:
+            await streamed.rollback()
+            raise
+        await streamed.commit()
+
+    def open_stream(self, slot: int, height: int) -> StreamedTransfers:
+        """Begin the transaction of block `height` on writer connection `slot` and a COPY
+        of its transfers that takes them as they are decided (`StreamedTransfers`)."""
+        return StreamedTransfers(self, slot, height)
+
+    async def _write_batch(self, conn: asyncpg.Connection, batch: Batch,
+                           block: SealedBlock, rows: bytes | None,
+                           attached: AttachedRows | None) -> None:
+        """Everything of the batch (its transfers too, unless `rows` is None: streamed)
+        inside the transaction open on `conn`."""
+        ledger = self.ledger
+        header = block.header
+        height = header.height
+        if batch.accounts:
+            await conn.copy_records_to_table(
+                "accounts",
+                columns=_ACCOUNT_COPY_COLUMNS,
+                records=[
+                    (ledger, b16(a.id), a.code, int(a.flags), b16(a.user_data),
+                     a.balance_cap, a.debit_limit_single, a.debit_limit_daily,
+                     a.debit_limit_yearly, ts, height)
+                    for a, ts in batch.accounts
+                ],
+            )
+        if rows is not None and batch.transfers:
+            # Binary COPY: the cheapest way in for a batch, as fast on the server as
+            # any, and made by one `struct` call a row (`settlement.rows`). A
+            # memoryview: asyncpg would take bytes for a file's path.
+            await conn.copy_to_table("transfers", source=memoryview(rows),
+                                     columns=TRANSFER_COPY_COLUMNS, format="binary")
+        if batch.failures:
+            (ids, drs, crs, amounts, pending_ids, user_data, timeouts, _ledgers, codes,
+             flags, stamps, results) = zip(*batch.failures, strict=True)
+            await conn.execute(
+                _INSERT_REJECTED,
+                ledger,
+                [b16(i) for i in ids],
+                [b16(i) for i in drs],
+                [b16(i) for i in crs],
+                amounts,
+                [b16(i) for i in pending_ids],
+                [b16(i) for i in user_data],
+                timeouts,
+                codes,
+                flags,
+                stamps,
+                results,
+                height,
+            )
+        if batch.account_updates:
+            updates = batch.account_updates
+            current = (
+                [b16(a.id) for a, _, _ in updates], [int(a.flags) for a, _, _ in updates],
+                [b16(a.user_data) for a, _, _ in updates],
+                [a.balance_cap for a, _, _ in updates],
+                [a.debit_limit_single for a, _, _ in updates],
+                [a.debit_limit_daily for a, _, _ in updates],
+                [a.debit_limit_yearly for a, _, _ in updates],
+            )
+            previous = (
+                [int(p.flags) for _, _, p in updates],
+                [b16(p.user_data) for _, _, p in updates],
+                [p.balance_cap for _, _, p in updates],
+                [p.debit_limit_single for _, _, p in updates],
+                [p.debit_limit_daily for _, _, p in updates],
+                [p.debit_limit_yearly for _, _, p in updates],
+            )
+            await conn.execute(_INSERT_ACCOUNT_UPDATES, ledger, *current,
+                               [ts for _, ts, _ in updates], height, *previous)
+            await conn.execute(_APPLY_ACCOUNT_UPDATES, ledger, *current)
+        if batch.notes:
+            await conn.execute(
+                "INSERT INTO transfer_notes (ledger, id, note, block_height) "
+                "SELECT $1, u.id, u.note, $4 FROM unnest($2::bytea[], $3::bytea[]) "
+                "AS u(id, note)",
+                ledger, [b16(i) for i, _ in batch.notes], [n for _, n in batch.notes],
+                height,
+            )
+        if batch.expirations:
+            await conn.execute(
+                _INSERT_EXPIRATIONS,
+                ledger,
+                [b16(p) for p, _ in batch.expirations],
+                [ts for _, ts in batch.expirations],
+                height,
+            )
+        if attached is not None:
+            await conn.execute(attached.statement(), *attached.arguments)
+        await conn.execute(
+            _INSERT_BLOCK,
+            ledger,
+            height,
+            header.previous_hash,
+            header.merkle_root,
+            header.time_ns,
+            header.entry_count,
+            header.version,
+            block.hash,
+            block.signature,
+        )
 
     async def write_attachments(self, attached: AttachedRows) -> None:
         """Callers' rows of a batch that had nothing else to write (one statement)."""

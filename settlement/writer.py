@@ -90,14 +90,14 @@ from settlement.core.types import (
 )
 from settlement.errors import BatchNotCommitted, WriterClosed
 from settlement.metrics import WriterMetrics
-from settlement.store import ChainTip, LedgerStore
+from settlement.store import ChainTip, LedgerStore, StreamedTransfers
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
 MAX_EVENTS_PER_REQUEST = 8190
 YIELD_EVERY_EVENTS = 128
-GATHER_STEP_EVENTS = 128  # arrivals a batch gathering behind a commit decides at a time
+GATHER_STEP_EVENTS = 64  # arrivals a batch gathering behind a commit decides at a time
 FREEZE_MIN_GROWTH = 10_000  # state objects added before the heap is frozen again
 CHECKPOINT_STEP = 4096  # most accounts copied into a checkpoint under way per batch
 CHECKPOINT_STEP_PER_ENTRY = 4  # and at most this many per entry of the batch
@@ -122,6 +122,7 @@ class _Decided:
     # A completed checkpoint to store once this batch is durable: its height and rows.
     checkpoint: tuple[int, list[tuple[int, tuple[int, ...]]]] | None = None
     rows: bytes | None = None  # the transfers as the commit sends them
+    stream: StreamedTransfers | None = None  # or the stream they went out on
 
 
 class LedgerWriter:
@@ -370,7 +371,7 @@ class LedgerWriter:
             # what arrives meanwhile would wait for its commit too: so it gathers all
             # that arrives until that commit returns, deciding arrivals as they come (a
             # step at a time), and goes out then with most of its deciding done.
-            gather_until = (in_flight[-1] if in_flight
+            gather_until = (in_flight[-1] if in_flight and not in_flight[-1].done()
                             and self._queued_events() < self.pipeline_min_events else None)
             if gather_until is not None and self._queued_events() < GATHER_STEP_EVENTS:
                 # Too little to decide yet: wait for the commit, or for enough arrivals.
@@ -387,8 +388,14 @@ class LedgerWriter:
             ):
                 # Nothing in flight to batch behind: linger (max_wait) to gather more.
                 await asyncio.sleep(self.max_wait)
+            stream = None
+            if gather_until is not None and sum(
+                    not commit.done() for commit in in_flight) < self.pipeline_depth:
+                # Its transfers go to the server as they are decided, on the next slot.
+                stream = self.store.open_stream((self._slot + 1) % self.pipeline_depth,
+                                                self.tip.height + 1)
             decided = await self._decide(in_flight[-1] if in_flight else None,
-                                         gather_until=gather_until)
+                                         gather_until=gather_until, stream=stream)
             # A big batch goes in beside the commit in flight; a small one waits for it,
             # as what arrives meanwhile then makes the next batch bigger (a commit has a
             # fixed cost, and under light load two small ones in flight save nothing).
@@ -399,11 +406,14 @@ class LedgerWriter:
                     await in_flight.popleft()
             except BatchNotCommitted:
                 self._fail(decided, "an earlier batch it builds on did not commit")
+                if decided.stream is not None:
+                    await decided.stream.rollback()
                 await _settle(in_flight)
                 await self._recover()
                 continue
             previous = in_flight[-1] if in_flight else None
-            self._slot = (self._slot + 1) % self.pipeline_depth
+            self._slot = (decided.stream.slot if decided.stream is not None
+                          else (self._slot + 1) % self.pipeline_depth)
             commit = asyncio.create_task(self._commit(decided, previous, self._slot))
             commit.add_done_callback(_retrieve)
             in_flight.append(commit)
@@ -502,7 +512,8 @@ class LedgerWriter:
         return sum(len(r.items) for r in self._queue)
 
     async def _decide(self, committing: asyncio.Task[None] | None, *,
-                      gather_until: asyncio.Task[None] | None = None) -> _Decided:
+                      gather_until: asyncio.Task[None] | None = None,
+                      stream: StreamedTransfers | None = None) -> _Decided:
         """Take queued requests up to the batch bound and decide them in order; with
         `gather_until` (the commit in flight), also those that arrive until it is done,
         `GATHER_STEP_EVENTS` at a time, while the batch stays under `pipeline_min_events`
@@ -521,8 +532,8 @@ class LedgerWriter:
         try:
             while True:
                 if not queue or (taken and events + len(queue[0].items) > self.max_events):
-                    if queue or gather_until is None or not self._gathering(gather_until,
-                                                                            events):
+                    if queue or gather_until is None or not self._gathering(
+                            gather_until, events, streaming=stream is not None):
                         break
                     await self._arrival_or(gather_until)
                     continue
@@ -531,6 +542,8 @@ class LedgerWriter:
                     continue
                 if request.kind == "transfers":
                     results: list[Any] = state.create_transfers(batch, request.items)
+                    if stream is not None:
+                        stream.send(batch.transfers)
                     if request.notes is not None:
                         batch.notes.extend(
                             (t.id, note)
@@ -556,18 +569,21 @@ class LedgerWriter:
             for waiting in [r for r, _ in taken] + ([request] if request else []):
                 if not waiting.future.done():
                     waiting.future.set_exception(WriterClosed(self.ledger))
+            if stream is not None:
+                await stream.rollback()
             raise
         state.finish(batch)
         self.metrics.queue_depth = len(queue)
         if batch.empty:
             # Nothing to write, but answers may rest on the batch still committing
             # (an EXISTS for a transfer in it), so they wait their turn all the same.
-            return _Decided(batch=batch, block=None, requests=taken)
+            return _Decided(batch=batch, block=None, requests=taken, stream=stream)
         height = self.tip.height + 1
+        assert stream is None or stream.height == height, "a stream opened for another block"
         block = seal_block(ledger=self.ledger, height=height, previous_hash=self.tip.hash,
                            time_ns=batch.now, entries=batch.entries, key=self.key)
         self.tip = ChainTip(height, block.hash)
-        rows = self.store.transfer_rows(batch, height)
+        rows = self.store.transfer_rows(batch, height) if stream is None else None
         self._since_checkpoint += len(batch.entries)
         if self._since_checkpoint >= self.checkpoint_every and not state.checkpoint_under_way \
                 and not self._writing_checkpoint():
@@ -581,11 +597,14 @@ class LedgerWriter:
             if saved is not None:
                 checkpoint = (self._checkpoint_height, saved)
         return _Decided(batch=batch, block=block, requests=taken, checkpoint=checkpoint,
-                        rows=rows)
+                        rows=rows, stream=stream)
 
-    def _gathering(self, until: asyncio.Task[None], events: int) -> bool:
-        """Whether a batch of `events` still takes arrivals while `until` commits."""
-        return not until.done() and not self._closed and events < self.pipeline_min_events
+    def _gathering(self, until: asyncio.Task[None], events: int, *, streaming: bool) -> bool:
+        """Whether a batch of `events` still takes arrivals while `until` commits: up to
+        `pipeline_min_events` (then it goes in beside `until`), or, with its transfers
+        streaming to the server as they are decided, as long as `until` takes."""
+        return not until.done() and not self._closed and (
+            streaming or events < self.pipeline_min_events)
 
     async def _arrival_or(self, until: asyncio.Task[None]) -> None:
         """Wait until `GATHER_STEP_EVENTS` more events are queued or `until` is done."""
@@ -604,6 +623,8 @@ class LedgerWriter:
         if decided.block is None:
             # Nothing to write, but answers may rest on batches still committing (an
             # EXISTS for a transfer in one), so they wait their turn all the same.
+            if decided.stream is not None:
+                await decided.stream.rollback()
             if previous is not None:
                 try:
                     await previous
@@ -622,8 +643,13 @@ class LedgerWriter:
             return
         started = time.perf_counter()
         try:
-            await self.store.commit(decided.batch, decided.block, decided.rows,
-                                    after=previous, slot=slot, attached=self._attach(decided))
+            if decided.stream is not None:
+                await self.store.commit_streamed(decided.stream, decided.batch, decided.block,
+                                                 after=previous, attached=self._attach(decided))
+            else:
+                await self.store.commit(decided.batch, decided.block, decided.rows,
+                                        after=previous, slot=slot,
+                                        attached=self._attach(decided))
         except BatchNotCommitted:
             self._fail(decided, "an earlier batch it builds on did not commit")
             raise

@@ -651,6 +651,132 @@ async def test_a_batch_gathered_behind_a_commit_is_decided_during_it_and_fails_w
         await conn.close()
 
 
+class HeldBlocks:
+    """The `blocks` table locked from another connection: the batch committing holds
+    at its block's INSERT until `release`, while the writer goes on deciding."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    async def __aenter__(self) -> HeldBlocks:
+        self.conn = await asyncpg.connect(self.dsn)
+        self.watcher = await asyncpg.connect(self.dsn)
+        self.lock = self.conn.transaction()
+        self.released = False
+        await self.lock.start()
+        await self.conn.execute("LOCK TABLE blocks IN ACCESS EXCLUSIVE MODE")
+        return self
+
+    async def held(self) -> None:
+        """Return once a commit waits for the lock."""
+        await until(self.watcher, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                  "wait_event_type = 'Lock' AND datname = current_database()")
+
+    async def streamed(self, tuples: int) -> int:
+        """Wait until an open COPY into `transfers` has taken `tuples` rows; its pid."""
+        await until(self.watcher, "SELECT count(*) FROM pg_stat_progress_copy WHERE "
+                                  f"relid = 'transfers'::regclass AND tuples_processed = {tuples}")
+        pid: int = await self.watcher.fetchval(
+            "SELECT pid FROM pg_stat_progress_copy WHERE relid = 'transfers'::regclass")
+        return pid
+
+    async def release(self) -> None:
+        if not self.released:
+            self.released = True
+            await self.lock.rollback()
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.release()
+        await self.conn.close()
+        await self.watcher.close()
+
+
+async def test_a_batch_gathered_behind_a_commit_streams_its_transfers_meanwhile(
+        ledger: Ledger) -> None:
+    """The transfers of a batch gathering behind a commit reach the server as they are
+    decided (`GATHER_STEP_EVENTS` at a time), before that commit returns; once it does,
+    the batch commits with them, every field stored as sent, and the chain verifies."""
+    w = ledger.writer
+    step = settlement_writer.GATHER_STEP_EVENTS
+    await setup_accounts(w, issuer(1), wallet(2), wallet(3), wallet(4))
+    async with HeldBlocks(ledger.dsn) as blocks:
+        ahead = asyncio.create_task(w.create_transfers([pay(1, 2, 700)]))
+        await blocks.held()
+        first = [pay(1, 3, 5, user_data=2**128 - 1, timeout=0) for _ in range(step)]
+        behind = [asyncio.create_task(w.create_transfers(first))]
+        await blocks.streamed(step)  # on the server while the batch ahead still waits
+        second = [pay(1, 4, 2**56 + i, user_data=i) for i in range(step)]  # widest that sum
+        behind.append(asyncio.create_task(w.create_transfers(second)))
+        await blocks.streamed(2 * step)  # and so is the next request, in the same COPY
+        assert not ahead.done()
+        assert not any(task.done() for task in behind)
+        await blocks.release()
+    assert await ahead == [R.OK]
+    assert [await task for task in behind] == [[R.OK] * step] * 2
+    sent = first + second
+    stored = await w.lookup_transfers([t.id for t in sent])
+    assert [(r.id, r.debit_account_id, r.credit_account_id, r.amount, r.user_data)
+            for r in stored if r is not None] == [
+        (t.id, t.debit_account_id, t.credit_account_id, t.amount, t.user_data) for t in sent]
+    assert len({r.block_height for r in stored if r is not None}) == 1
+    report = await verify_store(w.store, ledger.key.public)
+    assert report.ok, report.summary()
+
+
+async def test_a_stream_cut_off_fails_its_callers_and_stores_nothing_of_their_batch(
+        ledger: Ledger) -> None:
+    """If the connection a batch streams on dies before the batch commits, its callers
+    hear so, nothing of it is stored, the batch ahead of it still commits, and a retry
+    of the same transfers succeeds once."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2), wallet(3))
+    async with HeldBlocks(ledger.dsn) as blocks:
+        ahead = asyncio.create_task(w.create_transfers([pay(1, 2, 700)]))
+        await blocks.held()
+        doomed = [pay(1, 3, 10) for _ in range(settlement_writer.GATHER_STEP_EVENTS)]
+        behind = asyncio.create_task(w.create_transfers(doomed))
+        pid = await blocks.streamed(len(doomed))
+        assert await blocks.watcher.fetchval("SELECT pg_terminate_backend($1)", pid)
+        await blocks.release()
+    assert await ahead == [R.OK]
+    with pytest.raises(BatchNotCommitted):
+        await behind
+    assert await w.lookup_transfers([t.id for t in doomed]) == [None] * len(doomed)
+    assert await credit_balance(w, 3) == 0
+    assert await w.create_transfers(doomed) == [R.OK] * len(doomed)
+    assert await w.create_transfers(doomed) == [R.EXISTS] * len(doomed)
+    assert [await credit_balance(w, a) for a in (2, 3)] == [700, 10 * len(doomed)]
+    report = await verify_store(w.store, ledger.key.public)
+    assert report.ok, report.summary()
+
+
+async def test_a_stream_opened_for_a_batch_that_writes_nothing_is_rolled_back(
+        ledger: Ledger) -> None:
+    """Balance lookups arriving behind a commit open a stream like any request, but
+    their batch has nothing to write: they answer once the commit ahead is durable, and
+    no transaction is left open on the server."""
+    w = ledger.writer
+    await setup_accounts(w, issuer(1), wallet(2))
+    async with HeldBlocks(ledger.dsn) as blocks:
+        ahead = asyncio.create_task(w.create_transfers([pay(1, 2, 700)]))
+        await blocks.held()
+        unknown = range(1_000, 1_000 + settlement_writer.GATHER_STEP_EVENTS - 1)
+        looking = asyncio.create_task(w.lookup_accounts([2, *unknown]))
+        await blocks.streamed(0)  # the lookup's batch opened a stream
+        await asyncio.sleep(0.1)
+        assert not looking.done()
+        await blocks.release()
+        assert await ahead == [R.OK]
+        [balance, *none] = await looking
+        assert balance is not None
+        assert balance.credits_posted == 700
+        assert none == [None] * len(unknown)
+        await until(blocks.watcher, "SELECT count(*) = 0 FROM pg_stat_activity WHERE "
+                                    "state LIKE 'idle in transaction%' "
+                                    "AND datname = current_database()")
+        assert await blocks.watcher.fetchval("SELECT count(*) FROM pg_stat_progress_copy") == 0
+
+
 async def test_a_writer_that_breaks_tells_its_callers_instead_of_leaving_them_waiting(
         ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug in deciding (here: the core raising) stops the writer; the caller being
