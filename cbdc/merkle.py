@@ -40,6 +40,38 @@ def merkle_root(leaf_hashes: Sequence[bytes]) -> bytes:
     return level[0]
 
 
+class MerkleFrontier:
+    """`merkle_root` of leaves added one at a time, so a tree's hashing can be done as
+    its leaves come rather than all at the end: it holds the roots of the perfect
+    subtrees the leaves so far make (one per bit set in their count, biggest first).
+    Adding a leaf merges the equal-sized ones it completes, one hash on average; the
+    root folds the rest from the right, as RFC 6962 splits a tree at its largest power
+    of two."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._subtrees: list[bytes] = []
+
+    def add(self, leaf_hash: bytes) -> None:
+        subtrees = self._subtrees
+        node = leaf_hash
+        count = self.size
+        while count & 1:
+            node = _sha256(b"\x01" + subtrees.pop() + node).digest()
+            count >>= 1
+        subtrees.append(node)
+        self.size += 1
+
+    def root(self) -> bytes:
+        subtrees = self._subtrees
+        if not subtrees:
+            return EMPTY_ROOT
+        node = subtrees[-1]
+        for index in range(len(subtrees) - 2, -1, -1):
+            node = _sha256(b"\x01" + subtrees[index] + node).digest()
+        return node
+
+
 @dataclass(frozen=True, slots=True)
 class MerkleProof:
     """The audit path of leaf `index` in a tree of `size` leaves, bottom-up."""

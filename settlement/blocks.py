@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from hashlib import sha256
 from typing import Final
 
-from cbdc.merkle import merkle_root
+from cbdc.merkle import MerkleFrontier, merkle_root
 from cbdc.receipts import BlockHeader
 from cbdc.signing import SigningKey
 
@@ -30,6 +30,13 @@ def leaf_hashes(entries: Sequence[bytes]) -> list[bytes]:
     return [_sha256(b"\x00" + entry).digest() for entry in entries]
 
 
+def add_leaves(frontier: MerkleFrontier, entries: Sequence[bytes]) -> None:
+    """Add the leaves of `entries` that `frontier` does not hold yet (those past its
+    size): a batch's tree grows as its entries are decided."""
+    for index in range(frontier.size, len(entries)):
+        frontier.add(_sha256(b"\x00" + entries[index]).digest())
+
+
 def seal_block(
     *,
     ledger: int,
@@ -38,12 +45,20 @@ def seal_block(
     time_ns: int,
     entries: Sequence[bytes],
     key: SigningKey,
+    frontier: MerkleFrontier | None = None,
 ) -> SealedBlock:
+    """Seal `entries` into block `height`. With `frontier` (the leaves of the first
+    entries, added while they were decided: `add_leaves`), only the rest are hashed now."""
+    if frontier is None:
+        root = merkle_root(leaf_hashes(entries))
+    else:
+        add_leaves(frontier, entries)
+        root = frontier.root()
     header = BlockHeader(
         ledger=ledger,
         height=height,
         previous_hash=previous_hash,
-        merkle_root=merkle_root(leaf_hashes(entries)),
+        merkle_root=root,
         time_ns=time_ns,
         entry_count=len(entries),
     )

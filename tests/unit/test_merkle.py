@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from cbdc.merkle import (
     EMPTY_ROOT,
+    MerkleFrontier,
     MerkleProof,
     leaf_hash,
     merkle_proof,
@@ -57,6 +58,16 @@ def leaves(data: list[bytes]) -> list[bytes]:
 def test_root_is_rfc6962_tree_hash(size: int) -> None:
     """The root of 0..70 leaves equals RFC 6962's recursive Merkle Tree Hash."""
     assert merkle_root(leaves(DATA[:size])) == mth(DATA[:size])
+
+
+@pytest.mark.parametrize("size", range(71))
+def test_a_tree_grown_a_leaf_at_a_time_has_the_rfc6962_tree_hash_at_every_size(
+        size: int) -> None:
+    frontier = MerkleFrontier()
+    for leaf in DATA[:size]:
+        frontier.add(leaf_hash(leaf))
+    assert frontier.size == size
+    assert frontier.root() == mth(DATA[:size])
 
 
 def test_empty_tree_root_is_hash_of_nothing() -> None:

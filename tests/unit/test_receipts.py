@@ -14,7 +14,7 @@ from hashlib import sha256
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cbdc.merkle import MerkleProof, leaf_hash, merkle_proof, merkle_root
+from cbdc.merkle import MerkleFrontier, MerkleProof, leaf_hash, merkle_proof, merkle_root
 from cbdc.receipts import (
     ABSENT,
     GENESIS_HASH,
@@ -25,7 +25,7 @@ from cbdc.receipts import (
     encode_transfer,
 )
 from cbdc.signing import SigningKey
-from settlement.blocks import leaf_hashes, seal_block
+from settlement.blocks import add_leaves, leaf_hashes, seal_block
 from settlement.core.state import LedgerState
 from settlement.core.types import Account, CreateTransferResult, Transfer, TransferFlags
 
@@ -73,6 +73,23 @@ def receipts() -> tuple[list[Receipt], bytes]:
     hashed = [leaf_hash(e) for e in ENTRIES]
     return [Receipt(header=sealed.header, signature=sealed.signature, entry=entry,
                     proof=merkle_proof(hashed, i)) for i, entry in enumerate(ENTRIES)], sealed.hash
+
+
+@pytest.mark.parametrize("split", range(len(ENTRIES) + 1))
+def test_a_block_whose_leaves_were_added_as_its_entries_came_is_the_same_block(
+        split: int) -> None:
+    """The writer hashes a gathering batch's leaves as they are decided (`add_leaves`),
+    then seals with the rest: the header and hash are those of sealing all at once."""
+    whole = seal_block(ledger=1, height=7, previous_hash=GENESIS_HASH, time_ns=T0,
+                       entries=ENTRIES, key=KEY)
+    frontier = MerkleFrontier()
+    add_leaves(frontier, ENTRIES[:split])
+    add_leaves(frontier, ENTRIES[:split])  # again: only leaves past its size are added
+    assert frontier.size == split
+    grown = seal_block(ledger=1, height=7, previous_hash=GENESIS_HASH, time_ns=T0,
+                       entries=ENTRIES, key=KEY, frontier=frontier)
+    assert (grown.header, grown.hash) == (whole.header, whole.hash)
+    assert KEY.public.verify(grown.signature, grown.header.encode())
 
 
 def flip(data: bytes, position: int, bit: int = 0x01) -> bytes:
