@@ -185,11 +185,13 @@ class WriterSnapshot:
     entries: int
     commit_seconds: float
     checkpoints: int
+    slow_commits: int  # commits that took longer than the latency target
 
     @classmethod
     def of(cls, ledger: LedgerWriter) -> WriterSnapshot:
         m = ledger.metrics
-        return cls(m.commits, m.entries, m.commit_seconds.total, m.checkpoints)
+        return cls(m.commits, m.entries, m.commit_seconds.total, m.checkpoints,
+                   m.commit_seconds.count_above(LATENCY_TARGET_MS / 1000.0))
 
     def since(self, earlier: WriterSnapshot) -> dict[str, float | int | None]:
         commits = self.commits - earlier.commits
@@ -200,6 +202,9 @@ class WriterSnapshot:
             "mean_batch": entries / commits if commits else None,
             "mean_commit_ms": seconds * 1000.0 / commits if commits else None,
             "checkpoints": self.checkpoints - earlier.checkpoints,
+            # A call waits for the commit in flight, then its own: one slow commit (a
+            # stalled fsync, say) puts every call of its time over the target.
+            "slow_commits": self.slow_commits - earlier.slow_commits,
         }
 
 
@@ -744,7 +749,8 @@ def build_report(options: BenchOptions, engine: dict[str, Any], *,
     curve = [{"offered_tps": rate, "tps": result.tps, "p50_ms": result.percentile_ms(0.5),
               "p99_ms": result.percentile_ms(0.99), "mean_batch": phase_writer["mean_batch"],
               "mean_commit_ms": phase_writer["mean_commit_ms"],
-              "checkpoints": phase_writer["checkpoints"]}
+              "checkpoints": phase_writer["checkpoints"],
+              "commits_over_target": phase_writer["slow_commits"]}
              for rate, result, phase_writer in engine["curve"]]
     within = [point["offered_tps"] for point in curve
               if point["p99_ms"] is not None and point["p99_ms"] < LATENCY_TARGET_MS]
@@ -764,6 +770,7 @@ def build_report(options: BenchOptions, engine: dict[str, Any], *,
         "half_writer_mean_batch": half_writer.get("mean_batch"),
         "half_writer_mean_commit_ms": half_writer.get("mean_commit_ms"),
         "half_writer_checkpoints": half_writer.get("checkpoints"),
+        "half_writer_commits_over_target": half_writer.get("slow_commits"),
         "latency_curve": curve,
         "rates_p99_within_target": within,
         "max_rate_p99_within_target": max(within, default=None),
@@ -844,7 +851,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"{number(r['engine_half_load_target_tps'])} transfers/s, mean "
         f"batch {number(r['half_writer_mean_batch'])}, mean commit "
         f"{number(r['half_writer_mean_commit_ms'], 1)} ms, "
-        f"{number(r['half_writer_checkpoints'])} balance checkpoints",
+        f"{number(r['half_writer_commits_over_target'])} commits over "
+        f"{LATENCY_TARGET_MS:g} ms, {number(r['half_writer_checkpoints'])} balance checkpoints",
         f"balanced: {str(r['balanced']).lower()} (ledger holds exactly what it "
         f"acknowledged: {_yes_no(r['acknowledged_matches'])}; naive balanced: "
         f"{_yes_no(r['naive_balanced'])})",

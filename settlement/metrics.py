@@ -24,6 +24,10 @@ class Histogram:
         self.total += value
         self.count += 1
 
+    def count_above(self, bound: float) -> int:
+        """Observations over `bound`, which must be one of the buckets' bounds."""
+        return sum(self.counts[self.buckets.index(bound) + 1:])
+
 
 @dataclass
 class WriterMetrics:

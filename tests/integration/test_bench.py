@@ -70,6 +70,8 @@ async def test_run_reports_both_sides_balances_and_cleans_up(reachable: str) -> 
     assert report["max_rate_p99_within_target"] is None
     assert report["history_linked"] is True  # the audit's check of every link
     assert "history links: verified" in bench.format_report(report)
+    assert f"{report['half_writer_commits_over_target']} commits over 10 ms" in (
+        bench.format_report(report))
     assert report["databases"]
     assert await bench_databases(reachable) == []
 
@@ -128,6 +130,8 @@ async def test_paced_phases_give_a_latency_curve_and_keep_the_books(reachable: s
         assert is_positive_number(point["tps"])
         assert point["p50_ms"] <= point["p99_ms"]
         assert is_positive_number(point["mean_batch"])
+        assert type(point["commits_over_target"]) is int
+        assert point["commits_over_target"] >= 0
     within = [p["offered_tps"] for p in curve if p["p99_ms"] < bench.LATENCY_TARGET_MS]
     assert report["rates_p99_within_target"] == within
     assert report["max_rate_p99_within_target"] == max(within, default=None)
