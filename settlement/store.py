@@ -1,8 +1,9 @@
 """PostgreSQL side of a ledger: load its state, commit a batch as one transaction, lookups.
 
 Every batch is written inside one transaction on the writer's own connection (COPY and
-array statements, or a small one's single statement), so a batch is either wholly in
-the database or not at all.
+array statements, or a small one's single statement; a batch gathering behind a commit
+streams its transfers through a COPY opened at once, `StreamedTransfers`), so a batch is
+either wholly in the database or not at all.
 """
 
 from __future__ import annotations
